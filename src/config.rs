@@ -1,0 +1,298 @@
+//! The shim's TOML configuration: `/etc/gpu-share/config.toml`, or the file `GPU_SHARE_CONFIG`
+//! names.
+//!
+//! A missing file means the defaults. Anything else that is wrong (a file that cannot be read,
+//! bad TOML, an unknown key, a bad value) is an error that names the file, the line and the key:
+//! a typo must never silently turn into a default on a fleet of hosts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the configuration lives unless `GPU_SHARE_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/gpu-share/config.toml";
+/// The environment variable that names another configuration file.
+pub const CONFIG_ENV: &str = "GPU_SHARE_CONFIG";
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub runtime: RuntimeSection,
+    pub devices: DevicesSection,
+    pub sharing: SharingSection,
+    pub hook: HookSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// The real runc. Unset: `GPU_SHARE_RUNC`, else `runc` from PATH.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesSection {
+    /// The root under which `dev/nvidia*` is looked for.
+    pub root: PathBuf,
+}
+
+impl Default for DevicesSection {
+    fn default() -> Self {
+        DevicesSection {
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// What a container that does not set `NVIDIA_VISIBLE_DEVICES` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultGpus {
+    /// Every GPU: the sharing behaviour.
+    #[default]
+    All,
+    /// No GPU: containers opt in with `NVIDIA_VISIBLE_DEVICES`.
+    None,
+}
+
+impl DefaultGpus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultGpus::All => "all",
+            DefaultGpus::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSection {
+    pub default: DefaultGpus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSection {
+    /// The NVIDIA prestart hook that mounts the driver libraries.
+    pub path: PathBuf,
+}
+
+impl Default for HookSection {
+    fn default() -> Self {
+        HookSection {
+            path: PathBuf::from("/usr/bin/nvidia-container-runtime-hook"),
+        }
+    }
+}
+
+/// How much the shim writes to its own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub path: PathBuf,
+    pub level: LogLevel,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            path: PathBuf::from("/var/log/gpu-share-runtime.log"),
+            level: LogLevel::Info,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+impl Config {
+    /// The configuration file's path: `GPU_SHARE_CONFIG`, else the default.
+    pub fn path_from_env() -> PathBuf {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    /// Loads the file at `path`; a file that does not exist gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|detail| ConfigError::Invalid {
+                path: path.display().to_string(),
+                detail,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and checks configuration text. The error is one line that names the key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let absolute = [
+            ("runtime.path", self.runtime.path.as_deref()),
+            ("devices.root", Some(self.devices.root.as_path())),
+            ("hook.path", Some(self.hook.path.as_path())),
+            ("log.path", Some(self.log.path.as_path())),
+        ];
+        for (key, path) in absolute {
+            if let Some(p) = path {
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "{key}: {:?} is not an absolute path",
+                        p.display().to_string()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns toml's multi-line report into one line: `line N: section.key: what is wrong`.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    let Some(span) = err.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (section, key) {
+        (Some(s), Some(k)) => format!("line {line_no}: {s}.{k}: {message}"),
+        (None, Some(k)) => format!("line {line_no}: {k}: {message}"),
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.devices.root, PathBuf::from("/"));
+        assert_eq!(c.sharing.default, DefaultGpus::All);
+        assert_eq!(c.log.level, LogLevel::Info);
+        assert_eq!(c.runtime.path, None);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = Config::parse(
+            r#"
+[runtime]
+path = "/opt/runc"
+[devices]
+root = "/tmp/fake"
+[sharing]
+default = "none"
+[hook]
+path = "/opt/hook"
+[log]
+path = "/tmp/shim.log"
+level = "debug"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.runtime.path, Some(PathBuf::from("/opt/runc")));
+        assert_eq!(c.devices.root, PathBuf::from("/tmp/fake"));
+        assert_eq!(c.sharing.default, DefaultGpus::None);
+        assert_eq!(c.hook.path, PathBuf::from("/opt/hook"));
+        assert_eq!(c.log.path, PathBuf::from("/tmp/shim.log"));
+        assert_eq!(c.log.level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[sharing]\ndefualt = \"all\"\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("sharing.defualt"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let e = Config::parse("[shareing]\ndefault = \"all\"\n").unwrap_err();
+        assert!(e.contains("shareing"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = Config::parse("[sharing]\ndefault = \"some\"\n").unwrap_err();
+        assert!(e.contains("sharing.default"), "{e}");
+        assert!(e.contains("some"), "{e}");
+        let e = Config::parse("[log]\nlevel = 3\n").unwrap_err();
+        assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let e = Config::parse("[devices]\nroot = \"fake\"\n").unwrap_err();
+        assert!(e.contains("devices.root"), "{e}");
+    }
+
+    #[test]
+    fn broken_toml_is_one_line() {
+        let e = Config::parse("[log\nlevel = \"info\"\n").unwrap_err();
+        assert!(e.starts_with("line 1"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&dir.path().join("absent.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be read as a file, even by root.
+        let e = Config::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,374 @@
+//! runc's command line, read without being changed.
+//!
+//! The shim is called exactly as runc is. This module only *looks* at the arguments: which
+//! command it is, where the bundle and runc's log are, which container. It never reorders,
+//! rewrites or rejects anything: runc gets the identical argv, so a flag this module has never
+//! heard of (one runc adds next year) passes through untouched.
+//!
+//! runc parses flags the Go way: `-x` and `--x` are the same flag, a value follows either as
+//! `--x=value` or as the next argument, and `--` ends the flags.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the shim does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `create` or `run`: edit the bundle's `config.json`, then exec runc.
+    EditBundle,
+    /// Anything else: exec runc at once.
+    PassThrough,
+}
+
+/// The log format runc was asked to write its `--log` file in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What the shim needs to know of one runc invocation. Borrowed from argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuncCall<'a> {
+    /// The runc command (`create`, `start`, ...), if one was found.
+    pub command: Option<&'a OsStr>,
+    /// `--bundle`/`-b` of `create`/`run`; runc's default is the working directory.
+    pub bundle: Option<&'a OsStr>,
+    /// Global `--root`.
+    pub root: Option<&'a OsStr>,
+    /// Global `--log`.
+    pub log: Option<&'a OsStr>,
+    /// Global `--log-format`.
+    pub log_format: LogFormat,
+    /// The container id: the last positional argument after the command.
+    pub container_id: Option<&'a OsStr>,
+}
+
+/// runc's commands. A positional argument that is not one of these (say, the value of a global
+/// flag added in a later runc) is not taken for the command.
+const COMMANDS: &[&str] = &[
+    "checkpoint",
+    "create",
+    "delete",
+    "events",
+    "exec",
+    "features",
+    "help",
+    "h",
+    "init",
+    "kill",
+    "list",
+    "pause",
+    "ps",
+    "restore",
+    "resume",
+    "run",
+    "spec",
+    "start",
+    "state",
+    "update",
+];
+
+/// Global flags that take a value.
+const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "rootless"];
+
+/// Flags of `create`/`run` that take a value.
+const CREATE_VALUE_FLAGS: &[&str] = &[
+    "bundle",
+    "b",
+    "console-socket",
+    "pid-file",
+    "preserve-fds",
+    "pidfd-socket",
+];
+
+/// One argument, seen as a Go-style flag or as a positional argument.
+enum Token<'a> {
+    /// `--name` or `--name=value`.
+    Flag {
+        name: &'a [u8],
+        inline_value: Option<&'a [u8]>,
+    },
+    /// `--`: everything after it is positional.
+    EndOfFlags,
+    Positional(&'a OsStr),
+}
+
+fn token(arg: &OsStr) -> Token<'_> {
+    let bytes = arg.as_bytes();
+    if bytes == b"--" {
+        return Token::EndOfFlags;
+    }
+    // A lone "-" is a positional argument to Go's flag package.
+    if bytes.len() < 2 || bytes[0] != b'-' {
+        return Token::Positional(arg);
+    }
+    let body = bytes.strip_prefix(b"--").unwrap_or(&bytes[1..]);
+    match body.iter().position(|&b| b == b'=') {
+        Some(eq) => Token::Flag {
+            name: &body[..eq],
+            inline_value: Some(&body[eq + 1..]),
+        },
+        None => Token::Flag {
+            name: body,
+            inline_value: None,
+        },
+    }
+}
+
+fn is_one_of(name: &[u8], names: &[&str]) -> bool {
+    names.iter().any(|n| n.as_bytes() == name)
+}
+
+fn os(bytes: &[u8]) -> &OsStr {
+    OsStr::from_bytes(bytes)
+}
+
+impl<'a> RuncCall<'a> {
+    /// Reads runc's argv, without the program name.
+    pub fn parse<S: AsRef<OsStr>>(args: &'a [S]) -> RuncCall<'a> {
+        let mut call = RuncCall {
+            command: None,
+            bundle: None,
+            root: None,
+            log: None,
+            log_format: LogFormat::Text,
+            container_id: None,
+        };
+        let mut i = 0;
+        let mut flags_ended = false;
+        // Global flags, up to the command.
+        while i < args.len() {
+            let arg = args[i].as_ref();
+            i += 1;
+            match token(arg) {
+                Token::Flag { .. } if flags_ended => {}
+                Token::Flag { name, inline_value } => {
+                    let value = match inline_value {
+                        Some(v) => Some(os(v)),
+                        None if is_one_of(name, GLOBAL_VALUE_FLAGS) => {
+                            let v = args.get(i).map(|a| a.as_ref());
+                            i += 1;
+                            v
+                        }
+                        None => None,
+                    };
+                    match name {
+                        b"root" => call.root = value,
+                        b"log" => call.log = value,
+                        b"log-format" => {
+                            call.log_format = match value.map(OsStr::as_bytes) {
+                                Some(b"json") => LogFormat::Json,
+                                _ => LogFormat::Text,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Token::EndOfFlags => flags_ended = true,
+                Token::Positional(p) => {
+                    if is_one_of(p.as_bytes(), COMMANDS) {
+                        call.command = Some(p);
+                        break;
+                    }
+                }
+            }
+        }
+        if call.action() == Action::EditBundle {
+            call.parse_create_args(&args[i..]);
+        }
+        call
+    }
+
+    fn parse_create_args<S: AsRef<OsStr>>(&mut self, args: &'a [S]) {
+        let mut i = 0;
+        let mut flags_ended = false;
+        while i < args.len() {
+            let arg = args[i].as_ref();
+            i += 1;
+            match token(arg) {
+                Token::Flag { name, inline_value } if !flags_ended => {
+                    let value = match inline_value {
+                        Some(v) => Some(os(v)),
+                        None if is_one_of(name, CREATE_VALUE_FLAGS) => {
+                            let v = args.get(i).map(|a| a.as_ref());
+                            i += 1;
+                            v
+                        }
+                        None => None,
+                    };
+                    if name == b"bundle" || name == b"b" {
+                        self.bundle = value;
+                    }
+                }
+                Token::EndOfFlags if !flags_ended => flags_ended = true,
+                _ => self.container_id = Some(arg),
+            }
+        }
+    }
+
+    /// Whether this call edits the bundle or goes straight to runc.
+    pub fn action(&self) -> Action {
+        match self.command.map(OsStr::as_bytes) {
+            Some(b"create") | Some(b"run") => Action::EditBundle,
+            _ => Action::PassThrough,
+        }
+    }
+
+    /// The bundle directory: `--bundle`, else the working directory (as runc does).
+    pub fn bundle_dir(&self) -> PathBuf {
+        match self.bundle {
+            Some(b) if !b.is_empty() => PathBuf::from(b),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The container id as text, for logs.
+    pub fn container_label(&self) -> String {
+        self.container_id
+            .map(|id| id.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    }
+
+    /// runc's `--log` file, if one was given.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.log.filter(|l| !l.is_empty()).map(Path::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> RuncCall<'static> {
+        let owned: Vec<&'static OsStr> = args
+            .iter()
+            .map(|a| OsStr::new(Box::leak(a.to_string().into_boxed_str())))
+            .collect();
+        RuncCall::parse(Box::leak(owned.into_boxed_slice()))
+    }
+
+    #[test]
+    fn dockerd_create_line_is_read() {
+        let c = parse(&[
+            "--root",
+            "/run/docker/runtime-runc/moby",
+            "--log",
+            "/run/b/log.json",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/run/b",
+            "--pid-file",
+            "/run/b/init.pid",
+            "abc123",
+        ]);
+        assert_eq!(c.action(), Action::EditBundle);
+        assert_eq!(c.command, Some(OsStr::new("create")));
+        assert_eq!(c.bundle, Some(OsStr::new("/run/b")));
+        assert_eq!(c.root, Some(OsStr::new("/run/docker/runtime-runc/moby")));
+        assert_eq!(c.log_path(), Some(Path::new("/run/b/log.json")));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.container_id, Some(OsStr::new("abc123")));
+    }
+
+    #[test]
+    fn every_bundle_form_is_found() {
+        for args in [
+            &["create", "--bundle", "/b", "id"][..],
+            &["create", "--bundle=/b", "id"],
+            &["create", "-b", "/b", "id"],
+            &["create", "-b=/b", "id"],
+            &["create", "-bundle", "/b", "id"],
+            &["run", "-d", "--bundle", "/b", "id"],
+            &["create", "id", "--bundle", "/b"],
+        ] {
+            let c = parse(args);
+            assert_eq!(c.bundle, Some(OsStr::new("/b")), "{args:?}");
+            assert_eq!(c.container_id, Some(OsStr::new("id")), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn no_bundle_flag_means_working_directory() {
+        let c = parse(&["create", "id"]);
+        assert_eq!(c.bundle_dir(), PathBuf::from("."));
+    }
+
+    #[test]
+    fn other_commands_pass_through() {
+        for args in [
+            &["start", "id"][..],
+            &[
+                "--root",
+                "/r",
+                "exec",
+                "--process",
+                "/p.json",
+                "--detach",
+                "id",
+            ],
+            &["kill", "id", "15"],
+            &["delete", "--force", "id"],
+            &["--version"],
+            &["features"],
+            &["state", "id"],
+            &["update", "--resources=-", "id"],
+            &[],
+        ] {
+            assert_eq!(parse(args).action(), Action::PassThrough, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_global_flags_do_not_hide_the_command() {
+        let c = parse(&[
+            "--rootless",
+            "false",
+            "--systemd-cgroup",
+            "--future-flag=x",
+            "--debug",
+            "create",
+            "--pidfd-socket",
+            "/s",
+            "--bundle",
+            "/b",
+            "id",
+        ]);
+        assert_eq!(c.action(), Action::EditBundle);
+        assert_eq!(c.bundle, Some(OsStr::new("/b")));
+        assert_eq!(c.container_id, Some(OsStr::new("id")));
+    }
+
+    #[test]
+    fn unknown_flag_with_separate_value_is_skipped_as_positional() {
+        // The value of an unknown global flag is not a runc command, so it is passed over.
+        let c = parse(&["--new-flag", "value", "run", "-b", "/b", "id"]);
+        assert_eq!(c.action(), Action::EditBundle);
+        assert_eq!(c.command, Some(OsStr::new("run")));
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_command_stays_a_value() {
+        let c = parse(&["--log", "create", "start", "id"]);
+        assert_eq!(c.action(), Action::PassThrough);
+        assert_eq!(c.log_path(), Some(Path::new("create")));
+    }
+
+    #[test]
+    fn text_is_the_default_log_format() {
+        assert_eq!(parse(&["create", "id"]).log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format=json", "create", "id"]).log_format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn after_double_dash_everything_is_positional() {
+        let c = parse(&["create", "-b", "/b", "--", "--weird-id"]);
+        assert_eq!(c.container_id, Some(OsStr::new("--weird-id")));
+    }
+}

@@ -1,0 +1,218 @@
+//! Reading and writing a bundle's `config.json`, losing nothing.
+//!
+//! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
+//! not own (including ones newer than any oci-spec release) survive as they were. A write goes
+//! to a temp file in the bundle, is fsync'd, then renamed over `config.json`: a crash leaves
+//! either the old spec or the new one, never half of each. On any error nothing is written.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// A spec larger than this is refused rather than read: docker's are tens of KiB.
+pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bundle {0}: no such directory")]
+    NoBundle(String),
+    #[error("{0}: no such file")]
+    Missing(String),
+    #[error("{0} is a symbolic link; refusing to follow it out of the bundle")]
+    Symlink(String),
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    #[error("{path} is {size} bytes, over the {MAX_SPEC_BYTES}-byte limit")]
+    TooLarge { path: String, size: u64 },
+    #[error("{0} is empty")]
+    Empty(String),
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+/// A loaded `config.json`, and what is needed to write it back in its place.
+#[derive(Debug)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub value: Value,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpecError + '_ {
+    move |source| SpecError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl SpecFile {
+    /// Reads `bundle/config.json`, refusing symlinks, non-files, huge or empty files and bad JSON.
+    pub fn load(bundle: &Path) -> Result<SpecFile, SpecError> {
+        let path = bundle.join("config.json");
+        let shown = path.display().to_string();
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(SpecError::Symlink(shown))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if bundle.is_dir() {
+                    SpecError::Missing(shown)
+                } else {
+                    SpecError::NoBundle(bundle.display().to_string())
+                })
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(SpecError::NoBundle(bundle.display().to_string()))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let meta = file.metadata().map_err(io_err(&path))?;
+        if !meta.is_file() {
+            return Err(SpecError::NotAFile(shown));
+        }
+        if meta.len() > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge {
+                path: shown,
+                size: meta.len(),
+            });
+        }
+        if meta.len() == 0 {
+            return Err(SpecError::Empty(shown));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // Read one byte past the limit so a file that grew since fstat is still caught.
+        file.take(MAX_SPEC_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge {
+                path: shown,
+                size: bytes.len() as u64,
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(SpecError::Empty(shown));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|source| SpecError::Json {
+            path: shown,
+            source,
+        })?;
+        Ok(SpecFile {
+            path,
+            value,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        })
+    }
+
+    /// Writes the spec back atomically, with the original file's mode and owner.
+    pub fn save(&self) -> Result<(), SpecError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".config.json.gpu-share-{}.tmp", std::process::id()));
+        let result = self.write_temp(&tmp).and_then(|()| {
+            std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+            // The rename is durable once the directory is.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn write_temp(&self, tmp: &Path) -> Result<(), SpecError> {
+        let bytes = serde_json::to_vec(&self.value).map_err(|e| SpecError::Io {
+            path: tmp.display().to_string(),
+            source: io::Error::other(e),
+        })?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(tmp)
+            .map_err(io_err(tmp))?;
+        file.write_all(&bytes).map_err(io_err(tmp))?;
+        // Same owner and mode as the file it replaces (chown only matters when they differ).
+        let _ = std::os::unix::fs::fchown(&file, Some(self.uid), Some(self.gid));
+        file.set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .map_err(io_err(tmp))?;
+        file.sync_all().map_err(io_err(tmp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_keeps_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, br#"{"b":1,"a":{"z":2,"y":3}}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut spec = SpecFile::load(dir.path()).unwrap();
+        spec.value["c"] = Value::from(4);
+        spec.save().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            r#"{"b":1,"a":{"z":2,"y":3},"c":4}"#
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path();
+        assert!(matches!(
+            SpecFile::load(&b.join("nope")),
+            Err(SpecError::NoBundle(_))
+        ));
+        assert!(matches!(SpecFile::load(b), Err(SpecError::Missing(_))));
+        std::fs::write(b.join("config.json"), b"").unwrap();
+        assert!(matches!(SpecFile::load(b), Err(SpecError::Empty(_))));
+        std::fs::write(b.join("config.json"), b"  \n").unwrap();
+        assert!(matches!(SpecFile::load(b), Err(SpecError::Empty(_))));
+        std::fs::write(b.join("config.json"), b"{\"a\":").unwrap();
+        let e = SpecFile::load(b).unwrap_err();
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+        std::fs::remove_file(b.join("config.json")).unwrap();
+        std::fs::create_dir(b.join("config.json")).unwrap();
+        assert!(matches!(SpecFile::load(b), Err(SpecError::NotAFile(_))));
+    }
+
+    #[test]
+    fn symlinked_spec_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.json");
+        std::fs::write(&outside, b"{}").unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        std::os::unix::fs::symlink(&outside, bundle.join("config.json")).unwrap();
+        assert!(matches!(
+            SpecFile::load(&bundle),
+            Err(SpecError::Symlink(_))
+        ));
+    }
+}
