@@ -1,0 +1,187 @@
+//! Helpers shared by the integration tests, the benchmark and the demo: a fake GPU host made with
+//! `mknod`, a busybox root filesystem, bundles, the shim's config, and a private dockerd.
+#![allow(dead_code)]
+
+pub mod dockerd;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+/// Whether this test can run here: root and the named tools. Where it cannot, it says why, loudly;
+/// under CI (`CI` set) a missing piece is a failure, since `.ci/run` installs everything.
+pub fn require(test: &str, tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root (mknod, runc and dockerd need it)".to_owned());
+    }
+    for tool in tools {
+        if which(tool).is_none() {
+            missing.push(format!("`{tool}` on PATH"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let reason = format!("{test} needs {}", missing.join(", "));
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}: CI must provide it (.ci/run installs runc, docker.io, busybox-static)");
+    }
+    eprintln!(
+        "\n*** SKIPPED: {reason}. Run `sudo make test` after `scripts/install-deps.sh`. ***\n"
+    );
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// A host root with NVIDIA device nodes made by `mknod`: `dev/nvidia0..N`, `nvidiactl`,
+/// `nvidia-modeset` (major 195) and `nvidia-uvm`, `nvidia-uvm-tools` (a dynamic major, 510 here).
+pub struct FakeGpuHost {
+    dir: tempfile::TempDir,
+}
+
+pub const UVM_MAJOR: u64 = 510;
+
+impl FakeGpuHost {
+    pub fn new(gpus: u32) -> FakeGpuHost {
+        let dir = tempfile::Builder::new()
+            .prefix("gpu-share-host.")
+            .tempdir()
+            .expect("temp dir");
+        let dev = dir.path().join("dev");
+        std::fs::create_dir(&dev).expect("mkdir dev");
+        let mut nodes: Vec<(String, u64, u64)> = (0..gpus)
+            .map(|i| (format!("nvidia{i}"), 195, i as u64))
+            .collect();
+        if gpus > 0 {
+            nodes.push(("nvidiactl".into(), 195, 255));
+            nodes.push(("nvidia-modeset".into(), 195, 254));
+            nodes.push(("nvidia-uvm".into(), UVM_MAJOR, 0));
+            nodes.push(("nvidia-uvm-tools".into(), UVM_MAJOR, 1));
+        }
+        for (name, major, minor) in nodes {
+            let path = dev.join(&name);
+            mknod(
+                &path,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(major, minor),
+            )
+            .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+            // mknod obeys the umask; the driver's nodes are 0666.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        FakeGpuHost { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The static busybox from Debian's busybox-static.
+pub fn busybox() -> PathBuf {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| which("busybox"))
+        .expect("busybox (busybox-static) is installed")
+}
+
+/// A root filesystem with busybox and a symlink per applet.
+pub fn busybox_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(busybox(), bin.join("busybox")).unwrap();
+    // Ask the host's busybox: executing the fresh copy races with other threads' forks, which
+    // can still hold it open for writing (ETXTBSY).
+    let list = Command::new(busybox())
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+}
+
+/// A runc bundle at `dir` running `args`: runc's own default spec (`runc spec`), made
+/// non-interactive, over a busybox root filesystem.
+pub fn runc_bundle(dir: &Path, args: &[&str], env: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    busybox_rootfs(&dir.join("rootfs"));
+    let status = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .status()
+        .expect("runc spec");
+    assert!(status.success(), "runc spec failed");
+    let path = dir.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+    let envs = spec["process"]["env"].as_array_mut().unwrap();
+    envs.extend(env.iter().map(|e| serde_json::Value::from(*e)));
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
+/// Writes a shim config for a fake host; `extra` is appended TOML (more sections).
+pub fn write_shim_config(dir: &Path, devices_root: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    let config = dir.join("gpu-share.toml");
+    let log = dir.join("gpu-share-runtime.log");
+    std::fs::write(
+        &config,
+        format!(
+            "[devices]\nroot = {:?}\n[log]\npath = {:?}\nlevel = \"debug\"\n{extra}",
+            devices_root.display().to_string(),
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    (config, log)
+}
+
+/// Every file under `dir` with its bytes, to prove a bundle was left as it was.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_symlink() {
+                out.push((
+                    p.clone(),
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                ));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

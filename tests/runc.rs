@@ -1,0 +1,279 @@
+//! The shim in front of real runc, on a fake GPU host made with mknod.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{require, runc_bundle, write_shim_config, FakeGpuHost};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+
+struct Setup {
+    dir: tempfile::TempDir,
+    host: FakeGpuHost,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Setup {
+    fn new(gpus: u32, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeGpuHost::new(gpus);
+        let (config, log) = write_shim_config(dir.path(), host.root(), extra);
+        Setup {
+            dir,
+            host,
+            config,
+            log,
+        }
+    }
+
+    fn bundle(&self, name: &str, args: &[&str], env: &[&str]) -> PathBuf {
+        runc_bundle(&self.dir.path().join(name), args, env)
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.dir.path().join("runc-state")
+    }
+
+    /// `gpu-share-runtime --root R run --bundle B ID`, as dockerd's shim would call runc.
+    fn run(&self, bundle: &Path, id: &str) -> Output {
+        self.shim(&[
+            "--root",
+            self.state_root().to_str().unwrap(),
+            "run",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            id,
+        ])
+    }
+
+    /// Runs the shim with stdout and stderr in files, not pipes: after `create`, runc's init
+    /// process keeps the container's stdio open, and a pipe would never reach EOF.
+    fn shim(&self, args: &[&str]) -> Output {
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = Command::new(SHIM)
+            .args(args)
+            .env("GPU_SHARE_CONFIG", &self.config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
+    }
+}
+
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn container_sees_gpu0_as_char_195_0() {
+    if !require("container_sees_gpu0_as_char_195_0", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(1, "");
+    let b = s.bundle("b", &["ls", "-l", "/dev/nvidia0", "/dev/nvidiactl"], &[]);
+    let out = s.run(&b, "gpu0");
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.ends_with("/dev/nvidia0")).unwrap();
+    assert!(line.starts_with("crw-rw-rw-"), "{line}");
+    assert!(line.contains("195,   0"), "{line}");
+    assert!(text.contains("195, 255"), "{text}");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("create id=gpu0 gpus=0 "), "{log}");
+}
+
+#[test]
+fn container_env_says_which_gpus_it_got() {
+    if !require("container_env_says_which_gpus_it_got", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(4, "");
+    let b = s.bundle(
+        "b",
+        &["sh", "-c", "echo $NVIDIA_VISIBLE_DEVICES; ls /dev"],
+        &[],
+    );
+    let out = s.run(&b, "env-all");
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().next(), Some("0,1,2,3"));
+    for n in [
+        "nvidia0",
+        "nvidia1",
+        "nvidia2",
+        "nvidia3",
+        "nvidia-uvm",
+        "nvidia-uvm-tools",
+    ] {
+        assert!(text.lines().any(|l| l == n), "{n} missing from {text}");
+    }
+}
+
+#[test]
+fn an_index_gets_only_that_gpu() {
+    if !require("an_index_gets_only_that_gpu", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(4, "");
+    let b = s.bundle("b", &["sh", "-c", "ls /dev"], &["NVIDIA_VISIBLE_DEVICES=2"]);
+    let out = s.run(&b, "idx2");
+    assert!(out.status.success(), "{out:?}");
+    let gpus: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("nvidia") && l[6..].bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(gpus, ["nvidia2"]);
+}
+
+#[test]
+fn none_container_has_no_nvidia_devices() {
+    if !require("none_container_has_no_nvidia_devices", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(1, "");
+    for value in ["none", "void"] {
+        let b = s.bundle(
+            value,
+            &["sh", "-c", "ls /dev; echo env=$NVIDIA_VISIBLE_DEVICES"],
+            &[&format!("NVIDIA_VISIBLE_DEVICES={value}")],
+        );
+        let before = std::fs::read(b.join("config.json")).unwrap();
+        let out = s.run(&b, &format!("c-{value}"));
+        assert!(out.status.success(), "{out:?}");
+        let text = stdout(&out);
+        assert!(!text.contains("nvidia"), "{text}");
+        assert!(text.contains(&format!("env={value}")), "{text}");
+        assert_eq!(std::fs::read(b.join("config.json")).unwrap(), before);
+    }
+}
+
+#[test]
+fn default_none_leaves_unasking_containers_alone() {
+    if !require("default_none_leaves_unasking_containers_alone", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(1, "[sharing]\ndefault = \"none\"\n");
+    let b = s.bundle("plain", &["ls", "/dev"], &[]);
+    let out = s.run(&b, "plain");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!stdout(&out).contains("nvidia"));
+    let b = s.bundle("asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
+    let out = s.run(&b, "asks");
+    assert!(stdout(&out).lines().any(|l| l == "nvidia0"), "{out:?}");
+}
+
+#[test]
+fn runc_exit_status_comes_back_unchanged() {
+    if !require("runc_exit_status_comes_back_unchanged", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(1, "");
+    for code in [0, 3, 42] {
+        let b = s.bundle(
+            &format!("exit{code}"),
+            &["sh", "-c", &format!("exit {code}")],
+            &[],
+        );
+        let out = s.run(&b, &format!("exit{code}"));
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+    }
+}
+
+#[test]
+fn host_without_gpus_runs_containers_unchanged() {
+    if !require("host_without_gpus_runs_containers_unchanged", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(0, "");
+    let b = s.bundle("b", &["ls", "/dev"], &[]);
+    let before = std::fs::read(b.join("config.json")).unwrap();
+    let out = s.run(&b, "nogpu");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(b.join("config.json")).unwrap(), before);
+    let b = s.bundle("asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
+    let out = s.run(&b, "asks");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NVIDIA_VISIBLE_DEVICES=0: this host has no NVIDIA GPU"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nvidia_hook_runs_as_prestart_when_present() {
+    if !require("nvidia_hook_runs_as_prestart_when_present", &["runc"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("hook-ran");
+    let hook = dir.path().join("nvidia-container-runtime-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {m}\ncat >> {m}\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = Setup::new(
+        1,
+        &format!("[hook]\npath = {:?}\n", hook.display().to_string()),
+    );
+    let b = s.bundle("b", &["true"], &[]);
+    let out = s.run(&b, "hooked");
+    assert!(out.status.success(), "{out:?}");
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    let (args, state) = ran.split_once('\n').unwrap();
+    assert_eq!(args, "prestart");
+    // runc hands the hook the container state on stdin.
+    let state: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    assert_eq!(state["id"], "hooked");
+}
+
+#[test]
+fn create_start_state_delete_all_go_through() {
+    if !require("create_start_state_delete_all_go_through", &["runc"]) {
+        return;
+    }
+    let s = Setup::new(1, "");
+    let b = s.bundle("b", &["sleep", "30"], &[]);
+    let root = s.state_root();
+    let root = root.to_str().unwrap();
+    let bundle = b.to_str().unwrap();
+    let out = s.shim(&["--root", root, "create", "--bundle", bundle, "lc"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.shim(&["--root", root, "start", "lc"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.shim(&["--root", root, "state", "lc"]);
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "running");
+    let out = s.shim(&["--root", root, "exec", "lc", "ls", "/dev/nvidia0"]);
+    assert_eq!(stdout(&out).trim(), "/dev/nvidia0");
+    let out = s.shim(&["--root", root, "kill", "lc", "KILL"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.shim(&["--root", root, "delete", "--force", "lc"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.shim(&["--root", root, "state", "lc"]);
+    assert!(!out.status.success());
+}
