@@ -78,7 +78,8 @@ impl Plan {
     }
 }
 
-fn kind_name(v: &Value) -> &'static str {
+/// "an array", "a string", ...: for messages about a spec of the wrong shape.
+pub fn kind_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

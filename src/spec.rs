@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::plan::kind_name;
+
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
 pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -34,6 +36,8 @@ pub enum SpecError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("{path} is {found}, expected an object")]
+    NotAnObject { path: String, found: &'static str },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -108,10 +112,16 @@ impl SpecFile {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(SpecError::Empty(shown));
         }
-        let value = serde_json::from_slice(&bytes).map_err(|source| SpecError::Json {
-            path: shown,
+        let value: Value = serde_json::from_slice(&bytes).map_err(|source| SpecError::Json {
+            path: shown.clone(),
             source,
         })?;
+        if !value.is_object() {
+            return Err(SpecError::NotAnObject {
+                path: shown,
+                found: kind_name(&value),
+            });
+        }
         Ok(SpecFile {
             path,
             value,

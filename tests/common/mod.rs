@@ -185,3 +185,61 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A stand-in for runc that records how it was called: its argv (NUL-separated), pid, working
+/// directory and (with `FAKE_RUNC_STDIN` set) stdin; prints `runc-stdout` / `runc-stderr` and
+/// exits with `FAKE_RUNC_EXIT`.
+pub struct FakeRunc {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeRunc {
+    pub fn new() -> FakeRunc {
+        let dir = tempfile::Builder::new()
+            .prefix("gpu-share-fake-runc.")
+            .tempdir()
+            .unwrap();
+        let script = dir.path().join("runc");
+        let d = dir.path().display();
+        // Written to a temp name and renamed: a file still open for writing cannot be executed.
+        let tmp = dir.path().join("runc.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                "#!/bin/sh\n\
+                 echo $$ > '{d}/pid'\n\
+                 pwd > '{d}/cwd'\n\
+                 for a in \"$@\"; do printf '%s\\0' \"$a\"; done > '{d}/argv'\n\
+                 if [ -n \"$FAKE_RUNC_STDIN\" ]; then cat > '{d}/stdin'; fi\n\
+                 printf runc-stdout\n\
+                 printf runc-stderr >&2\n\
+                 exit ${{FAKE_RUNC_EXIT:-0}}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &script).unwrap();
+        FakeRunc { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("runc")
+    }
+
+    /// The argv it was called with (without argv[0]), or `None` if it never ran.
+    pub fn argv(&self) -> Option<Vec<Vec<u8>>> {
+        let raw = std::fs::read(self.dir.path().join("argv")).ok()?;
+        Some(
+            raw.split(|&b| b == 0)
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+                .split_last()
+                .map(|(_, rest)| rest.to_vec())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn recorded(&self, what: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join(what)).ok()
+    }
+}

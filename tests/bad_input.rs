@@ -1,0 +1,237 @@
+//! Bad input on the create path: one clear line on stderr and in runc's `--log` (in its
+//! `--log-format`), exit status 1, runc never called, and the bundle byte-for-byte as it was.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{require, snapshot, write_shim_config, FakeGpuHost, FakeRunc};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/docker-config.json"
+);
+
+struct Case {
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+    config: PathBuf,
+    runc: FakeRunc,
+}
+
+impl Case {
+    /// A bundle holding the docker-like fixture spec, and a shim config over `devices_root`.
+    fn new(devices_root: &Path) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+        std::fs::write(bundle.join("rootfs/bin/sh"), b"not really a shell").unwrap();
+        std::fs::copy(FIXTURE, bundle.join("config.json")).unwrap();
+        let (config, _) = write_shim_config(dir.path(), devices_root, "");
+        Case {
+            dir,
+            bundle,
+            config,
+            runc: FakeRunc::new(),
+        }
+    }
+
+    fn set_spec(&self, bytes: &[u8]) {
+        std::fs::write(self.bundle.join("config.json"), bytes).unwrap();
+    }
+
+    fn set_env(&self, value: &str) {
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(FIXTURE).unwrap()).unwrap();
+        spec["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(format!("NVIDIA_VISIBLE_DEVICES={value}").into());
+        self.set_spec(&serde_json::to_vec(&spec).unwrap());
+    }
+
+    /// Runs `create` and checks every promise about a refused create; returns the message.
+    fn expect_refusal(&self, bundle: &Path, format: &str) -> String {
+        let before = snapshot(&self.bundle);
+        let log = self.dir.path().join("runc-log");
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new(SHIM)
+            .env("GPU_SHARE_RUNC", self.runc.path())
+            .env("GPU_SHARE_CONFIG", &self.config)
+            .args(["--root", "/run/x", "--log"])
+            .arg(&log)
+            .args(["--log-format", format, "create", "--bundle"])
+            .arg(bundle)
+            .args(["--pid-file", "/run/x/pid", "ctr-1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("gpu-share-runtime: create ctr-1: "),
+            "{err}"
+        );
+        assert!(self.runc.argv().is_none(), "runc ran after a refusal");
+        assert_eq!(snapshot(&self.bundle), before, "the bundle changed");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        let message = err.trim_end().to_owned();
+        if format == "json" {
+            let line: serde_json::Value = serde_json::from_str(logged.trim()).unwrap();
+            assert_eq!(line["level"], "error");
+            assert_eq!(line["msg"], message.as_str());
+            assert!(line["time"].as_str().unwrap().ends_with('Z'));
+        } else {
+            assert!(logged.starts_with("time=\""), "{logged}");
+            assert!(logged.contains(" level=error msg=\""), "{logged}");
+        }
+        message
+    }
+}
+
+fn no_gpu_root() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn malformed_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_spec(br#"{"process": {"env": ["A=1"],"#);
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("config.json is not valid JSON"), "{msg}");
+    assert!(msg.contains("line 1"), "{msg}");
+}
+
+#[test]
+fn empty_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_spec(b"");
+    assert!(c
+        .expect_refusal(&c.bundle, "json")
+        .contains("config.json is empty"));
+}
+
+#[test]
+fn huge_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    let mut huge = vec![b' '; 17 * 1024 * 1024];
+    huge.extend_from_slice(b"{}");
+    c.set_spec(&huge);
+    let msg = c.expect_refusal(&c.bundle, "text");
+    assert!(msg.contains("over the 16777216-byte limit"), "{msg}");
+}
+
+#[test]
+fn spec_that_is_not_an_object_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_spec(b"[1, 2, 3]");
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains("config.json is an array, expected an object"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_bundle_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    let msg = c.expect_refusal(&c.dir.path().join("no-such-bundle"), "json");
+    assert!(msg.contains("no-such-bundle: no such directory"), "{msg}");
+}
+
+#[test]
+fn bundle_without_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    std::fs::remove_file(c.bundle.join("config.json")).unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("config.json: no such file"), "{msg}");
+}
+
+#[test]
+fn spec_symlinked_out_of_the_bundle_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    let outside = c.dir.path().join("elsewhere.json");
+    std::fs::copy(FIXTURE, &outside).unwrap();
+    std::fs::remove_file(c.bundle.join("config.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, c.bundle.join("config.json")).unwrap();
+    let before = std::fs::read(&outside).unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("is a symbolic link"), "{msg}");
+    assert_eq!(std::fs::read(&outside).unwrap(), before);
+}
+
+#[test]
+fn bad_config_file_is_refused_with_the_key_named() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    std::fs::write(&c.config, "[sharing]\ndefault = \"most\"\n").unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("line 2: sharing.default"), "{msg}");
+    std::fs::write(&c.config, "[log]\nlevle = \"info\"\n").unwrap();
+    let msg = c.expect_refusal(&c.bundle, "text");
+    assert!(msg.contains("log.levle"), "{msg}");
+}
+
+#[test]
+fn unreadable_config_file_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    std::fs::remove_file(&c.config).unwrap();
+    std::fs::create_dir(&c.config).unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("cannot read"), "{msg}");
+}
+
+#[test]
+fn bad_env_value_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_env("gpu0");
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.ends_with("NVIDIA_VISIBLE_DEVICES=gpu0: \"gpu0\" is not a GPU index, a GPU-<uuid>, all, none or void"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn spec_of_the_wrong_shape_is_refused() {
+    if !require("spec_of_the_wrong_shape_is_refused", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let c = Case::new(host.root());
+    c.set_spec(br#"{"process": {"env": "NVIDIA_VISIBLE_DEVICES=all"}}"#);
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains("process.env is a string, expected an array"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn gpu_index_the_host_lacks_is_refused() {
+    if !require("gpu_index_the_host_lacks_is_refused", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let c = Case::new(host.root());
+    c.set_env("0,7");
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.ends_with("NVIDIA_VISIBLE_DEVICES=0,7: this host has GPUs 0-0"),
+        "{msg}"
+    );
+}
