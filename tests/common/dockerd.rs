@@ -47,7 +47,7 @@ impl Dockerd {
             .tempdir()
             .expect("temp dir")
             .keep();
-        let host = FakeGpuHost::new(gpus);
+        let host = FakeGpuHost::new_in(&dir, gpus);
         let (shim_config, shim_log) = write_shim_config(&dir, host.root(), shim_extra);
         let daemon_json = dir.join("daemon.json");
         let config = serde_json::json!({

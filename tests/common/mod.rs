@@ -52,9 +52,14 @@ pub const UVM_MAJOR: u64 = 510;
 
 impl FakeGpuHost {
     pub fn new(gpus: u32) -> FakeGpuHost {
+        FakeGpuHost::new_in(&std::env::temp_dir(), gpus)
+    }
+
+    /// A fake host in a new directory under `parent`.
+    pub fn new_in(parent: &Path, gpus: u32) -> FakeGpuHost {
         let dir = tempfile::Builder::new()
             .prefix("gpu-share-host.")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temp dir");
         let dev = dir.path().join("dev");
         std::fs::create_dir(&dev).expect("mkdir dev");
