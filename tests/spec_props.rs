@@ -1,0 +1,256 @@
+//! Properties of the spec edit over generated specs and `NVIDIA_VISIBLE_DEVICES` values: it never
+//! panics, never drops or changes a field it does not own, and editing twice is editing once.
+
+use std::path::{Path, PathBuf};
+
+use gpu_share::config::DefaultGpus;
+use gpu_share::gpu::{DeviceNode, Gpu, Inventory};
+use gpu_share::plan::{env_value, Plan};
+use gpu_share::request::Request;
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+fn node(path: &str, major: u64, minor: u64) -> DeviceNode {
+    DeviceNode {
+        path: PathBuf::from(path),
+        kind: 'c',
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn host(gpus: u32) -> Inventory {
+    Inventory {
+        gpus: (0..gpus)
+            .map(|i| Gpu {
+                index: i,
+                node: node(&format!("/dev/nvidia{i}"), 195, i as u64),
+            })
+            .collect(),
+        controls: if gpus > 0 {
+            vec![node("/dev/nvidiactl", 195, 255), node("/dev/nvidia-uvm", 510, 0)]
+        } else {
+            vec![]
+        },
+    }
+}
+
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        "[a-zA-Z0-9=/_ .-]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(("[a-zA-Z]{1,8}", inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn visible_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("all".to_owned()),
+        Just("none".to_owned()),
+        Just("void".to_owned()),
+        Just(String::new()),
+        "[0-5](,[0-5]){0,3}",
+        "GPU-[0-9a-f]{8}",
+        ".{0,10}",
+    ]
+}
+
+fn device_entry() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": 195, "minor": i})),
+        Just(serde_json::json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229})),
+        any_json(),
+    ]
+}
+
+fn rule_entry() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(serde_json::json!({"allow": false, "access": "rwm"})),
+        (0u64..6, "[rwm]{0,3}").prop_map(|(m, a)| serde_json::json!({"allow": true, "type": "c", "major": 195, "minor": m, "access": a})),
+        any_json(),
+    ]
+}
+
+fn hook_entry() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(serde_json::json!({"path": "/proc/1/exe", "args": ["libnetwork-setkey"]})),
+        Just(serde_json::json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]})),
+        any_json(),
+    ]
+}
+
+/// Specs shaped like docker's, with random extra fields everywhere and sometimes a wrong shape.
+fn spec() -> impl Strategy<Value = Value> {
+    let env = prop::collection::vec(
+        prop_oneof![
+            "[A-Z]{1,5}=[a-z0-9]{0,5}".prop_map(Value::from),
+            visible_value().prop_map(|v| Value::from(format!("NVIDIA_VISIBLE_DEVICES={v}"))),
+            any_json(),
+        ],
+        0..5,
+    );
+    (
+        prop::option::of(env),
+        prop::option::of(prop::collection::vec(device_entry(), 0..4)),
+        prop::option::of(prop::collection::vec(rule_entry(), 0..4)),
+        prop::option::of(prop::collection::vec(hook_entry(), 0..3)),
+        prop::collection::vec(("x-[a-z]{1,6}", any_json()), 0..3),
+        any_json(),
+        0u8..12,
+    )
+        .prop_map(|(env, devices, rules, prestart, extra, noise, wrong)| {
+            let mut spec = serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"netDevices": noise.clone()}});
+            if let Some(env) = env {
+                spec["process"]["env"] = Value::Array(env);
+            }
+            if let Some(d) = devices {
+                spec["linux"]["devices"] = Value::Array(d);
+            }
+            if let Some(r) = rules {
+                spec["linux"]["resources"] = serde_json::json!({"devices": r, "x-limits": noise.clone()});
+            }
+            if let Some(p) = prestart {
+                spec["hooks"] = serde_json::json!({"prestart": p, "poststop": []});
+            }
+            for (k, v) in extra {
+                spec[k] = v;
+            }
+            // Now and then one owned part has the wrong type: the edit must refuse, not panic.
+            match wrong {
+                0 => spec["linux"]["devices"] = noise,
+                1 => spec["process"]["env"] = Value::from("A=1"),
+                2 => spec["hooks"] = Value::from(3),
+                _ => {}
+            }
+            spec
+        })
+}
+
+/// Removes the parts the shim owns, and the containers it had to create for them.
+fn without_owned(v: &Value, original: &Value) -> Value {
+    let mut v = v.clone();
+    let remove = |v: &mut Value, path: &[&str]| {
+        let (last, parents) = path.split_last().unwrap();
+        let mut cur = Some(v);
+        for p in parents {
+            cur = cur.and_then(|c| c.get_mut(*p));
+        }
+        if let Some(Value::Object(m)) = cur {
+            m.remove(*last);
+        }
+    };
+    remove(&mut v, &["linux", "devices"]);
+    remove(&mut v, &["linux", "resources", "devices"]);
+    remove(&mut v, &["process", "env"]);
+    remove(&mut v, &["hooks", "prestart"]);
+    for path in [&["linux", "resources"][..], &["hooks"], &["linux"]] {
+        let absent = path
+            .iter()
+            .try_fold(original, |c, p| c.get(*p))
+            .is_none();
+        let target = path.iter().try_fold(&v, |c, p| c.get(*p));
+        if absent && target == Some(&Value::Object(Map::new())) {
+            remove(&mut v, path);
+        }
+    }
+    v
+}
+
+fn array_at<'a>(v: &'a Value, path: &[&str]) -> Vec<Value> {
+    path.iter()
+        .try_fold(v, |c, p| c.get(*p))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn edit_is_lossless_idempotent_and_never_panics(
+        original in spec(),
+        gpus in 0u32..5,
+        default_all in any::<bool>(),
+        hook in any::<bool>(),
+    ) {
+        let inventory = host(gpus);
+        let default = if default_all { DefaultGpus::All } else { DefaultGpus::None };
+        let raw = env_value(&original, "NVIDIA_VISIBLE_DEVICES").map(str::to_owned);
+        let Ok(request) = Request::parse(raw.as_deref(), default) else { return Ok(()) };
+        let Ok(chosen) = request.resolve(raw.as_deref(), &inventory) else { return Ok(()) };
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let plan = Plan::new(&chosen, &inventory, Path::new("/usr/bin/nvidia-container-runtime-hook"), hook);
+        let mut once = original.clone();
+        if plan.apply(&mut once).is_err() {
+            return Ok(());
+        }
+
+        // Nothing outside the owned parts changed.
+        prop_assert_eq!(without_owned(&once, &original), without_owned(&original, &original));
+
+        // Owned arrays only grew at the end.
+        for path in [&["linux", "devices"][..], &["linux", "resources", "devices"], &["hooks", "prestart"]] {
+            let before = array_at(&original, path);
+            let after = array_at(&once, path);
+            prop_assert!(after.len() >= before.len());
+            prop_assert_eq!(&after[..before.len()], &before[..]);
+        }
+
+        // In env, only NVIDIA_VISIBLE_DEVICES's first entry may change, or one entry is appended.
+        let env_before = array_at(&original, &["process", "env"]);
+        let env_after = array_at(&once, &["process", "env"]);
+        let first = env_before.iter().position(|e| {
+            e.as_str().is_some_and(|s| s.starts_with("NVIDIA_VISIBLE_DEVICES="))
+        });
+        prop_assert!(env_after.len() == env_before.len() || env_after.len() == env_before.len() + 1);
+        for (i, e) in env_before.iter().enumerate() {
+            if Some(i) != first {
+                prop_assert_eq!(e, &env_after[i]);
+            }
+        }
+        prop_assert_eq!(env_value(&once, "NVIDIA_VISIBLE_DEVICES"), Some(plan.visible.as_str()));
+
+        // Every device given is there with an allow rule.
+        for n in &plan.devices {
+            let path = n.path.to_str().unwrap();
+            prop_assert!(array_at(&once, &["linux", "devices"]).iter().any(|d| d["path"] == path));
+        }
+
+        // Twice is once.
+        let mut twice = once.clone();
+        prop_assert!(!plan.apply(&mut twice).unwrap());
+        prop_assert_eq!(&twice, &once);
+
+        // And the spec text round-trips.
+        let text = serde_json::to_string(&once).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), once);
+    }
+
+    #[test]
+    fn any_env_value_parses_or_is_refused_without_panic(value in ".{0,40}", gpus in 0u32..5) {
+        let inventory = host(gpus);
+        if let Ok(r) = Request::parse(Some(&value), DefaultGpus::All) {
+            if let Ok(chosen) = r.resolve(Some(&value), &inventory) {
+                for g in chosen {
+                    prop_assert!(g.index < gpus);
+                }
+            }
+        }
+    }
+}
