@@ -91,12 +91,8 @@ pub fn exec_runc<S: AsRef<OsStr>>(runc: &Path, args: &[S]) -> ExecError {
             Err(e) => return e,
         }
     }
-    // Rust's runtime ignores SIGPIPE at start-up, and an ignored signal survives execve. runc
-    // must start with the default disposition, as it would when called directly.
-    // SAFETY: resetting a signal to its default disposition has no memory-safety concerns.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Signal dispositions and the mask are left as the caller set them: the binary starts
+    // without Rust's runtime (which would ignore SIGPIPE), so runc inherits them unchanged.
     match nix::unistd::execv(&prog, &argv) {
         Ok(never) => match never {},
         Err(source) => ExecError::Exec {

@@ -31,7 +31,10 @@ fn host(gpus: u32) -> Inventory {
             })
             .collect(),
         controls: if gpus > 0 {
-            vec![node("/dev/nvidiactl", 195, 255), node("/dev/nvidia-uvm", 510, 0)]
+            vec![
+                node("/dev/nvidiactl", 195, 255),
+                node("/dev/nvidia-uvm", 510, 0),
+            ]
         } else {
             vec![]
         },
@@ -87,7 +90,9 @@ fn rule_entry() -> impl Strategy<Value = Value> {
 fn hook_entry() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(serde_json::json!({"path": "/proc/1/exe", "args": ["libnetwork-setkey"]})),
-        Just(serde_json::json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]})),
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]})
+        ),
         any_json(),
     ]
 }
@@ -157,10 +162,7 @@ fn without_owned(v: &Value, original: &Value) -> Value {
     remove(&mut v, &["process", "env"]);
     remove(&mut v, &["hooks", "prestart"]);
     for path in [&["linux", "resources"][..], &["hooks"], &["linux"]] {
-        let absent = path
-            .iter()
-            .try_fold(original, |c, p| c.get(*p))
-            .is_none();
+        let absent = path.iter().try_fold(original, |c, p| c.get(*p)).is_none();
         let target = path.iter().try_fold(&v, |c, p| c.get(*p));
         if absent && target == Some(&Value::Object(Map::new())) {
             remove(&mut v, path);

@@ -1,0 +1,224 @@
+//! `make bench`: what the shim adds to container start, against plain runc in the same run.
+//!
+//! Three comparisons, each interleaved (shim, runc, shim, runc, ...) so drift hits both sides:
+//! - `create`: the shim on a pristine docker-like spec (it edits and writes it, then execs runc)
+//!   vs runc on the already-edited spec (so runc does the same device work in both);
+//! - a pass-through command (`state`) through the shim vs runc directly;
+//! - a whole `docker run --rm` with the shim as dockerd's default runtime vs `--runtime runc`.
+//!
+//! Bundles and runc state live on tmpfs, as they do under dockerd (`/run`). Prints medians, the
+//! added milliseconds and the ratios, and the targets next to them.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dockerd::{Dockerd, IMAGE};
+use common::{require, runc_bundle, write_shim_config, FakeGpuHost};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn timed(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
+    let took = start.elapsed();
+    assert!(status.success(), "{cmd:?} failed");
+    took
+}
+
+fn quiet(cmd: &mut Command) {
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Row {
+    what: &'static str,
+    runs: usize,
+    shim: Duration,
+    runc: Duration,
+    target: &'static str,
+    ok: bool,
+}
+
+fn runc_cmd(root: &Path) -> Command {
+    let mut c = Command::new("runc");
+    c.arg("--root").arg(root);
+    c
+}
+
+fn shim_cmd(root: &Path, config: &Path) -> Command {
+    let mut c = Command::new(SHIM);
+    c.env("GPU_SHARE_CONFIG", config).arg("--root").arg(root);
+    c
+}
+
+fn bench_runc(rows: &mut Vec<Row>) {
+    let tmp = tempfile::Builder::new()
+        .prefix("gpu-share-bench.")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let host = FakeGpuHost::new_in(tmp.path(), 1);
+    // The shim logs its one line per create, as it does in production.
+    let (config, _) = write_shim_config(tmp.path(), host.root(), "");
+    let root = tmp.path().join("state");
+    let pristine_dir = runc_bundle(&tmp.path().join("pristine"), &["sleep", "1000"], &[]);
+    let pristine = std::fs::read(pristine_dir.join("config.json")).unwrap();
+    let shim_bundle = runc_bundle(&tmp.path().join("shim"), &["sleep", "1000"], &[]);
+    let runc_bundle_dir = runc_bundle(&tmp.path().join("runc"), &["sleep", "1000"], &[]);
+
+    // runc's bundle gets the spec the shim produces, so both runcs do the same work.
+    quiet(
+        shim_cmd(&root, &config)
+            .args(["create", "--bundle"])
+            .arg(&runc_bundle_dir)
+            .arg("prep"),
+    );
+    quiet(runc_cmd(&root).args(["delete", "--force", "prep"]));
+
+    let n = count("BENCH_CREATES", 200);
+    let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
+        let id = format!("s{i}");
+        shim_t.push(timed(
+            shim_cmd(&root, &config)
+                .args(["create", "--bundle"])
+                .arg(&shim_bundle)
+                .arg(&id),
+        ));
+        quiet(runc_cmd(&root).args(["delete", "--force", &id]));
+        let id = format!("r{i}");
+        runc_t.push(timed(
+            runc_cmd(&root)
+                .args(["create", "--bundle"])
+                .arg(&runc_bundle_dir)
+                .arg(&id),
+        ));
+        quiet(runc_cmd(&root).args(["delete", "--force", &id]));
+    }
+    let (shim, runc) = (median(shim_t), median(runc_t));
+    rows.push(Row {
+        what: "create",
+        runs: n,
+        shim,
+        runc,
+        target: "adds <= 0.5 ms",
+        ok: ms(shim) - ms(runc) <= 0.5,
+    });
+
+    quiet(
+        runc_cmd(&root)
+            .args(["create", "--bundle"])
+            .arg(&runc_bundle_dir)
+            .arg("st"),
+    );
+    let n = count("BENCH_STATES", 500);
+    let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        shim_t.push(timed(shim_cmd(&root, &config).args(["state", "st"])));
+        runc_t.push(timed(runc_cmd(&root).args(["state", "st"])));
+    }
+    quiet(runc_cmd(&root).args(["delete", "--force", "st"]));
+    let (shim, runc) = (median(shim_t), median(runc_t));
+    rows.push(Row {
+        what: "state (pass-through)",
+        runs: n,
+        shim,
+        runc,
+        target: "adds <= 0.2 ms",
+        ok: ms(shim) - ms(runc) <= 0.2,
+    });
+}
+
+fn bench_docker(rows: &mut Vec<Row>) {
+    let d = Dockerd::start(Path::new(SHIM), 1, "");
+    let run = |runtime: Option<&str>| {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        if let Some(r) = runtime {
+            args.extend(["--runtime", r]);
+        }
+        args.extend([IMAGE, "true"]);
+        let start = Instant::now();
+        let out = d.docker(&args);
+        let took = start.elapsed();
+        assert!(out.status.success(), "{out:?}");
+        took
+    };
+    // Warm both paths (image layers, shim binary pages) before measuring.
+    run(None);
+    run(Some("runc"));
+    let n = count("BENCH_DOCKER_RUNS", 40);
+    let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        shim_t.push(run(None));
+        runc_t.push(run(Some("runc")));
+    }
+    d.stop();
+    let (shim, runc) = (median(shim_t), median(runc_t));
+    rows.push(Row {
+        what: "docker run --rm",
+        runs: n,
+        shim,
+        runc,
+        target: "ratio <= 1.01",
+        ok: shim.as_secs_f64() / runc.as_secs_f64() <= 1.01,
+    });
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    if !require("make bench", &["runc", "dockerd", "containerd"]) {
+        return;
+    }
+    let mut rows = Vec::new();
+    bench_runc(&mut rows);
+    bench_docker(&mut rows);
+    println!();
+    println!(
+        "{:<22} {:>5} {:>11} {:>11} {:>10} {:>7}  target",
+        "median of", "runs", "shim ms", "runc ms", "added ms", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:<22} {:>5} {:>11.3} {:>11.3} {:>+10.3} {:>7.3}  {} {}",
+            r.what,
+            r.runs,
+            ms(r.shim),
+            ms(r.runc),
+            ms(r.shim) - ms(r.runc),
+            r.shim.as_secs_f64() / r.runc.as_secs_f64(),
+            r.target,
+            if r.ok { "(met)" } else { "(MISSED)" }
+        );
+    }
+}
