@@ -171,7 +171,7 @@ fn without_owned(v: &Value, original: &Value) -> Value {
     v
 }
 
-fn array_at<'a>(v: &'a Value, path: &[&str]) -> Vec<Value> {
+fn array_at(v: &Value, path: &[&str]) -> Vec<Value> {
     path.iter()
         .try_fold(v, |c, p| c.get(*p))
         .and_then(Value::as_array)

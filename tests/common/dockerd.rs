@@ -110,7 +110,7 @@ impl Dockerd {
     fn import_busybox(&self) {
         let rootfs = self.dir.join("busybox-rootfs");
         busybox_rootfs(&rootfs);
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
             .args(["-c", "."])
@@ -121,9 +121,10 @@ impl Dockerd {
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .args(["import", "-", IMAGE])
-            .stdin(tar.stdout.expect("tar stdout"))
+            .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
+        assert!(tar.wait().expect("tar").success(), "tar failed");
         assert!(
             out.status.success(),
             "docker import: {}",
