@@ -11,7 +11,8 @@ const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
 
 struct Setup {
     dir: tempfile::TempDir,
-    host: FakeGpuHost,
+    /// Kept alive for the device nodes the config points at.
+    _host: FakeGpuHost,
     config: PathBuf,
     log: PathBuf,
 }
@@ -23,7 +24,7 @@ impl Setup {
         let (config, log) = write_shim_config(dir.path(), host.root(), extra);
         Setup {
             dir,
-            host,
+            _host: host,
             config,
             log,
         }
