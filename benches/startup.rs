@@ -4,7 +4,9 @@
 //! - `create`: the shim on a pristine docker-like spec (it edits and writes it, then execs runc)
 //!   vs runc on the already-edited spec (so runc does the same device work in both);
 //! - a pass-through command (`state`) through the shim vs runc directly;
-//! - a whole `docker run --rm` with the shim as dockerd's default runtime vs `--runtime runc`.
+//! - a whole `docker run --rm` with the shim as dockerd's default runtime vs `--runtime runc`;
+//! - the shim alone, with runc replaced by `/bin/true` (runc's own variance gone), beside the
+//!   floor: a static C program that does nothing but exec, i.e. the cost of one `execve` here.
 //!
 //! Bundles and runc state live on tmpfs, as they do under dockerd (`/run`). Prints medians, the
 //! added milliseconds and the ratios, and the targets next to them.
@@ -158,6 +160,85 @@ fn bench_runc(rows: &mut Vec<Row>) {
         target: "adds <= 0.2 ms",
         ok: ms(shim) - ms(runc) <= 0.2,
     });
+
+    // The same two paths with runc replaced by /bin/true: runc's own variance gone, what is
+    // left is exactly the shim's cost (one exec, plus the edit on create).
+    let truth = Path::new("/bin/true");
+    let n = count("BENCH_STATES", 500);
+    let (mut shim_t, mut true_t, mut floor_t) = (Vec::new(), Vec::new(), Vec::new());
+    let floor = exec_floor(tmp.path());
+    for i in 0..n {
+        std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
+        shim_t.push(timed(
+            shim_cmd(&root, &config)
+                .env("GPU_SHARE_RUNC", truth)
+                .args(["create", "--bundle"])
+                .arg(&shim_bundle)
+                .arg(format!("t{i}")),
+        ));
+        true_t.push(timed(&mut Command::new(truth)));
+        if let Some(floor) = &floor {
+            floor_t.push(timed(&mut Command::new(floor)));
+        }
+    }
+    let (shim, direct) = (median(shim_t), median(true_t));
+    rows.push(Row {
+        what: "create, shim alone",
+        runs: n,
+        shim,
+        runc: direct,
+        target: "adds <= 0.5 ms",
+        ok: ms(shim) - ms(direct) <= 0.5,
+    });
+    let mut shim_t = Vec::new();
+    let mut true_t = Vec::new();
+    for _ in 0..n {
+        shim_t.push(timed(
+            shim_cmd(&root, &config)
+                .env("GPU_SHARE_RUNC", truth)
+                .args(["state", "x"]),
+        ));
+        true_t.push(timed(&mut Command::new(truth)));
+    }
+    let (shim, direct) = (median(shim_t), median(true_t));
+    rows.push(Row {
+        what: "pass-through, shim alone",
+        runs: n,
+        shim,
+        runc: direct,
+        target: "adds <= 0.2 ms",
+        ok: ms(shim) - ms(direct) <= 0.2,
+    });
+    if !floor_t.is_empty() {
+        let f = median(floor_t);
+        rows.push(Row {
+            what: "exec floor (C, static)",
+            runs: n,
+            shim: f,
+            runc: direct,
+            target: "reference: one execve",
+            ok: true,
+        });
+    }
+}
+
+/// A static C program that does nothing but exec /bin/true: the least any exec-ing wrapper can
+/// add on this machine. `None` where no C compiler with a static libc is at hand.
+fn exec_floor(dir: &Path) -> Option<std::path::PathBuf> {
+    let src = dir.join("floor.c");
+    let bin = dir.join("floor");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(int c, char **v) { (void)c; execv(\"/bin/true\", v); return 127; }\n",
+    )
+    .ok()?;
+    let ok = Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(bin)
 }
 
 fn bench_docker(rows: &mut Vec<Row>) {
@@ -205,12 +286,12 @@ fn main() {
     bench_docker(&mut rows);
     println!();
     println!(
-        "{:<22} {:>5} {:>11} {:>11} {:>10} {:>7}  target",
-        "median of", "runs", "shim ms", "runc ms", "added ms", "ratio"
+        "{:<26} {:>5} {:>9} {:>9} {:>9} {:>7}  target",
+        "median of", "runs", "via ms", "direct ms", "added ms", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<22} {:>5} {:>11.3} {:>11.3} {:>+10.3} {:>7.3}  {} {}",
+            "{:<26} {:>5} {:>9.3} {:>9.3} {:>+9.3} {:>7.3}  {} {}",
             r.what,
             r.runs,
             ms(r.shim),

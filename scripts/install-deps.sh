@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the benchmark run for real: runc, dockerd (docker.io,
+# which brings containerd), a static busybox for container root filesystems, and a C compiler.
+# Installs only what is missing, so it costs nothing on a machine that has them.
+set -euo pipefail
+
+need=()
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v tar >/dev/null 2>&1 || need+=(tar)
+
+if ((${#need[@]} == 0)); then
+  exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+  echo "install-deps: missing ${need[*]}; run as root (sudo make ...) to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
