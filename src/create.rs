@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::gpu::devfs::{self, DiscoveryError};
+use crate::gpu::{self, devfs::DiscoveryError};
 use crate::plan::{env_value, HookPlan, Plan, ShapeError};
 use crate::request::{Request, RequestError, VISIBLE_DEVICES};
 use crate::runc_call::RuncCall;
@@ -108,7 +108,7 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             summary: format!("gpus=none reason=\"{reason}\" spec=unchanged"),
         });
     }
-    let inventory = devfs::discover(&config.devices.root)?;
+    let inventory = gpu::discover(&config.devices.root)?;
     let gpus = request.resolve(raw.as_deref(), &inventory)?;
     if gpus.is_empty() {
         return Ok(Decision {

@@ -316,13 +316,7 @@ mod tests {
     }
 
     fn one_gpu_host() -> Inventory {
-        Inventory {
-            gpus: vec![Gpu {
-                index: 0,
-                node: node("nvidia0", 195, 0),
-            }],
-            controls: vec![node("nvidiactl", 195, 255), node("nvidia-uvm", 510, 0)],
-        }
+        Inventory::synthetic(1)
     }
 
     fn plan(hook: bool) -> Plan {

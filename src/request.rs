@@ -35,8 +35,74 @@ pub enum RequestError {
     BadEntry { value: String, entry: String },
     #[error("{VISIBLE_DEVICES}={value}: this host has {have}")]
     NoSuchGpu { value: String, have: String },
-    #[error("{VISIBLE_DEVICES}={value}: no GPU on this host has UUID {uuid}")]
-    NoSuchUuid { value: String, uuid: String },
+    #[error("{VISIBLE_DEVICES}={value}: no GPU on this host has UUID {uuid} (it has {have})")]
+    NoSuchUuid {
+        value: String,
+        uuid: String,
+        have: String,
+    },
+    #[error("{VISIBLE_DEVICES}={value}: {uuid} matches more than one GPU: give more of the UUID")]
+    AmbiguousUuid { value: String, uuid: String },
+    #[error("{VISIBLE_DEVICES}={value}: {uuid}: a UUID prefix needs at least {MIN_UUID_PREFIX} hex digits")]
+    ShortUuid { value: String, uuid: String },
+}
+
+/// The fewest hex digits of a UUID prefix that select a GPU (as nvidia-smi asks).
+pub const MIN_UUID_PREFIX: usize = 8;
+
+impl RequestError {
+    /// Fills in the whole variable's value, which the per-entry lookup does not know.
+    fn with_value(self, value: String) -> RequestError {
+        match self {
+            RequestError::NoSuchUuid { uuid, have, .. } => {
+                RequestError::NoSuchUuid { value, uuid, have }
+            }
+            RequestError::AmbiguousUuid { uuid, .. } => RequestError::AmbiguousUuid { value, uuid },
+            RequestError::ShortUuid { uuid, .. } => RequestError::ShortUuid { value, uuid },
+            other => other,
+        }
+    }
+}
+
+/// The one GPU whose UUID is `wanted` or starts with it (case-insensitive).
+fn by_uuid<'a>(inventory: &'a Inventory, wanted: &str) -> Result<&'a Gpu, RequestError> {
+    let digits = wanted[4..].bytes().filter(u8::is_ascii_hexdigit).count();
+    if digits < MIN_UUID_PREFIX {
+        return Err(RequestError::ShortUuid {
+            value: String::new(),
+            uuid: wanted.to_owned(),
+        });
+    }
+    let wanted_lc = wanted.to_ascii_lowercase();
+    let mut matches = inventory.gpus.iter().filter(|g| {
+        g.info
+            .uuid
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with(&wanted_lc))
+    });
+    match (matches.next(), matches.next()) {
+        (Some(gpu), None) => Ok(gpu),
+        (Some(_), Some(_)) => Err(RequestError::AmbiguousUuid {
+            value: String::new(),
+            uuid: wanted.to_owned(),
+        }),
+        (None, _) => {
+            let uuids: Vec<&str> = inventory
+                .gpus
+                .iter()
+                .filter_map(|g| g.info.uuid.as_deref())
+                .collect();
+            Err(RequestError::NoSuchUuid {
+                value: String::new(),
+                uuid: wanted.to_owned(),
+                have: if uuids.is_empty() {
+                    "no GPU whose UUID the driver reports".to_owned()
+                } else {
+                    uuids.join(", ")
+                },
+            })
+        }
+    }
 }
 
 impl Request {
@@ -97,12 +163,7 @@ impl Request {
                             have: inventory.describe_gpus(),
                         })
                     }
-                    // UUIDs are known once discovery reads them from the driver; until then no
-                    // GPU matches one, which is an error rather than a silent drop.
-                    DeviceRef::Uuid(u) => Err(RequestError::NoSuchUuid {
-                        value: value(),
-                        uuid: u.clone(),
-                    }),
+                    DeviceRef::Uuid(u) => by_uuid(inventory, u).map_err(|e| e.with_value(value())),
                 })
                 .collect(),
         }
@@ -129,27 +190,9 @@ pub fn visible_value(gpus: &[&Gpu]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::DeviceNode;
-    use std::path::PathBuf;
 
     fn host(n: u32) -> Inventory {
-        Inventory {
-            gpus: (0..n)
-                .map(|index| Gpu {
-                    index,
-                    node: DeviceNode {
-                        path: PathBuf::from(format!("/dev/nvidia{index}")),
-                        kind: 'c',
-                        major: 195,
-                        minor: index as u64,
-                        mode: 0o666,
-                        uid: 0,
-                        gid: 0,
-                    },
-                })
-                .collect(),
-            controls: vec![],
-        }
+        Inventory::synthetic(n)
     }
 
     fn indices(gpus: &[&Gpu]) -> Vec<u32> {
@@ -259,12 +302,61 @@ mod tests {
         assert_eq!(visible_value(&all), "0,1,2,3");
     }
 
+    fn resolve(value: &str, inv: &Inventory) -> Result<Vec<u32>, RequestError> {
+        let r = Request::parse(Some(value), DefaultGpus::All)?;
+        r.resolve(Some(value), inv).map(|g| indices(&g))
+    }
+
     #[test]
     fn unknown_uuid_is_an_error() {
-        let r = Request::parse(Some("GPU-0123abcd"), DefaultGpus::All).unwrap();
-        let e = r.resolve(Some("GPU-0123abcd"), &host(1)).unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("no GPU on this host has UUID GPU-0123abcd"));
+        let e = resolve("GPU-0123abcd", &host(1)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("NVIDIA_VISIBLE_DEVICES=GPU-0123abcd: no GPU on this host has UUID GPU-0123abcd (it has GPU-00000000-"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn uuids_and_prefixes_select_gpus() {
+        let inv = host(4);
+        let full = inv.gpus[2].info.uuid.clone().unwrap();
+        assert_eq!(resolve(&full, &inv).unwrap(), vec![2]);
+        let shouted = format!("GPU-{}", full[4..].to_uppercase());
+        assert_eq!(resolve(&shouted, &inv).unwrap(), vec![2]);
+        assert_eq!(resolve("GPU-00000003", &inv).unwrap(), vec![3]);
+        assert_eq!(
+            resolve("1,GPU-00000003-0000,0", &inv).unwrap(),
+            vec![1, 3, 0]
+        );
+    }
+
+    #[test]
+    fn short_or_ambiguous_prefixes_are_errors() {
+        let inv = host(4);
+        let e = resolve("GPU-0000000", &inv).unwrap_err();
+        assert!(matches!(e, RequestError::ShortUuid { .. }), "{e}");
+        assert!(e.to_string().contains("at least 8 hex digits"), "{e}");
+        assert_eq!(resolve("GPU-00000000-0", &inv).unwrap(), vec![0]);
+        let mut twins = host(2);
+        twins.gpus[1].info.uuid = Some("GPU-00000000-0000-4000-8000-999999999999".into());
+        let e = resolve("GPU-00000000", &twins).unwrap_err();
+        assert!(matches!(e, RequestError::AmbiguousUuid { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("NVIDIA_VISIBLE_DEVICES=GPU-00000000: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn uuid_on_a_host_without_uuids_says_so() {
+        let mut inv = host(1);
+        inv.gpus[0].info.uuid = None;
+        let e = resolve("GPU-12345678", &inv).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no GPU whose UUID the driver reports"),
+            "{e}"
+        );
     }
 }

@@ -1,44 +1,17 @@
 //! Properties of the spec edit over generated specs and `NVIDIA_VISIBLE_DEVICES` values: it never
 //! panics, never drops or changes a field it does not own, and editing twice is editing once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gpu_share::config::DefaultGpus;
-use gpu_share::gpu::{DeviceNode, Gpu, Inventory};
+use gpu_share::gpu::Inventory;
 use gpu_share::plan::{env_value, Plan};
 use gpu_share::request::Request;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-fn node(path: &str, major: u64, minor: u64) -> DeviceNode {
-    DeviceNode {
-        path: PathBuf::from(path),
-        kind: 'c',
-        major,
-        minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    }
-}
-
 fn host(gpus: u32) -> Inventory {
-    Inventory {
-        gpus: (0..gpus)
-            .map(|i| Gpu {
-                index: i,
-                node: node(&format!("/dev/nvidia{i}"), 195, i as u64),
-            })
-            .collect(),
-        controls: if gpus > 0 {
-            vec![
-                node("/dev/nvidiactl", 195, 255),
-                node("/dev/nvidia-uvm", 510, 0),
-            ]
-        } else {
-            vec![]
-        },
-    }
+    Inventory::synthetic(gpus)
 }
 
 fn any_json() -> impl Strategy<Value = Value> {

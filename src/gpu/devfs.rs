@@ -4,7 +4,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{DeviceNode, Gpu, Inventory};
+use super::{DeviceNode, Gpu, GpuInfo, Inventory};
 
 /// Control devices a CUDA program needs beside its GPU nodes, in the order they are injected.
 pub const CONTROL_DEVICES: &[&str] = &[
@@ -78,7 +78,11 @@ pub fn discover(root: &Path) -> Result<Inventory, DiscoveryError> {
         };
         let container_path = Path::new("/dev").join(&name);
         if let Some(node) = device_node(&entry.path(), container_path) {
-            gpus.push(Gpu { index, node });
+            gpus.push(Gpu {
+                index,
+                node,
+                info: GpuInfo::default(),
+            });
         }
     }
     gpus.sort_by_key(|g| g.index);
@@ -86,7 +90,11 @@ pub fn discover(root: &Path) -> Result<Inventory, DiscoveryError> {
         .iter()
         .filter_map(|name| device_node(&dev.join(name), Path::new("/dev").join(name)))
         .collect();
-    Ok(Inventory { gpus, controls })
+    Ok(Inventory {
+        gpus,
+        controls,
+        source: Default::default(),
+    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! What GPUs and NVIDIA control devices this host has.
 //!
-//! `Inventory` is plain data; `devfs` fills it from a `dev/` directory under a configurable root
-//! (`/` on a real host, a temp dir with `mknod`'d nodes in tests).
+//! `Inventory` is plain data. `discover` fills it without NVML, fast enough for every create:
+//! device nodes from `dev/` and, where the driver is loaded, UUID, model, PCI bus id and minor
+//! from `proc/driver/nvidia/gpus/*/information`, both under a configurable root (`/` on a real
+//! host, a temp dir with `mknod`'d nodes in tests).
 
 pub mod devfs;
+pub mod procfs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A device node as the host has it, to be recreated inside the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +28,45 @@ pub struct DeviceNode {
 /// One GPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gpu {
-    /// The N of `/dev/nvidiaN`.
+    /// The GPU's index as NVML and nvidia-smi count it: PCI bus order where the driver tells the
+    /// bus ids, else the N of `/dev/nvidiaN`.
     pub index: u32,
     pub node: DeviceNode,
+    pub info: GpuInfo,
+}
+
+/// What is known of a GPU beyond its device node; each source fills what it can.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GpuInfo {
+    /// `GPU-xxxxxxxx-xxxx-...`.
+    pub uuid: Option<String>,
+    /// The model, e.g. `Tesla T4`.
+    pub name: Option<String>,
+    /// `0000:00:1e.0`.
+    pub pci_bus_id: Option<String>,
+    pub memory_total_bytes: Option<u64>,
+}
+
+/// Where the inventory came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Device nodes only.
+    #[default]
+    Devfs,
+    /// Device nodes and the driver's `/proc` entries.
+    Procfs,
+    /// NVML (the `gpu-share` commands, never the runtime's create path).
+    Nvml,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Devfs => "devfs",
+            Source::Procfs => "procfs",
+            Source::Nvml => "nvml",
+        }
+    }
 }
 
 /// Everything the shim can hand to a container.
@@ -37,9 +76,59 @@ pub struct Inventory {
     pub gpus: Vec<Gpu>,
     /// `nvidiactl`, `nvidia-uvm`, ... : the ones that exist.
     pub controls: Vec<DeviceNode>,
+    pub source: Source,
+}
+
+/// Discovery without NVML: the `/proc` driver entries joined to the device nodes by minor
+/// number where the driver has them, else the device nodes alone.
+pub fn discover(root: &Path) -> Result<Inventory, devfs::DiscoveryError> {
+    let mut inventory = devfs::discover(root)?;
+    let entries = procfs::read(root);
+    if !entries.is_empty() {
+        inventory.gpus = procfs::join(entries, &inventory.gpus);
+        inventory.source = Source::Procfs;
+    }
+    Ok(inventory)
 }
 
 impl Inventory {
+    /// A made-up host of `gpus` GPUs (nodes 195:N, UUIDs `GPU-0000000N-0000-4000-8000-00000000000N`,
+    /// control devices when there is a GPU), for tests and benchmarks of the pure code.
+    pub fn synthetic(gpus: u32) -> Inventory {
+        let node = |path: String, major: u64, minor: u64| DeviceNode {
+            path: PathBuf::from(path),
+            kind: 'c',
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        Inventory {
+            gpus: (0..gpus)
+                .map(|i| Gpu {
+                    index: i,
+                    node: node(format!("/dev/nvidia{i}"), 195, u64::from(i)),
+                    info: GpuInfo {
+                        uuid: Some(format!("GPU-{i:08x}-0000-4000-8000-{i:012x}")),
+                        name: Some("Tesla T4".to_owned()),
+                        pci_bus_id: Some(format!("0000:00:{:02x}.0", 0x1b + i)),
+                        memory_total_bytes: Some(16 << 30),
+                    },
+                })
+                .collect(),
+            controls: if gpus > 0 {
+                vec![
+                    node("/dev/nvidiactl".into(), 195, 255),
+                    node("/dev/nvidia-uvm".into(), 510, 0),
+                ]
+            } else {
+                Vec::new()
+            },
+            source: Source::Procfs,
+        }
+    }
+
     pub fn gpu(&self, index: u32) -> Option<&Gpu> {
         self.gpus.iter().find(|g| g.index == index)
     }
@@ -69,18 +158,9 @@ mod tests {
     use super::*;
 
     fn gpu(index: u32) -> Gpu {
-        Gpu {
-            index,
-            node: DeviceNode {
-                path: PathBuf::from(format!("/dev/nvidia{index}")),
-                kind: 'c',
-                major: 195,
-                minor: index as u64,
-                mode: 0o666,
-                uid: 0,
-                gid: 0,
-            },
-        }
+        let mut g = Inventory::synthetic(index + 1).gpus.remove(index as usize);
+        g.index = index;
+        g
     }
 
     #[test]

@@ -84,7 +84,36 @@ impl FakeGpuHost {
             // mknod obeys the umask; the driver's nodes are 0666.
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         }
-        FakeGpuHost { dir }
+        let host = FakeGpuHost { dir };
+        for i in 0..gpus {
+            host.write_driver_entry(i, &format!("0000:00:{:02x}.0", 0x1b + i), i);
+        }
+        host
+    }
+
+    /// The UUID the fake driver reports for the GPU with this minor.
+    pub fn uuid(minor: u32) -> String {
+        format!("GPU-{minor:08x}-0000-4000-8000-{minor:012x}")
+    }
+
+    /// Writes `proc/driver/nvidia/gpus/<bus>/information` as the driver does.
+    pub fn write_driver_entry(&self, minor: u32, bus: &str, uuid_of: u32) {
+        let dir = self.dir.path().join("proc/driver/nvidia/gpus").join(bus);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("information"),
+            format!(
+                "Model: \t\t Tesla T4\nIRQ:   \t\t 32\nGPU UUID: \t {}\nVideo BIOS: \t 90.04.38.00.03\nBus Type: \t PCIe\nBus Location: \t {bus}\nDevice Minor: \t {minor}\nGPU Excluded:\t No\n",
+                FakeGpuHost::uuid(uuid_of)
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Removes the driver's `/proc` entries: a host seen through its device nodes alone.
+    pub fn without_driver_entries(self) -> FakeGpuHost {
+        let _ = std::fs::remove_dir_all(self.dir.path().join("proc"));
+        self
     }
 
     pub fn root(&self) -> &Path {
