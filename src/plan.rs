@@ -303,18 +303,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn node(name: &str, major: u64, minor: u64) -> DeviceNode {
-        DeviceNode {
-            path: PathBuf::from(format!("/dev/{name}")),
-            kind: 'c',
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        }
-    }
-
     fn one_gpu_host() -> Inventory {
         Inventory::synthetic(1)
     }
