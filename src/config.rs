@@ -22,6 +22,7 @@ pub struct Config {
     pub sharing: SharingSection,
     pub hook: HookSection,
     pub log: LogSection,
+    pub state: StateSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -70,6 +71,48 @@ impl DefaultGpus {
 #[serde(deny_unknown_fields, default)]
 pub struct SharingSection {
     pub default: DefaultGpus,
+    /// Which GPUs a container that names none gets.
+    pub placement: Placement,
+    /// Admission limit: live containers per GPU past which a create fails.
+    pub max_per_gpu: Option<u32>,
+}
+
+/// How containers that name no GPU are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Every GPU.
+    #[default]
+    All,
+    /// The one GPU with the fewest live containers.
+    Spread,
+    /// The lowest-index GPU under `max_per_gpu`.
+    Pack,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::All => "all",
+            Placement::Spread => "spread",
+            Placement::Pack => "pack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// Where the live GPU assignment (and its lock) is kept.
+    pub dir: PathBuf,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            dir: PathBuf::from("/run/gpu-share"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -163,6 +206,7 @@ impl Config {
             ("devices.root", Some(self.devices.root.as_path())),
             ("hook.path", Some(self.hook.path.as_path())),
             ("log.path", Some(self.log.path.as_path())),
+            ("state.dir", Some(self.state.dir.as_path())),
         ];
         for (key, path) in absolute {
             if let Some(p) = path {
@@ -173,6 +217,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.sharing.max_per_gpu == Some(0) {
+            return Err(
+                "sharing.max_per_gpu: 0 would refuse every container; leave it unset for no limit"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
@@ -229,6 +279,10 @@ path = "/opt/runc"
 root = "/tmp/fake"
 [sharing]
 default = "none"
+placement = "pack"
+max_per_gpu = 15
+[state]
+dir = "/tmp/state"
 [hook]
 path = "/opt/hook"
 [log]
@@ -240,6 +294,9 @@ level = "debug"
         assert_eq!(c.runtime.path, Some(PathBuf::from("/opt/runc")));
         assert_eq!(c.devices.root, PathBuf::from("/tmp/fake"));
         assert_eq!(c.sharing.default, DefaultGpus::None);
+        assert_eq!(c.sharing.placement, Placement::Pack);
+        assert_eq!(c.sharing.max_per_gpu, Some(15));
+        assert_eq!(c.state.dir, PathBuf::from("/tmp/state"));
         assert_eq!(c.hook.path, PathBuf::from("/opt/hook"));
         assert_eq!(c.log.path, PathBuf::from("/tmp/shim.log"));
         assert_eq!(c.log.level, LogLevel::Debug);
@@ -266,6 +323,14 @@ level = "debug"
         assert!(e.contains("some"), "{e}");
         let e = Config::parse("[log]\nlevel = 3\n").unwrap_err();
         assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn zero_limit_is_refused() {
+        let e = Config::parse("[sharing]\nmax_per_gpu = 0\n").unwrap_err();
+        assert!(e.contains("sharing.max_per_gpu"), "{e}");
+        let e = Config::parse("[sharing]\nmax_per_gpu = -1\n").unwrap_err();
+        assert!(e.contains("sharing.max_per_gpu"), "{e}");
     }
 
     #[test]

@@ -7,13 +7,16 @@
 use std::path::PathBuf;
 
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::gpu::{self, devfs::DiscoveryError};
+use crate::gpu::{self, devfs::DiscoveryError, Gpu};
+use crate::placement::state::{self, Entry, StateError};
+use crate::placement::{self, FreeMemory, Kind, PlacementError};
 use crate::plan::{env_value, HookPlan, Plan, ShapeError};
 use crate::request::{Request, RequestError, VISIBLE_DEVICES};
 use crate::runc_call::RuncCall;
 use crate::runc_exec::{default_runc, is_executable, same_file, ExecError, RUNC_ENV};
 use crate::shim_log::ShimLog;
 use crate::spec::{SpecError, SpecFile};
+use crate::timestamp::now_rfc3339;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -39,6 +42,10 @@ pub enum CreateError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// What was decided for one container, for the shim's log.
@@ -109,8 +116,7 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
         });
     }
     let inventory = gpu::discover(&config.devices.root)?;
-    let gpus = request.resolve(raw.as_deref(), &inventory)?;
-    if gpus.is_empty() {
+    if inventory.gpus.is_empty() && request == (Request::All { explicit: false }) {
         return Ok(Decision {
             runc,
             summary: format!(
@@ -119,12 +125,51 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             ),
         });
     }
+    // Named GPUs are checked before the lock is taken: a bad request never waits on others.
+    let named = match request {
+        Request::All { explicit: false } => None,
+        _ => Some(request.resolve(raw.as_deref(), &inventory)?),
+    };
+    let kind = match &named {
+        None => Kind::Shared,
+        Some(_) if is_ecs_task(&spec.value) => Kind::Reserved,
+        Some(_) => Kind::Pinned,
+    };
+    let mut state = state::lock(&config.state.dir)?;
+    let dropped = state.reconcile();
+    let gpus: Vec<&Gpu> = match named {
+        Some(gpus) => gpus,
+        None => {
+            let chosen = placement::choose(
+                config.sharing.placement,
+                config.sharing.max_per_gpu,
+                &inventory,
+                &state.load(),
+                &FreeMemory::new(),
+            )?;
+            chosen.iter().filter_map(|&i| inventory.gpu(i)).collect()
+        }
+    };
+    // Named GPUs (ECS reservations above all) are given even past sharing.max_per_gpu: the
+    // limit steers placement, it does not overrule a scheduler that already decided.
     let hook_exists = is_executable(&config.hook.path);
     let plan = Plan::new(&gpus, &inventory, &config.hook.path, hook_exists);
     let changed = plan.apply(&mut spec.value)?;
     if changed {
         spec.save()?;
     }
+    state.record(Entry {
+        id: call.container_label(),
+        root: runc_root(call),
+        gpus: plan.gpus.clone(),
+        kind,
+        pid: std::process::id() as i32,
+        start_time: state::process_start_time(std::process::id() as i32).unwrap_or(0),
+        created: now_rfc3339(),
+    });
+    state.save()?;
+    pause_for_tests();
+    drop(state);
     let hook = match &plan.hook {
         HookPlan::Add(p) => format!("hook={}", p.display()),
         HookPlan::Missing(p) => format!("hook=none ({} not found; devices only)", p.display()),
@@ -132,10 +177,58 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     Ok(Decision {
         runc,
         summary: format!(
-            "gpus={} reason=\"{reason}\" devices={} {hook} spec={}",
+            "gpus={} kind={} placement={} reason=\"{reason}\" devices={} {hook} spec={} reconciled={dropped}",
             plan.visible,
+            kind_name(kind),
+            config.sharing.placement.as_str(),
             plan.devices.len(),
             if changed { "updated" } else { "unchanged" }
         ),
     })
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Shared => "shared",
+        Kind::Pinned => "pinned",
+        Kind::Reserved => "reserved",
+    }
+}
+
+/// ECS puts its task metadata endpoint in every task container's env; a container of an ECS
+/// task that names its GPUs had them reserved by ECS.
+fn is_ecs_task(spec: &serde_json::Value) -> bool {
+    [
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "ECS_CONTAINER_METADATA_URI",
+    ]
+    .iter()
+    .any(|k| env_value(spec, k).is_some())
+}
+
+/// runc's `--root` for this call, absolute, as the state file keys containers by it.
+fn runc_root(call: &RuncCall) -> String {
+    let root = call
+        .root
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(state::RUNC_DEFAULT_ROOT));
+    let absolute = if root.is_absolute() {
+        root
+    } else {
+        std::env::current_dir().unwrap_or_default().join(root)
+    };
+    absolute.display().to_string()
+}
+
+/// Debug builds only: hold the placement lock for `GPU_SHARE_TEST_HOLD_LOCK_MS`, so a test can
+/// kill a create while it holds the lock.
+fn pause_for_tests() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("GPU_SHARE_TEST_HOLD_LOCK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }

@@ -4,9 +4,11 @@
 //! device nodes, cgroup rules, `NVIDIA_VISIBLE_DEVICES` and the NVIDIA hook to the bundle's
 //! `config.json`, then becomes runc with the same argv; every other command becomes runc at once.
 
+pub mod atomic;
 pub mod config;
 pub mod create;
 pub mod gpu;
+pub mod placement;
 pub mod plan;
 pub mod request;
 pub mod runc_call;

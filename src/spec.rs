@@ -2,16 +2,17 @@
 //!
 //! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
 //! not own (including ones newer than any oci-spec release) survive as they were. A write goes
-//! to a temp file in the bundle, is fsync'd, then renamed over `config.json`: a crash leaves
-//! either the old spec or the new one, never half of each. On any error nothing is written.
+//! through `atomic::replace` (temp file in the bundle, fsync, rename): a crash leaves either the
+//! old spec or the new one, never half of each. On any error nothing is written.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::atomic::{self, Perms};
 use crate::plan::kind_name;
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
@@ -133,39 +134,18 @@ impl SpecFile {
 
     /// Writes the spec back atomically, with the original file's mode and owner.
     pub fn save(&self) -> Result<(), SpecError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".config.json.gpu-share-{}.tmp", std::process::id()));
-        let result = self.write_temp(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-            // The rename is durable once the directory is.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn write_temp(&self, tmp: &Path) -> Result<(), SpecError> {
         let bytes = serde_json::to_vec(&self.value).map_err(|e| SpecError::Io {
-            path: tmp.display().to_string(),
+            path: self.path.display().to_string(),
             source: io::Error::other(e),
         })?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(tmp)
-            .map_err(io_err(tmp))?;
-        file.write_all(&bytes).map_err(io_err(tmp))?;
-        // Same owner and mode as the file it replaces (chown only matters when they differ).
-        let _ = std::os::unix::fs::fchown(&file, Some(self.uid), Some(self.gid));
-        file.set_permissions(std::fs::Permissions::from_mode(self.mode))
-            .map_err(io_err(tmp))?;
-        file.sync_all().map_err(io_err(tmp))
+        let perms = Perms {
+            mode: self.mode,
+            owner: Some((self.uid, self.gid)),
+        };
+        atomic::replace(&self.path, &bytes, perms).map_err(|(path, source)| SpecError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
@@ -178,7 +158,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, br#"{"b":1,"a":{"z":2,"y":3}}"#).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .unwrap();
         let mut spec = SpecFile::load(dir.path()).unwrap();
         spec.value["c"] = Value::from(4);
         spec.save().unwrap();

@@ -174,16 +174,18 @@ pub fn runc_bundle(dir: &Path, args: &[&str], env: &[&str]) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Writes a shim config for a fake host; `extra` is appended TOML (more sections).
+/// Writes a shim config for a fake host, with its log and placement state under `dir`;
+/// `extra` is appended TOML (sections other than devices, log and state).
 pub fn write_shim_config(dir: &Path, devices_root: &Path, extra: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("gpu-share.toml");
     let log = dir.join("gpu-share-runtime.log");
     std::fs::write(
         &config,
         format!(
-            "[devices]\nroot = {:?}\n[log]\npath = {:?}\nlevel = \"debug\"\n{extra}",
+            "[devices]\nroot = {:?}\n[log]\npath = {:?}\nlevel = \"debug\"\n[state]\ndir = {:?}\n{extra}",
             devices_root.display().to_string(),
-            log.display().to_string()
+            log.display().to_string(),
+            dir.join("state").display().to_string()
         ),
     )
     .unwrap();
