@@ -23,6 +23,23 @@ pub struct Config {
     pub hook: HookSection,
     pub log: LogSection,
     pub state: StateSection,
+    pub nvml: NvmlSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvmlSection {
+    /// The NVML library: a name for the dynamic loader or a path. Only the `gpu-share` commands
+    /// load it, never the runtime's create path.
+    pub library: PathBuf,
+}
+
+impl Default for NvmlSection {
+    fn default() -> Self {
+        NvmlSection {
+            library: PathBuf::from("libnvidia-ml.so.1"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError, LogLevel};
+use crate::config::{Config, ConfigError, LogLevel, Placement};
 use crate::gpu::{self, devfs::DiscoveryError, Gpu};
 use crate::placement::state::{self, Entry, StateError};
 use crate::placement::{self, FreeMemory, Kind, PlacementError};
@@ -115,7 +115,7 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             summary: format!("gpus=none reason=\"{reason}\" spec=unchanged"),
         });
     }
-    let inventory = gpu::discover(&config.devices.root)?;
+    let mut inventory = gpu::discover(&config.devices.root)?;
     if inventory.gpus.is_empty() && request == (Request::All { explicit: false }) {
         return Ok(Decision {
             runc,
@@ -125,6 +125,10 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             ),
         });
     }
+    let free = match request {
+        Request::All { explicit: false } => free_memory(config, &mut inventory),
+        _ => FreeMemory::new(),
+    };
     // Named GPUs are checked before the lock is taken: a bad request never waits on others.
     let named = match request {
         Request::All { explicit: false } => None,
@@ -145,7 +149,7 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
                 config.sharing.max_per_gpu,
                 &inventory,
                 &state.load(),
-                &FreeMemory::new(),
+                &free,
             )?;
             chosen.iter().filter_map(|&i| inventory.gpu(i)).collect()
         }
@@ -185,6 +189,16 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             if changed { "updated" } else { "unchanged" }
         ),
     })
+}
+
+/// Free memory per GPU from the NVML cache, only where `spread` will use it for ties.
+fn free_memory(config: &Config, inventory: &mut gpu::Inventory) -> FreeMemory {
+    if config.sharing.placement != Placement::Spread {
+        return FreeMemory::new();
+    }
+    gpu::cache::read(&config.state.dir)
+        .map(|c| gpu::cache::overlay(inventory, &c))
+        .unwrap_or_default()
 }
 
 fn kind_name(kind: Kind) -> &'static str {

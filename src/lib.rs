@@ -7,7 +7,9 @@
 pub mod atomic;
 pub mod config;
 pub mod create;
+pub mod doctor;
 pub mod gpu;
+pub mod host;
 pub mod placement;
 pub mod plan;
 pub mod request;

@@ -5,7 +5,9 @@
 //! from `proc/driver/nvidia/gpus/*/information`, both under a configurable root (`/` on a real
 //! host, a temp dir with `mknod`'d nodes in tests).
 
+pub mod cache;
 pub mod devfs;
+pub mod nvml;
 pub mod procfs;
 
 use std::path::{Path, PathBuf};

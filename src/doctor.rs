@@ -1,0 +1,306 @@
+//! `gpu-share doctor`: one line per check, OK / WARN / FAIL; a FAIL means containers will not
+//! get GPUs (or will not start) on this host as configured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config::Config;
+use crate::gpu::{self, devfs::CONTROL_DEVICES};
+use crate::host;
+use crate::placement::state;
+use crate::runc_exec::{default_runc, is_executable, same_file};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub status: Status,
+    pub name: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.status {
+            Status::Ok => "OK  ",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        write!(f, "{s} {:<16} {}", self.name, self.detail)
+    }
+}
+
+fn check(status: Status, name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        status,
+        name,
+        detail: detail.into(),
+    }
+}
+
+/// Where doctor looks beyond the config.
+pub struct Inputs {
+    pub config_path: PathBuf,
+    /// dockerd's daemon.json, read when `docker info` cannot answer.
+    pub daemon_json: PathBuf,
+}
+
+/// Runs every check. The config is checked first; without a valid one the rest use defaults.
+pub fn run(inputs: &Inputs) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match Config::load(&inputs.config_path) {
+        Ok(c) => {
+            let how = if inputs.config_path.exists() {
+                "valid"
+            } else {
+                "absent: defaults"
+            };
+            checks.push(check(
+                Status::Ok,
+                "config",
+                format!("{} ({how})", inputs.config_path.display()),
+            ));
+            c
+        }
+        Err(e) => {
+            checks.push(check(Status::Fail, "config", e.to_string()));
+            Config::default()
+        }
+    };
+    checks.push(driver_devices(&config));
+    checks.push(driver_proc(&config));
+    checks.push(nvml(&config));
+    checks.push(persistence(&config.devices.root));
+    checks.push(runc(&config));
+    checks.push(hook(&config));
+    checks.push(docker_default_runtime(&inputs.daemon_json));
+    checks.push(state_file(&config));
+    checks
+}
+
+fn driver_devices(config: &Config) -> Check {
+    let root = &config.devices.root;
+    match gpu::devfs::discover(root) {
+        Ok(inv) if inv.gpus.is_empty() => check(
+            Status::Fail,
+            "driver devices",
+            format!(
+                "no /dev/nvidiaN under {}: is the NVIDIA driver loaded?",
+                root.display()
+            ),
+        ),
+        Ok(inv) => {
+            let missing: Vec<&str> = CONTROL_DEVICES
+                .iter()
+                .copied()
+                .filter(|c| !inv.controls.iter().any(|n| n.path.ends_with(c)))
+                .collect();
+            let gpus = format!("{} GPU node(s)", inv.gpus.len());
+            if missing.contains(&"nvidiactl") {
+                check(
+                    Status::Fail,
+                    "driver devices",
+                    format!("{gpus}, but no /dev/nvidiactl"),
+                )
+            } else if missing.is_empty() {
+                check(
+                    Status::Ok,
+                    "driver devices",
+                    format!("{gpus}, all control devices"),
+                )
+            } else {
+                check(
+                    Status::Warn,
+                    "driver devices",
+                    format!("{gpus}; missing {}", missing.join(", ")),
+                )
+            }
+        }
+        Err(e) => check(Status::Fail, "driver devices", e.to_string()),
+    }
+}
+
+fn driver_proc(config: &Config) -> Check {
+    let entries = gpu::procfs::read(&config.devices.root);
+    if entries.is_empty() {
+        check(
+            Status::Warn,
+            "driver /proc",
+            "no proc/driver/nvidia/gpus entries: GPU UUIDs cannot be selected without NVML",
+        )
+    } else {
+        check(
+            Status::Ok,
+            "driver /proc",
+            format!("{} GPU(s) with UUIDs", entries.len()),
+        )
+    }
+}
+
+fn nvml(config: &Config) -> Check {
+    match host::discover(config) {
+        Ok(view) => match view.nvml_error {
+            None => {
+                let nodes = gpu::devfs::discover(&config.devices.root)
+                    .map(|i| i.gpus.len())
+                    .unwrap_or(0);
+                let seen = view.inventory.gpus.len();
+                if seen == nodes {
+                    check(
+                        Status::Ok,
+                        "nvml",
+                        format!("{seen} GPU(s); memory cache refreshed"),
+                    )
+                } else {
+                    check(
+                        Status::Warn,
+                        "nvml",
+                        format!("NVML sees {seen} GPU(s) with device nodes, /dev has {nodes}"),
+                    )
+                }
+            }
+            Some(e) => check(
+                Status::Warn,
+                "nvml",
+                format!("{e} (the runtime does not need NVML; list shows no memory)"),
+            ),
+        },
+        Err(e) => check(Status::Fail, "nvml", e.to_string()),
+    }
+}
+
+fn persistence(root: &Path) -> Check {
+    let running = std::fs::read_dir(root.join("proc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "nvidia-persistenced")
+        });
+    if running {
+        check(Status::Ok, "persistenced", "nvidia-persistenced is running")
+    } else {
+        check(
+            Status::Warn,
+            "persistenced",
+            "nvidia-persistenced is not running: the first use of a GPU can take seconds",
+        )
+    }
+}
+
+fn runc(config: &Config) -> Check {
+    match default_runc() {
+        Ok(found) => match &config.runtime.path {
+            Some(p) if !same_file(p, &found) => check(
+                Status::Fail,
+                "runc",
+                format!(
+                    "runtime.path = {} but other commands reach {}: set GPU_SHARE_RUNC for dockerd",
+                    p.display(),
+                    found.display()
+                ),
+            ),
+            _ => check(Status::Ok, "runc", found.display().to_string()),
+        },
+        Err(e) => check(Status::Fail, "runc", e.to_string()),
+    }
+}
+
+fn hook(config: &Config) -> Check {
+    let p = &config.hook.path;
+    if is_executable(p) {
+        check(Status::Ok, "nvidia hook", p.display().to_string())
+    } else {
+        check(
+            Status::Warn,
+            "nvidia hook",
+            format!(
+                "{} not found: containers get the devices but not the driver libraries",
+                p.display()
+            ),
+        )
+    }
+}
+
+fn docker_default_runtime(daemon_json: &Path) -> Check {
+    let from_docker = Command::new("docker")
+        .args(["info", "--format", "{{.DefaultRuntime}}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let (runtime, from) = match from_docker {
+        Some(r) => (Some(r), "docker info".to_owned()),
+        None => {
+            let runtime = std::fs::read(daemon_json)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("default-runtime")?.as_str().map(str::to_owned));
+            (runtime, daemon_json.display().to_string())
+        }
+    };
+    match runtime.as_deref() {
+        Some("gpu-share") => check(Status::Ok, "docker runtime", format!("default is gpu-share ({from})")),
+        Some(other) => check(
+            Status::Warn,
+            "docker runtime",
+            format!("default is {other} ({from}): containers will not share GPUs; run gpu-share configure docker"),
+        ),
+        None => check(
+            Status::Warn,
+            "docker runtime",
+            format!("cannot tell: docker info did not answer and {from} sets no default-runtime"),
+        ),
+    }
+}
+
+fn state_file(config: &Config) -> Check {
+    match state::lock(&config.state.dir) {
+        Ok(l) if l.was_corrupt => check(
+            Status::Warn,
+            "state",
+            format!(
+                "{}/placements.json was not valid; the next create starts it afresh",
+                config.state.dir.display()
+            ),
+        ),
+        Ok(mut l) => {
+            let total = l.assignments.containers.len();
+            let dead = l.reconcile();
+            check(
+                Status::Ok,
+                "state",
+                format!(
+                    "{}: {} live container(s){}",
+                    config.state.dir.display(),
+                    total - dead,
+                    if dead > 0 {
+                        format!(", {dead} gone (dropped at the next create)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        }
+        Err(e) => check(Status::Fail, "state", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_status_name_detail() {
+        let c = check(Status::Warn, "nvml", "not loaded");
+        assert_eq!(c.to_string(), "WARN nvml             not loaded");
+    }
+}

@@ -1,0 +1,142 @@
+//! The operator's view of the host, for `gpu-share list` and `doctor`: the inventory from the
+//! best source there is (NVML, else the driver's `/proc`, else device nodes), refreshing the
+//! NVML cache the runtime reads, and the live assignment after reconciliation.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::gpu::nvml::{GpuQuery, Nvml};
+use crate::gpu::{self, Inventory};
+use crate::placement::state::{self, StateError};
+use crate::placement::{GpuLoad, Load};
+use crate::timestamp::now_rfc3339;
+
+/// The inventory, and why NVML was not used where it was not.
+pub struct HostView {
+    pub inventory: Inventory,
+    pub nvml_error: Option<String>,
+}
+
+/// Discovers GPUs, asking NVML first. A successful NVML answer refreshes the cache file.
+pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError> {
+    let nodes = gpu::discover(&config.devices.root)?;
+    let nvml = Nvml::load(config.nvml.library.as_os_str()).and_then(|nvml| {
+        let answer = nvml.gpus()?;
+        let _ = gpu::cache::write(&config.state.dir, &answer, now_rfc3339());
+        gpu::nvml::inventory(&FixedAnswer(answer), &nodes)
+    });
+    Ok(match nvml {
+        Ok(inventory) => HostView {
+            inventory,
+            nvml_error: None,
+        },
+        Err(e) => HostView {
+            inventory: nodes,
+            nvml_error: Some(e),
+        },
+    })
+}
+
+/// An NVML answer already fetched, so NVML is asked once.
+struct FixedAnswer(Vec<gpu::nvml::NvmlGpu>);
+
+impl GpuQuery for FixedAnswer {
+    fn gpus(&self) -> Result<Vec<gpu::nvml::NvmlGpu>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Live containers per GPU, after dropping the dead (in memory: listing changes nothing).
+pub fn live_load(config: &Config) -> Result<Load, StateError> {
+    let mut assignments = state::read(&config.state.dir)?;
+    assignments.containers.retain(state::is_live);
+    Ok(state::load_of(&assignments))
+}
+
+/// One row of `gpu-share list --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuRow {
+    pub index: u32,
+    pub minor: u64,
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub pci_bus_id: Option<String>,
+    pub memory_total_bytes: Option<u64>,
+    /// Live containers placed on or pinned to this GPU.
+    pub containers: u32,
+    /// Of those, containers of ECS tasks that reserved this GPU.
+    pub reserved_by_ecs: u32,
+    /// Where the facts came from: nvml, procfs or devfs.
+    pub source: &'static str,
+}
+
+pub fn rows(inventory: &Inventory, load: &Load) -> Vec<GpuRow> {
+    inventory
+        .gpus
+        .iter()
+        .map(|g| {
+            let l = load.get(&g.index).copied().unwrap_or(GpuLoad::default());
+            GpuRow {
+                index: g.index,
+                minor: g.node.minor,
+                uuid: g.info.uuid.clone(),
+                name: g.info.name.clone(),
+                pci_bus_id: g.info.pci_bus_id.clone(),
+                memory_total_bytes: g.info.memory_total_bytes,
+                containers: l.containers,
+                reserved_by_ecs: l.reserved,
+                source: inventory.source.as_str(),
+            }
+        })
+        .collect()
+}
+
+/// `gpu-share list` as a table.
+pub fn table(rows: &[GpuRow]) -> String {
+    let mut out = format!(
+        "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}\n",
+        "INDEX", "UUID", "NAME", "MEMORY", "CONTAINERS", "RESERVED"
+    );
+    for r in rows {
+        let memory = r
+            .memory_total_bytes
+            .map(|b| format!("{} MiB", b >> 20))
+            .unwrap_or_else(|| "-".to_owned());
+        out.push_str(&format!(
+            "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}\n",
+            r.index,
+            r.uuid.as_deref().unwrap_or("-"),
+            r.name.as_deref().unwrap_or("-"),
+            memory,
+            r.containers,
+            if r.reserved_by_ecs > 0 { "ecs" } else { "-" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_carry_load_and_source() {
+        let inv = Inventory::synthetic(2);
+        let load: Load = [(
+            1,
+            GpuLoad {
+                containers: 3,
+                reserved: 1,
+            },
+        )]
+        .into();
+        let rows = rows(&inv, &load);
+        assert_eq!(rows[0].containers, 0);
+        assert_eq!(rows[1].containers, 3);
+        assert_eq!(rows[1].reserved_by_ecs, 1);
+        assert_eq!(rows[1].source, "procfs");
+        let t = table(&rows);
+        assert_eq!(t.lines().count(), 3);
+        assert!(t.lines().nth(2).unwrap().ends_with("ecs"), "{t}");
+    }
+}
