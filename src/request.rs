@@ -174,7 +174,12 @@ fn parse_entry(entry: &str) -> Option<DeviceRef> {
     if !entry.is_empty() && entry.bytes().all(|b| b.is_ascii_digit()) {
         return entry.parse().ok().map(DeviceRef::Index);
     }
-    let hex = entry.strip_prefix("GPU-")?;
+    // nvidia-smi prints `GPU-`; people type `gpu-` too.
+    let prefix = entry.get(..4)?;
+    if !prefix.eq_ignore_ascii_case("GPU-") {
+        return None;
+    }
+    let hex = &entry[4..];
     let well_formed = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     well_formed.then(|| DeviceRef::Uuid(entry.to_owned()))
 }
@@ -248,6 +253,8 @@ mod tests {
             ("-1", "-1"),
             ("GPU-", "GPU-"),
             ("GPU-xyz", "GPU-xyz"),
+            ("éé", "éé"),
+            ("GPé", "GPé"),
             ("99999999999", "99999999999"),
         ] {
             let e = Request::parse(Some(v), DefaultGpus::All).unwrap_err();

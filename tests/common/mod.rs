@@ -279,3 +279,42 @@ impl FakeRunc {
         std::fs::read_to_string(self.dir.path().join(what)).ok()
     }
 }
+
+/// Builds the fake `libnvidia-ml.so` (tests/fake_nvml/fake_nvml.c) once into `out_dir`.
+pub fn fake_nvml_library(out_dir: &Path) -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap();
+    if let Some(p) = built.as_ref() {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_nvml/fake_nvml.c");
+    let lib = out_dir.join(format!("libnvidia-ml-fake-{}.so", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .expect("cc (gcc) to build the fake NVML library");
+    assert!(status.success(), "building the fake NVML library failed");
+    *built = Some(lib.clone());
+    lib
+}
+
+/// `FAKE_NVML_GPUS` for the GPUs of a `FakeGpuHost` with `n` GPUs: NVML index i is minor
+/// `minors[i]`, with the host's UUID for that minor, 16 GiB of which `free_gib[i]` free.
+pub fn fake_nvml_gpus(minors: &[u32], free_gib: &[u64]) -> String {
+    minors
+        .iter()
+        .zip(free_gib)
+        .map(|(&m, &free)| {
+            format!(
+                "{},Tesla T4,{},{},00000000:00:{:02X}.0,{m}",
+                FakeGpuHost::uuid(m),
+                16u64 << 30,
+                free << 30,
+                0x1b + m
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}

@@ -1,0 +1,432 @@
+//! GPU discovery through NVML (a fake libnvidia-ml built from C) and through the driver's /proc
+//! entries, UUID selection by both, and `gpu-share list` / `doctor` on fake roots.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{
+    fake_nvml_gpus, fake_nvml_library, require, write_shim_config, FakeGpuHost, FakeRunc,
+};
+use gpu_share::config::{Config, DefaultGpus};
+use gpu_share::host;
+use gpu_share::request::{Request, RequestError};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/docker-config.json"
+);
+
+struct Host {
+    dir: tempfile::TempDir,
+    /// Kept alive for the device nodes the config points at.
+    _host: FakeGpuHost,
+    config: PathBuf,
+}
+
+/// The fake NVML library is loaded into this process and reads its GPUs from the environment:
+/// tests that use it in-process take turns.
+static IN_PROCESS_NVML: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn use_nvml_gpus(gpus: &str) -> std::sync::MutexGuard<'static, ()> {
+    let guard = IN_PROCESS_NVML.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FAKE_NVML_GPUS", gpus);
+    std::env::remove_var("FAKE_NVML_INIT_ERROR");
+    guard
+}
+
+impl Host {
+    fn new(gpus: u32) -> Host {
+        let host = FakeGpuHost::new(gpus);
+        Host::on(host)
+    }
+
+    fn on(host: FakeGpuHost) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
+        let extra = format!("[nvml]\nlibrary = {:?}\n", lib.display().to_string());
+        let (config, _) = write_shim_config(dir.path(), host.root(), &extra);
+        Host {
+            dir,
+            _host: host,
+            config,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config::load(&self.config).unwrap()
+    }
+
+    fn cli(&self, nvml_gpus: Option<&str>, args: &[&str]) -> Output {
+        let mut c = Command::new(CLI);
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null());
+        match nvml_gpus {
+            Some(g) => c
+                .env("FAKE_NVML_GPUS", g)
+                .env_remove("FAKE_NVML_INIT_ERROR"),
+            // NVML_ERROR_DRIVER_NOT_LOADED, as on a host whose driver is gone.
+            None => c.env("FAKE_NVML_INIT_ERROR", "9"),
+        };
+        c.output().unwrap()
+    }
+
+    fn list_json(&self, nvml_gpus: Option<&str>) -> Vec<serde_json::Value> {
+        let out = self.cli(nvml_gpus, &["list", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs `create` through the shim with a recording runc; returns the spec runc was given.
+    fn create(&self, visible: &str) -> Result<serde_json::Value, String> {
+        let bundle = self
+            .dir
+            .path()
+            .join(format!("bundle-{}", visible.replace(',', "_")));
+        std::fs::create_dir_all(&bundle).unwrap();
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(FIXTURE).unwrap()).unwrap();
+        spec["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(format!("NVIDIA_VISIBLE_DEVICES={visible}").into());
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        let runc = FakeRunc::new();
+        let out = Command::new(SHIM)
+            .env("GPU_SHARE_CONFIG", &self.config)
+            .env("GPU_SHARE_RUNC", runc.path())
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg("c1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap())
+    }
+}
+
+fn gpu_paths(spec: &serde_json::Value) -> Vec<String> {
+    spec["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .filter(|p| p.starts_with("/dev/nvidia") && p[11..].bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn visible(spec: &serde_json::Value) -> String {
+    gpu_share::plan::env_value(spec, "NVIDIA_VISIBLE_DEVICES")
+        .unwrap()
+        .to_owned()
+}
+
+/// Resolves a selection against the inventory `gpu-share` builds (NVML first).
+fn select(h: &Host, value: &str) -> Result<Vec<u32>, RequestError> {
+    let view = host::discover(&h.config()).unwrap();
+    let request = Request::parse(Some(value), DefaultGpus::All)?;
+    request
+        .resolve(Some(value), &view.inventory)
+        .map(|g| g.iter().map(|g| g.index).collect())
+}
+
+// ---- NVML, through the fake library ----
+
+#[test]
+fn nvml_one_gpu_uuid_index_prefix_and_errors() {
+    if !require("nvml_one_gpu_uuid_index_prefix_and_errors", &["cc"]) {
+        return;
+    }
+    let h = Host::new(1);
+    let _nvml = use_nvml_gpus(&fake_nvml_gpus(&[0], &[15]));
+    let view = host::discover(&h.config()).unwrap();
+    assert_eq!(view.nvml_error, None);
+    assert_eq!(view.inventory.source.as_str(), "nvml");
+    let uuid = FakeGpuHost::uuid(0);
+    assert_eq!(select(&h, &uuid).unwrap(), vec![0]);
+    assert_eq!(select(&h, &uuid[..12]).unwrap(), vec![0]);
+    assert_eq!(select(&h, "0").unwrap(), vec![0]);
+    assert!(matches!(
+        select(&h, "1"),
+        Err(RequestError::NoSuchGpu { .. })
+    ));
+    assert!(matches!(
+        select(&h, "GPU-ffffffff"),
+        Err(RequestError::NoSuchUuid { .. })
+    ));
+    assert!(matches!(
+        select(&h, "GPU-0000"),
+        Err(RequestError::ShortUuid { .. })
+    ));
+}
+
+#[test]
+fn nvml_four_gpus_are_numbered_as_nvml_numbers_them() {
+    if !require("nvml_four_gpus_are_numbered_as_nvml_numbers_them", &["cc"]) {
+        return;
+    }
+    let h = Host::new(4);
+    // NVML's order is not the minors' order here: index 0 is /dev/nvidia3.
+    let gpus = fake_nvml_gpus(&[3, 0, 1, 2], &[1, 2, 3, 4]);
+    let rows = h.list_json(Some(&gpus));
+    assert_eq!(rows.len(), 4);
+    for (i, minor) in [3u64, 0, 1, 2].iter().enumerate() {
+        let r = &rows[i];
+        assert_eq!(r["index"], i);
+        assert_eq!(r["minor"], *minor);
+        assert_eq!(r["uuid"], FakeGpuHost::uuid(*minor as u32));
+        assert_eq!(r["name"], "Tesla T4");
+        assert_eq!(r["memory_total_bytes"], 16u64 << 30);
+        assert_eq!(r["containers"], 0);
+        assert_eq!(r["source"], "nvml");
+    }
+    let _nvml = use_nvml_gpus(&gpus);
+    assert_eq!(select(&h, &FakeGpuHost::uuid(2)).unwrap(), vec![3]);
+    assert_eq!(select(&h, "GPU-00000001,0").unwrap(), vec![2, 0]);
+    assert_eq!(select(&h, "all").unwrap(), vec![0, 1, 2, 3]);
+    assert!(matches!(select(&h, "GPU-00000000-0000"), Ok(v) if v == vec![1]));
+    assert!(matches!(
+        select(&h, "4"),
+        Err(RequestError::NoSuchGpu { .. })
+    ));
+}
+
+#[test]
+fn nvml_failure_falls_back_to_the_driver_s_proc_entries() {
+    if !require(
+        "nvml_failure_falls_back_to_the_driver_s_proc_entries",
+        &["cc"],
+    ) {
+        return;
+    }
+    let h = Host::new(2);
+    let rows = h.list_json(None);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["uuid"], FakeGpuHost::uuid(1));
+    assert_eq!(rows[1]["source"], "procfs");
+    assert_eq!(rows[1]["memory_total_bytes"], serde_json::Value::Null);
+    let table = h.cli(None, &["list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("source: procfs (NVML"), "{text}");
+}
+
+// ---- the driver's /proc entries, through the shim's create ----
+
+#[test]
+fn procfs_one_gpu_uuid_index_prefix_and_errors() {
+    if !require("procfs_one_gpu_uuid_index_prefix_and_errors", &[]) {
+        return;
+    }
+    let h = Host::new(1);
+    let uuid = FakeGpuHost::uuid(0);
+    for v in [uuid.as_str(), &uuid[..12], "0", &uuid.to_lowercase()] {
+        let spec = h.create(v).unwrap();
+        assert_eq!(gpu_paths(&spec), ["/dev/nvidia0"], "{v}");
+        assert_eq!(visible(&spec), "0", "{v}");
+    }
+    let e = h.create("GPU-ffffffff").unwrap_err();
+    assert!(
+        e.contains("no GPU on this host has UUID GPU-ffffffff"),
+        "{e}"
+    );
+    let e = h.create("GPU-0000").unwrap_err();
+    assert!(e.contains("at least 8 hex digits"), "{e}");
+    let e = h.create("3").unwrap_err();
+    assert!(e.contains("this host has GPUs 0-0"), "{e}");
+}
+
+#[test]
+fn procfs_four_gpus_follow_bus_order() {
+    if !require("procfs_four_gpus_follow_bus_order", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(4);
+    // Reorder the bus ids: the GPU with minor 3 sits first on the bus, so it is GPU 0.
+    let _ = std::fs::remove_dir_all(host.root().join("proc"));
+    for (minor, bus) in [
+        (3, "0000:00:1b.0"),
+        (0, "0000:00:1c.0"),
+        (1, "0000:00:1d.0"),
+        (2, "0000:00:1e.0"),
+    ] {
+        host.write_driver_entry(minor, bus, minor);
+    }
+    let h = Host::on(host);
+    let spec = h.create(&FakeGpuHost::uuid(3)).unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia3"]);
+    assert_eq!(visible(&spec), "0");
+    let spec = h.create("GPU-00000001,0").unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia1", "/dev/nvidia3"]);
+    assert_eq!(visible(&spec), "2,0");
+    let spec = h.create("all").unwrap();
+    assert_eq!(visible(&spec), "0,1,2,3");
+    let spec = h.create("GPU-00000002-0000-4000").unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia2"]);
+    assert_eq!(visible(&spec), "3");
+}
+
+#[test]
+fn devices_alone_select_by_index_and_refuse_uuids() {
+    if !require("devices_alone_select_by_index_and_refuse_uuids", &[]) {
+        return;
+    }
+    let h = Host::on(FakeGpuHost::new(2).without_driver_entries());
+    assert_eq!(gpu_paths(&h.create("1").unwrap()), ["/dev/nvidia1"]);
+    let e = h.create(&FakeGpuHost::uuid(1)).unwrap_err();
+    assert!(e.contains("no GPU whose UUID the driver reports"), "{e}");
+}
+
+// ---- gpu-share doctor ----
+
+fn doctor(
+    h: &Host,
+    env_runc: Option<&Path>,
+    path: Option<&str>,
+    daemon_json: &Path,
+) -> (bool, String) {
+    let mut c = Command::new(CLI);
+    c.arg("--config")
+        .arg(&h.config)
+        .args(["doctor", "--daemon-json"])
+        .arg(daemon_json)
+        .env("FAKE_NVML_GPUS", fake_nvml_gpus(&[0], &[15]))
+        .env_remove("FAKE_NVML_INIT_ERROR")
+        .env_remove("GPU_SHARE_RUNC");
+    if let Some(r) = env_runc {
+        c.env("GPU_SHARE_RUNC", r);
+    }
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn line<'a>(report: &'a str, name: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l[5..].starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} line in\n{report}"))
+}
+
+#[test]
+fn doctor_on_a_healthy_host() {
+    if !require("doctor_on_a_healthy_host", &["cc"]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let comm = host.root().join("proc/4242");
+    std::fs::create_dir_all(&comm).unwrap();
+    std::fs::write(comm.join("comm"), "nvidia-persistenced\n").unwrap();
+    let hook = host.root().join("nvidia-container-runtime-hook");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let h = Host::on(host);
+    let mut config = std::fs::read_to_string(&h.config).unwrap();
+    config.push_str(&format!(
+        "[hook]\npath = {:?}\n",
+        hook.display().to_string()
+    ));
+    std::fs::write(&h.config, config).unwrap();
+    let daemon_json = h.dir.path().join("daemon.json");
+    std::fs::write(
+        &daemon_json,
+        r#"{"default-runtime": "gpu-share", "runtimes": {}}"#,
+    )
+    .unwrap();
+    let runc = FakeRunc::new();
+    // No docker CLI on this PATH, so doctor reads daemon.json.
+    let (ok, report) = doctor(&h, Some(&runc.path()), Some("/nonexistent"), &daemon_json);
+    assert!(ok, "{report}");
+    for name in [
+        "config",
+        "driver devices",
+        "driver /proc",
+        "nvml",
+        "persistenced",
+        "runc",
+        "nvidia hook",
+        "docker runtime",
+        "state",
+    ] {
+        assert!(line(&report, name).starts_with("OK"), "{name}: {report}");
+    }
+    assert!(line(&report, "docker runtime").contains("default is gpu-share"));
+}
+
+#[test]
+fn doctor_fails_without_a_driver() {
+    let empty = tempfile::tempdir().unwrap();
+    let h = Host::on_root(empty.path());
+    let (ok, report) = doctor(&h, None, None, Path::new("/nonexistent/daemon.json"));
+    assert!(!ok, "{report}");
+    assert!(
+        line(&report, "driver devices").starts_with("FAIL"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "persistenced").starts_with("WARN"),
+        "{report}"
+    );
+}
+
+#[test]
+fn doctor_fails_without_runc() {
+    if !require("doctor_fails_without_runc", &[]) {
+        return;
+    }
+    let h = Host::new(1);
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, report) = doctor(
+        &h,
+        None,
+        Some(empty.path().to_str().unwrap()),
+        Path::new("/x"),
+    );
+    assert!(!ok, "{report}");
+    assert!(line(&report, "runc").starts_with("FAIL"), "{report}");
+    assert!(line(&report, "runc").contains("no runc found"), "{report}");
+}
+
+#[test]
+fn doctor_fails_on_a_bad_config() {
+    let empty = tempfile::tempdir().unwrap();
+    let h = Host::on_root(empty.path());
+    std::fs::write(&h.config, "[sharing]\nplacement = \"random\"\n").unwrap();
+    let (ok, report) = doctor(&h, None, None, Path::new("/x"));
+    assert!(!ok);
+    assert!(line(&report, "config").starts_with("FAIL"), "{report}");
+    assert!(
+        line(&report, "config").contains("sharing.placement"),
+        "{report}"
+    );
+}
+
+impl Host {
+    /// A host whose devices root is `root` as it is (no GPUs made).
+    fn on_root(root: &Path) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = write_shim_config(
+            dir.path(),
+            root,
+            "[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n",
+        );
+        Host {
+            dir,
+            _host: FakeGpuHost::new(0),
+            config,
+        }
+    }
+}
