@@ -1,0 +1,335 @@
+//! Placement under concurrency, with real runc containers on fake GPU hosts: the flock'd state
+//! file, spread and pack, the admission limit, ECS reservations, release on delete, and a create
+//! killed while it holds the lock.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{busybox_rootfs, require, write_shim_config, FakeGpuHost};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    _host: FakeGpuHost,
+    config: PathBuf,
+    template: serde_json::Value,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Cluster {
+    fn new(gpus: u32, sharing: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeGpuHost::new(gpus);
+        let extra =
+            format!("[sharing]\n{sharing}\n[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n");
+        let (config, _) = write_shim_config(dir.path(), host.root(), &extra);
+        // One read-only root filesystem shared by every bundle.
+        let rootfs = dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let spec_dir = dir.path().join("spec");
+        std::fs::create_dir(&spec_dir).unwrap();
+        let ok = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(&spec_dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "runc spec");
+        let mut template: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
+        template["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+        template["process"]["terminal"] = false.into();
+        template["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        Cluster {
+            dir,
+            _host: host,
+            config,
+            template,
+            ids: Default::default(),
+        }
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.dir.path().join("runc")
+    }
+
+    fn bundle(&self, id: &str, env: &[&str]) -> PathBuf {
+        let b = self.dir.path().join("bundles").join(id);
+        std::fs::create_dir_all(&b).unwrap();
+        let mut spec = self.template.clone();
+        for e in env {
+            spec["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push((*e).into());
+        }
+        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+        b
+    }
+
+    /// The shim with stderr in a file, not a pipe: the container's init keeps runc's stdio
+    /// open, so a pipe would never reach EOF.
+    fn shim(&self, args: &[&str]) -> (Command, std::fs::File) {
+        let err = tempfile::tempfile().unwrap();
+        let mut c = Command::new(SHIM);
+        c.env("GPU_SHARE_CONFIG", &self.config)
+            .env_remove("GPU_SHARE_TEST_HOLD_LOCK_MS")
+            .arg("--root")
+            .arg(self.runc_root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err.try_clone().unwrap());
+        (c, err)
+    }
+
+    fn spawn_create(&self, id: &str, env: &[&str]) -> (Child, std::fs::File) {
+        let b = self.bundle(id, env);
+        self.ids.borrow_mut().push(id.to_owned());
+        let (mut cmd, err) = self.shim(&["create", "--bundle", b.to_str().unwrap(), id]);
+        (cmd.spawn().unwrap(), err)
+    }
+
+    fn create(&self, id: &str, env: &[&str]) -> Result<(), String> {
+        let (child, err) = self.spawn_create(id, env);
+        finish(child, err)
+    }
+
+    fn delete(&self, id: &str) {
+        let (mut cmd, err) = self.shim(&["delete", "--force", id]);
+        let child = cmd.spawn().unwrap();
+        if let Err(e) = finish(child, err) {
+            panic!("delete {id}: {e}");
+        }
+        self.ids.borrow_mut().retain(|i| i != id);
+    }
+
+    /// Containers per GPU, as `gpu-share list --json` reports them.
+    fn per_gpu(&self) -> Vec<(u64, u64)> {
+        let out = Command::new(CLI)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["list", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r["containers"].as_u64().unwrap(),
+                    r["reserved_by_ecs"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.per_gpu().into_iter().map(|(c, _)| c).collect()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text = std::fs::read(self.dir.path().join("state/placements.json")).unwrap();
+        serde_json::from_slice(&text).expect("the state file is valid JSON")
+    }
+
+    fn state_ids(&self) -> Vec<String> {
+        self.state()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The GPU given to a container, from its edited spec.
+    fn gpus_of(&self, id: &str) -> String {
+        let spec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.dir.path().join("bundles").join(id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        gpu_share::plan::env_value(&spec, "NVIDIA_VISIBLE_DEVICES")
+            .unwrap()
+            .to_owned()
+    }
+
+    fn create_concurrently(&self, n: usize) {
+        let children: Vec<(String, Child, std::fs::File)> = (0..n)
+            .map(|i| {
+                let id = format!("c{i:02}");
+                let (child, err) = self.spawn_create(&id, &[]);
+                (id, child, err)
+            })
+            .collect();
+        for (id, child, err) in children {
+            if let Err(e) = finish(child, err) {
+                panic!("create {id}: {e}");
+            }
+        }
+    }
+}
+
+/// Waits for a shim run; its stderr on failure.
+fn finish(mut child: Child, mut err: std::fs::File) -> Result<(), String> {
+    use std::io::{Read, Seek};
+    let status = child.wait().unwrap();
+    if status.success() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    err.rewind().unwrap();
+    err.read_to_string(&mut text).unwrap();
+    Err(text.trim().to_owned())
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(self.runc_root())
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn forty_concurrent_creates_spread_ten_per_gpu_and_deletes_release_them() {
+    if !require("forty_concurrent_creates_spread", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"");
+    c.create_concurrently(40);
+    assert_eq!(c.counts(), vec![10, 10, 10, 10]);
+    assert_eq!(c.state()["containers"].as_array().unwrap().len(), 40);
+    for i in 0..40 {
+        c.delete(&format!("c{i:02}"));
+    }
+    assert_eq!(c.counts(), vec![0, 0, 0, 0]);
+}
+
+#[test]
+fn forty_concurrent_creates_pack_fifteen_fifteen_ten() {
+    if !require("forty_concurrent_creates_pack", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"pack\"\nmax_per_gpu = 15");
+    c.create_concurrently(40);
+    assert_eq!(c.counts(), vec![15, 15, 10, 0]);
+    // The next one still fits on GPU 2.
+    c.create("one-more", &[]).unwrap();
+    assert_eq!(c.gpus_of("one-more"), "2");
+}
+
+#[test]
+fn the_limit_refuses_a_create_with_a_clear_error() {
+    if !require("the_limit_refuses_a_create_with_a_clear_error", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(1, "placement = \"spread\"\nmax_per_gpu = 2");
+    c.create("a", &[]).unwrap();
+    c.create("b", &[]).unwrap();
+    let e = c.create("c", &[]).unwrap_err();
+    assert!(
+        e.ends_with("every GPU is at sharing.max_per_gpu = 2 (GPU 0: 2); not starting another container here"),
+        "{e}"
+    );
+    // Deleting one makes room again.
+    c.delete("a");
+    c.create("c", &[]).unwrap();
+}
+
+#[test]
+fn shared_containers_steer_away_from_a_gpu_ecs_reserved() {
+    if !require(
+        "shared_containers_steer_away_from_a_gpu_ecs_reserved",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"");
+    let ecs_env = [
+        "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/abc",
+        &format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(0)),
+    ];
+    c.create(
+        "ecs-task",
+        &ecs_env.iter().map(|s| s.as_ref()).collect::<Vec<&str>>(),
+    )
+    .unwrap();
+    assert_eq!(c.gpus_of("ecs-task"), "0");
+    c.create("sidecar-1", &[]).unwrap();
+    c.create("sidecar-2", &[]).unwrap();
+    assert_eq!(c.gpus_of("sidecar-1"), "1");
+    // GPU 0 and GPU 1 now hold one container each; the reserved one is still avoided.
+    assert_eq!(c.gpus_of("sidecar-2"), "1");
+    assert_eq!(c.per_gpu(), vec![(1, 1), (2, 0)]);
+}
+
+#[test]
+fn a_create_killed_holding_the_lock_leaks_nothing() {
+    if !require("a_create_killed_holding_the_lock_leaks_nothing", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"");
+    let b = c.bundle("victim", &[]);
+    let (mut cmd, _err) = c.shim(&["create", "--bundle", b.to_str().unwrap(), "victim"]);
+    let mut victim = cmd
+        .env("GPU_SHARE_TEST_HOLD_LOCK_MS", "30000")
+        .spawn()
+        .unwrap();
+    // Wait until it has recorded itself: it now holds the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.dir.path().join("state/placements.json").exists()
+        || !c.state_ids().contains(&"victim".to_owned())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the victim never recorded itself"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let started = Instant::now();
+    c.create("next", &[]).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the lock outlived its holder"
+    );
+    assert_eq!(c.state_ids(), vec!["next".to_owned()]);
+    // The dead one's GPU was free again: spread put the next container on GPU 0.
+    assert_eq!(c.gpus_of("next"), "0");
+}
+
+#[test]
+fn runc_root_keeps_entries_of_live_containers_only() {
+    if !require("runc_root_keeps_entries_of_live_containers_only", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(1, "placement = \"all\"");
+    c.create("keep", &[]).unwrap();
+    c.create("gone", &[]).unwrap();
+    // Removed behind the shim's back (as a lost delete would leave it).
+    let ok = Command::new("runc")
+        .arg("--root")
+        .arg(c.runc_root())
+        .args(["delete", "--force", "gone"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    assert_eq!(c.counts(), vec![1]);
+    c.create("third", &[]).unwrap();
+    let mut ids = c.state_ids();
+    ids.sort();
+    assert_eq!(ids, vec!["keep".to_owned(), "third".to_owned()]);
+}
