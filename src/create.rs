@@ -181,10 +181,11 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     Ok(Decision {
         runc,
         summary: format!(
-            "gpus={} kind={} placement={} reason=\"{reason}\" devices={} {hook} spec={} reconciled={dropped}",
+            "gpus={} kind={} placement={} source={} reason=\"{reason}\" devices={} {hook} spec={} reconciled={dropped}",
             plan.visible,
             kind_name(kind),
             config.sharing.placement.as_str(),
+            inventory.source.as_str(),
             plan.devices.len(),
             if changed { "updated" } else { "unchanged" }
         ),
