@@ -1,10 +1,9 @@
 # gpu-share. `make demo` and `make test` are the two commands the README opens with.
 
 CARGO   ?= cargo
-TARGET  ?= x86_64-unknown-linux-gnu
-# The release runtime is linked statically: no dynamic loader on every container start.
-STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
-RELEASE := target/$(TARGET)/release
+# What `make release` leaves: the runtime linked statically (no dynamic loader on every container
+# start), gpu-share dynamically (it loads libnvidia-ml with dlopen).
+DIST    := target/dist
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
@@ -19,11 +18,14 @@ build:
 	$(CARGO) build --all-targets
 
 release:
-	$(STATIC) $(CARGO) build --release --target $(TARGET) --bins
+	$(CARGO) build --release --bin gpu-share
+	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static
+	install -D -m 0755 target/release/gpu-share-runtime $(DIST)/gpu-share-runtime
+	install -D -m 0755 target/release/gpu-share $(DIST)/gpu-share
 
-demo: deps
-	$(STATIC) $(CARGO) build --release --target $(TARGET) --bins --example demo
-	$(RELEASE)/examples/demo
+demo: deps release
+	$(CARGO) build --release --example demo
+	target/release/examples/demo $(abspath $(DIST))/gpu-share-runtime
 
 lint:
 	$(CARGO) fmt --check
@@ -32,11 +34,12 @@ lint:
 test: deps lint
 	$(CARGO) test
 
-bench: deps
-	$(STATIC) $(CARGO) bench --target $(TARGET) --bench startup
+bench: deps release
+	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup
 
 install: release
-	install -D -m 0755 $(RELEASE)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime
+	install -D -m 0755 $(DIST)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime
+	install -D -m 0755 $(DIST)/gpu-share $(DESTDIR)$(PREFIX)/bin/gpu-share
 
 clean:
 	$(CARGO) clean

@@ -21,7 +21,12 @@ use std::time::{Duration, Instant};
 use common::dockerd::{Dockerd, IMAGE};
 use common::{require, runc_bundle, write_shim_config, FakeGpuHost};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+/// The runtime measured: `make bench` passes the static release build it ships.
+fn shim_path() -> std::path::PathBuf {
+    std::env::var_os("GPU_SHARE_BENCH_RUNTIME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_gpu-share-runtime").into())
+}
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -78,7 +83,7 @@ fn runc_cmd(root: &Path) -> Command {
 }
 
 fn shim_cmd(root: &Path, config: &Path) -> Command {
-    let mut c = Command::new(SHIM);
+    let mut c = Command::new(shim_path());
     c.env("GPU_SHARE_CONFIG", config).arg("--root").arg(root);
     c
 }
@@ -285,7 +290,7 @@ fn exec_floor(dir: &Path) -> Option<std::path::PathBuf> {
 }
 
 fn bench_docker(rows: &mut Vec<Row>) {
-    let d = Dockerd::start(Path::new(SHIM), 1, "");
+    let d = Dockerd::start(&shim_path(), 1, "");
     let run = |runtime: Option<&str>| {
         let mut args = vec!["run", "--rm", "--network", "none"];
         if let Some(r) = runtime {
@@ -324,6 +329,7 @@ fn main() {
     if !require("make bench", &["runc", "dockerd", "containerd"]) {
         return;
     }
+    println!("runtime measured: {}", shim_path().display());
     let mut rows = Vec::new();
     bench_runc(&mut rows);
     bench_docker(&mut rows);

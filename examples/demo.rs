@@ -2,6 +2,7 @@
 //! host (device nodes made with mknod under a temp root), and two containers sharing GPU 0.
 //!
 //! Needs root, runc, dockerd and busybox-static (`make demo` installs them where missing).
+//! Usage: `demo [PATH-TO-gpu-share-runtime]` (default: the one built beside this example).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,6 +13,9 @@ use std::process::ExitCode;
 use common::dockerd::{Dockerd, IMAGE};
 
 fn shim_path() -> PathBuf {
+    if let Some(given) = std::env::args_os().nth(1) {
+        return PathBuf::from(given);
+    }
     // The demo binary sits in <target>/<profile>/examples/, the shim in <target>/<profile>/.
     let exe = std::env::current_exe().expect("own path");
     exe.parent()
@@ -78,6 +82,20 @@ fn main() -> ExitCode {
             .find(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="))
         {
             println!("    {name}: {v}");
+        }
+    }
+
+    let cli = shim.with_file_name("gpu-share");
+    if cli.is_file() {
+        step("What the operator sees: gpu-share list");
+        let out = std::process::Command::new(&cli)
+            .arg("--config")
+            .arg(&d.shim_config)
+            .arg("list")
+            .output()
+            .expect("gpu-share list");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("    {line}");
         }
     }
 

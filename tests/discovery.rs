@@ -380,6 +380,7 @@ fn doctor_fails_without_a_driver() {
         line(&report, "persistenced").starts_with("WARN"),
         "{report}"
     );
+    assert_eq!(h.list_json(None), Vec::<serde_json::Value>::new());
 }
 
 #[test]

@@ -41,6 +41,10 @@ impl Dockerd {
     /// Starts dockerd with `shim` registered as `gpu-share` and made the default runtime, on a
     /// fake host with `gpus` GPUs. `shim_extra` is appended to the shim's TOML config.
     pub fn start(shim: &Path, gpus: u32, shim_extra: &str) -> Dockerd {
+        // dockerd runs the runtime from its own working directory: the path must be absolute.
+        let shim = &shim
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("runtime {}: {e}", shim.display()));
         remove_stale_dirs();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{DIR_PREFIX}{}.", std::process::id()))
