@@ -89,9 +89,8 @@ fn main() -> ExitCode {
     if cli.is_file() {
         step("What the operator sees: gpu-share list");
         let out = std::process::Command::new(&cli)
-            .arg("--config")
+            .args(["list", "--config"])
             .arg(&d.shim_config)
-            .arg("list")
             .output()
             .expect("gpu-share list");
         for line in String::from_utf8_lossy(&out.stdout).lines() {

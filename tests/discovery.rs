@@ -62,9 +62,9 @@ impl Host {
 
     fn cli(&self, nvml_gpus: Option<&str>, args: &[&str]) -> Output {
         let mut c = Command::new(CLI);
-        c.arg("--config")
+        c.args(args)
+            .arg("--config")
             .arg(&self.config)
-            .args(args)
             .stdin(Stdio::null());
         match nvml_gpus {
             Some(g) => c
@@ -294,9 +294,9 @@ fn doctor(
     daemon_json: &Path,
 ) -> (bool, String) {
     let mut c = Command::new(CLI);
-    c.arg("--config")
+    c.args(["doctor", "--config"])
         .arg(&h.config)
-        .args(["doctor", "--daemon-json"])
+        .arg("--daemon-json")
         .arg(daemon_json)
         .env("FAKE_NVML_GPUS", fake_nvml_gpus(&[0], &[15]))
         .env_remove("FAKE_NVML_INIT_ERROR")

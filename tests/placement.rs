@@ -112,9 +112,8 @@ impl Cluster {
     /// Containers per GPU, as `gpu-share list --json` reports them.
     fn per_gpu(&self) -> Vec<(u64, u64)> {
         let out = Command::new(CLI)
-            .arg("--config")
+            .args(["list", "--json", "--config"])
             .arg(&self.config)
-            .args(["list", "--json"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

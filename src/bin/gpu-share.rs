@@ -1,49 +1,117 @@
 //! `gpu-share`: the operator's tool for hosts that run gpu-share-runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use gpu_share::config::{Config, CONFIG_ENV};
+use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::host;
+use gpu_share::timestamp::now_rfc3339;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// The configuration file [default: $GPU_SHARE_CONFIG, else /etc/gpu-share/config.toml]
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Commands,
+}
+
+/// gpu-share's own configuration file.
+#[derive(Args)]
+struct ConfigArg {
+    /// The configuration file [default: $GPU_SHARE_CONFIG, else /etc/gpu-share/config.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(Config::path_from_env)
+    }
 }
 
 #[derive(Subcommand)]
 enum Commands {
     /// The GPUs the runtime sees, with the live containers on each
     List {
+        #[command(flatten)]
+        config: ConfigArg,
         /// One JSON array of objects instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Check the driver, NVML, runc, the NVIDIA hook, the config, dockerd and the state file
     Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
         /// dockerd's configuration, read when `docker info` does not answer
         #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
         daemon_json: PathBuf,
     },
+    /// Make gpu-share-runtime dockerd's default runtime (and its `nvidia` runtime)
+    Configure {
+        #[command(subcommand)]
+        target: Target,
+    },
+    /// Put back dockerd's configuration as it was before `configure docker`
+    Unconfigure {
+        #[command(subcommand)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum Target {
+    /// dockerd: /etc/docker-runtimes.d, OPTIONS in /etc/sysconfig/docker, or daemon.json
+    Docker(DockerArgs),
+}
+
+#[derive(Args)]
+struct DockerArgs {
+    /// dockerd's daemon.json
+    #[arg(
+        long = "config",
+        value_name = "PATH",
+        default_value = "/etc/docker/daemon.json"
+    )]
+    daemon_json: PathBuf,
+    /// The file whose OPTIONS dockerd's unit passes as flags
+    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/docker")]
+    sysconfig: PathBuf,
+    /// The ECS-optimized AMI's runtimes directory (each executable becomes --add-runtime)
+    #[arg(long, value_name = "DIR", default_value = "/etc/docker-runtimes.d")]
+    runtimes_dir: PathBuf,
+    /// Where what was replaced is recorded for unconfigure
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/gpu-share/docker-configure.json"
+    )]
+    record: PathBuf,
+    /// The runtime to register [default: gpu-share-runtime beside this program]
+    #[arg(long, value_name = "PATH")]
+    runtime_path: Option<PathBuf>,
+    /// Print the changes as a diff and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Restart docker through systemd afterwards
+    #[arg(long)]
+    restart: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config_path = cli.config.clone().unwrap_or_else(Config::path_from_env);
     match cli.command {
-        Commands::List { json } => list(&config_path, json),
-        Commands::Doctor { daemon_json } => {
+        Commands::List { config, json } => list(&config.path(), json),
+        Commands::Doctor {
+            config,
+            daemon_json,
+        } => {
             let checks = doctor::run(&doctor::Inputs {
-                config_path,
+                config_path: config.path(),
                 daemon_json,
             });
             for c in &checks {
@@ -55,31 +123,38 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Commands::Configure {
+            target: Target::Docker(args),
+        } => configure_docker(&args, true),
+        Commands::Unconfigure {
+            target: Target::Docker(args),
+        } => configure_docker(&args, false),
     }
 }
 
-fn list(config_path: &std::path::Path, json: bool) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("gpu-share: {msg}");
-        ExitCode::FAILURE
-    };
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gpu-share: {msg}");
+    ExitCode::FAILURE
+}
+
+fn list(config_path: &Path, json: bool) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => return fail(format!("{e} (set --config or {CONFIG_ENV})")),
     };
     let view = match host::discover(&config) {
         Ok(v) => v,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let load = match host::live_load(&config) {
         Ok(l) => l,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let rows = host::rows(&view.inventory, &load);
     if json {
         match serde_json::to_string_pretty(&rows) {
             Ok(text) => println!("{text}"),
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return fail(e),
         }
     } else {
         print!("{}", host::table(&rows));
@@ -88,6 +163,62 @@ fn list(config_path: &std::path::Path, json: bool) -> ExitCode {
             None => println!("source: {source}"),
             Some(e) => println!("source: {source} ({e})"),
         }
+    }
+    ExitCode::SUCCESS
+}
+
+fn installed_runtime() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name("gpu-share-runtime"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/gpu-share-runtime"))
+}
+
+fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
+    let paths = Paths {
+        daemon_json: args.daemon_json.clone(),
+        sysconfig: args.sysconfig.clone(),
+        runtimes_dir: args.runtimes_dir.clone(),
+        record: args.record.clone(),
+    };
+    let runtime = args.runtime_path.clone().unwrap_or_else(installed_runtime);
+    let planned = docker::read_current(&paths).and_then(|current| {
+        if configure {
+            docker::plan_configure(&paths, &current, &runtime).map(|(edits, _)| edits)
+        } else {
+            docker::plan_unconfigure(&paths, &current)
+        }
+    });
+    let edits = match planned {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    if edits.is_empty() {
+        println!("dockerd is already configured: nothing to change");
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", docker::describe(&edits));
+    if args.dry_run {
+        return ExitCode::SUCCESS;
+    }
+    let stamp: String = now_rfc3339()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    if let Err(e) = docker::apply(&edits, &stamp) {
+        return fail(e);
+    }
+    if args.restart {
+        let ok = std::process::Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return fail("systemctl restart docker failed; restart docker to apply the change");
+        }
+    } else {
+        println!("restart docker to apply the change (or pass --restart)");
     }
     ExitCode::SUCCESS
 }
