@@ -24,7 +24,7 @@ pub struct Dockerd {
     pub pid: i32,
     pub shim_config: PathBuf,
     pub shim_log: PathBuf,
-    host: FakeGpuHost,
+    host: Option<FakeGpuHost>,
 }
 
 /// The docker CLI of the same release as the daemon where there is one (Debian's docker.io).
@@ -45,12 +45,7 @@ impl Dockerd {
         let shim = &shim
             .canonicalize()
             .unwrap_or_else(|e| panic!("runtime {}: {e}", shim.display()));
-        remove_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}.", std::process::id()))
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        let dir = private_dir();
         let host = FakeGpuHost::new_in(&dir, gpus);
         let (shim_config, shim_log) = write_shim_config(&dir, host.root(), shim_extra);
         let daemon_json = dir.join("daemon.json");
@@ -63,11 +58,31 @@ impl Dockerd {
             "default-runtime": "gpu-share",
         });
         std::fs::write(&daemon_json, config.to_string()).unwrap();
+        let flags = [
+            "--config-file".to_owned(),
+            daemon_json.display().to_string(),
+        ];
+        Dockerd::launch(dir, &flags, shim_config, shim_log, Some(host))
+    }
+
+    /// Starts dockerd configured by `flags` alone (plus its private data root, exec root, pid
+    /// file and socket), with the shim reading `shim_config`. For configurations made by
+    /// something else, as the AMI's provisioning script makes them.
+    pub fn start_configured(flags: &[String], shim_config: PathBuf, shim_log: PathBuf) -> Dockerd {
+        Dockerd::launch(private_dir(), flags, shim_config, shim_log, None)
+    }
+
+    fn launch(
+        dir: PathBuf,
+        flags: &[String],
+        shim_config: PathBuf,
+        shim_log: PathBuf,
+        host: Option<FakeGpuHost>,
+    ) -> Dockerd {
         let sock = dir.join("docker.sock");
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
         let mut cmd = Command::new("dockerd");
-        cmd.arg("--config-file")
-            .arg(&daemon_json)
+        cmd.args(flags)
             .arg("--data-root")
             .arg(dir.join("data"))
             .arg("--exec-root")
@@ -95,8 +110,16 @@ impl Dockerd {
         dockerd
     }
 
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
     pub fn host_root(&self) -> &Path {
-        self.host.root()
+        self.host
+            .as_ref()
+            .expect("a dockerd started on a fake host")
+            .root()
     }
 
     fn wait_ready(&self) {
@@ -107,8 +130,7 @@ impl Dockerd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        panic!("dockerd did not come up in 60 s; its log:\n{log}");
+        panic!("dockerd did not come up in 60 s; its log:\n{}", self.log());
     }
 
     fn import_busybox(&self) {
@@ -163,6 +185,16 @@ impl Dockerd {
     pub fn stop(&self) {
         stop_and_remove(self.pid, &self.dir);
     }
+}
+
+/// A new directory for one private dockerd, after removing those of dead test processes.
+fn private_dir() -> PathBuf {
+    remove_stale_dirs();
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}.", std::process::id()))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 /// Spawns `cmd` from a thread that lives as long as the process, so the child's parent-death

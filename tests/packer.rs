@@ -1,0 +1,340 @@
+//! The AMI: the Packer template read by a real HCL parser, and its provisioning script run against
+//! a temp root laid out like an ECS GPU-optimized AMI, after which a real dockerd is started
+//! from exactly what the script wrote.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::dockerd::{Dockerd, IMAGE};
+use common::{require, FakeGpuHost};
+use gpu_share::config::{Config, Placement};
+use hcl::{Block, Body, Expression};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const RUNTIME: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+
+fn packer_dir() -> PathBuf {
+    Path::new(ROOT).join("packer")
+}
+
+fn template() -> Body {
+    let text = std::fs::read_to_string(packer_dir().join("gpu-share.pkr.hcl")).unwrap();
+    hcl::parse(&text).expect("the template is valid HCL")
+}
+
+fn blocks<'a>(body: &'a Body, ident: &str) -> Vec<&'a Block> {
+    body.blocks()
+        .filter(|b| b.identifier.as_str() == ident)
+        .collect()
+}
+
+fn labels(b: &Block) -> Vec<String> {
+    b.labels.iter().map(|l| l.clone().into_inner()).collect()
+}
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes()
+        .find(|a| a.key.as_str() == key)
+        .map(|a| &a.expr)
+}
+
+fn text(e: &Expression) -> String {
+    hcl::format::to_string(e).unwrap()
+}
+
+#[test]
+fn template_requires_the_amazon_plugin() {
+    let t = template();
+    let packer = blocks(&t, "packer");
+    assert_eq!(packer.len(), 1);
+    let plugins = blocks(&packer[0].body, "required_plugins");
+    let amazon = attr(&plugins[0].body, "amazon").expect("required_plugins.amazon");
+    assert!(
+        text(amazon).contains("\"github.com/hashicorp/amazon\""),
+        "{}",
+        text(amazon)
+    );
+}
+
+#[test]
+fn source_ami_comes_from_the_ecs_gpu_ssm_parameter() {
+    let t = template();
+    let data = blocks(&t, "data");
+    let ssm = data
+        .iter()
+        .find(|b| labels(b) == ["amazon-parameterstore", "source_ami"])
+        .expect("an amazon-parameterstore data source");
+    assert!(text(attr(&ssm.body, "name").unwrap()).contains("local.source_ami_parameter"));
+    let locals = blocks(&t, "locals");
+    let params = text(attr(&locals[0].body, "source_ami_parameter").unwrap());
+    for p in [
+        "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+    ] {
+        assert!(params.contains(p), "{params}");
+    }
+    let sources = blocks(&t, "source");
+    let ebs = sources
+        .iter()
+        .find(|b| labels(b)[0] == "amazon-ebs")
+        .expect("an amazon-ebs source");
+    assert_eq!(
+        text(attr(&ebs.body, "source_ami").unwrap()),
+        "data.amazon-parameterstore.source_ami.value"
+    );
+    assert!(text(attr(&ebs.body, "instance_type").unwrap()).contains("var.instance_type"));
+    let default = blocks(&t, "variable")
+        .into_iter()
+        .find(|v| labels(v) == ["instance_type"])
+        .and_then(|v| attr(&v.body, "default").map(text));
+    assert_eq!(default.as_deref(), Some("\"g4dn.xlarge\""));
+}
+
+#[test]
+fn every_variable_is_typed_and_described() {
+    let t = template();
+    let vars = blocks(&t, "variable");
+    assert!(vars.len() >= 8);
+    for v in vars {
+        let name = labels(v).join(".");
+        assert!(attr(&v.body, "type").is_some(), "{name} has no type");
+        let d = attr(&v.body, "description").map(text).unwrap_or_default();
+        assert!(d.len() > 10, "{name} has no description");
+    }
+}
+
+#[test]
+fn every_file_a_provisioner_names_exists() {
+    let t = template();
+    let build = &blocks(&t, "build")[0];
+    let makefile = std::fs::read_to_string(Path::new(ROOT).join("Makefile")).unwrap();
+    let mut named = Vec::new();
+    for p in blocks(&build.body, "provisioner") {
+        for key in ["source", "sources", "content", "script", "scripts"] {
+            if let Some(e) = attr(&p.body, key) {
+                named.push(text(e));
+            }
+        }
+    }
+    let paths: Vec<String> = named
+        .iter()
+        .flat_map(|t| t.split('"').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|s| s.starts_with("${path.root}/") || s.starts_with("${local.dist_dir}/"))
+        .collect();
+    assert!(paths.len() >= 4, "{paths:?}");
+    for p in paths {
+        if let Some(rel) = p.strip_prefix("${path.root}/") {
+            assert!(packer_dir().join(rel).is_file(), "{p} is not in packer/");
+        } else if let Some(bin) = p.strip_prefix("${local.dist_dir}/") {
+            // Release binaries: `make release` must put each into $(DIST).
+            assert!(
+                makefile.contains(&format!("$(DIST)/{bin}\n")),
+                "make release does not build {bin}"
+            );
+        }
+    }
+    assert_eq!(blocks(&build.body, "post-processor").len(), 1);
+    assert_eq!(
+        labels(blocks(&build.body, "post-processor")[0]),
+        ["manifest"]
+    );
+}
+
+/// The config template as Packer's templatefile renders it, for the two shapes it has.
+fn render_config(default: &str, placement: &str, max: u32) -> String {
+    let tpl = std::fs::read_to_string(packer_dir().join("config.toml.pkrtpl")).unwrap();
+    tpl.lines()
+        .filter(|l| !l.starts_with("%{"))
+        .filter(|l| max > 0 || !l.contains("${max_per_gpu}"))
+        .map(|l| {
+            l.replace("${sharing_default}", default)
+                .replace("${sharing_placement}", placement)
+                .replace("${max_per_gpu}", &max.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn baked_config_is_valid() {
+    let c = Config::parse(&render_config("all", "spread", 15)).unwrap();
+    assert_eq!(c.sharing.placement, Placement::Spread);
+    assert_eq!(c.sharing.max_per_gpu, Some(15));
+    let c = Config::parse(&render_config("none", "all", 0)).unwrap();
+    assert_eq!(c.sharing.max_per_gpu, None);
+}
+
+/// A temp root laid out like an ECS GPU-optimized AMI, the release files in SRC, and the
+/// provisioning script run over it.
+struct Ami {
+    dir: tempfile::TempDir,
+    host: FakeGpuHost,
+}
+
+impl Ami {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn new(layout: &[(&str, &str, u32)]) -> Ami {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeGpuHost::new(1);
+        let ami = Ami { dir, host };
+        for (path, body, mode) in layout {
+            let p = ami.root().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+                .unwrap();
+        }
+        let src = ami.dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::copy(RUNTIME, src.join("gpu-share-runtime")).unwrap();
+        std::fs::copy(CLI, src.join("gpu-share")).unwrap();
+        // The baked config, pointed at the fake GPU host and a private state dir and log.
+        let config = format!(
+            "{}\n[devices]\nroot = {:?}\n[state]\ndir = {:?}\n[log]\npath = {:?}\n",
+            render_config("all", "all", 0),
+            ami.host.root().display().to_string(),
+            ami.dir.path().join("state").display().to_string(),
+            ami.dir.path().join("shim.log").display().to_string()
+        );
+        std::fs::write(src.join("config.toml"), config).unwrap();
+        let out = Command::new("bash")
+            .arg(packer_dir().join("provision.sh"))
+            .env("SRC", &src)
+            .env("ROOT", ami.root())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "provision.sh: {out:?}");
+        ami
+    }
+
+    /// dockerd's flags as the AMI's docker unit makes them: every executable in
+    /// /etc/docker-runtimes.d as --add-runtime, then OPTIONS from /etc/sysconfig/docker; plus
+    /// daemon.json when there is one.
+    fn dockerd_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--iptables=false".to_owned(),
+            "--ip-masq=false".to_owned(),
+            "--bridge=none".to_owned(),
+            "--storage-driver=vfs".to_owned(),
+        ];
+        let runtimes = self.root().join("etc/docker-runtimes.d");
+        let mut names: Vec<_> = std::fs::read_dir(&runtimes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| gpu_share::runc_exec::is_executable(&e.path()))
+            .collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            flags.push("--add-runtime".to_owned());
+            flags.push(format!(
+                "{}={}",
+                e.file_name().to_string_lossy(),
+                e.path().display()
+            ));
+        }
+        let sysconfig =
+            std::fs::read_to_string(self.root().join("etc/sysconfig/docker")).unwrap_or_default();
+        let options = gpu_share::docker::sysconfig::Options::parse(&sysconfig);
+        flags.extend(options.words.iter().cloned());
+        let daemon_json = self.root().join("etc/docker/daemon.json");
+        if daemon_json.exists() {
+            flags.push("--config-file".to_owned());
+            flags.push(daemon_json.display().to_string());
+        }
+        flags
+    }
+
+    fn start_dockerd(&self) -> Dockerd {
+        Dockerd::start_configured(
+            &self.dockerd_flags(),
+            self.root().join("etc/gpu-share/config.toml"),
+            self.dir.path().join("shim.log"),
+        )
+    }
+}
+
+fn check_dockerd(ami: &Ami) {
+    let d = ami.start_dockerd();
+    let info = d.docker_ok(&["info", "--format", "{{.DefaultRuntime}}"]);
+    assert_eq!(info.trim(), "gpu-share", "{}", d.log());
+    for runtime in [None, Some("nvidia")] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        if let Some(r) = runtime {
+            args.extend(["--runtime", r]);
+        }
+        args.extend([IMAGE, "ls", "-l", "/dev/nvidia0"]);
+        let out = d.docker_ok(&args);
+        assert!(out.contains("195,   0"), "{runtime:?}: {out}");
+    }
+    let log = std::fs::read_to_string(&d.shim_log).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(" gpus=0 ")).count(),
+        2,
+        "{log}"
+    );
+    d.stop();
+}
+
+#[test]
+fn amazon_linux_2_ami_runtimes_dir_and_sysconfig() {
+    if !require(
+        "amazon_linux_2_ami_runtimes_dir_and_sysconfig",
+        &["dockerd", "containerd", "runc"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(&[
+        (
+            "etc/docker-runtimes.d/nvidia",
+            "#!/bin/sh\nexec /usr/bin/nvidia-container-runtime \"$@\"\n",
+            0o755,
+        ),
+        (
+            "etc/sysconfig/docker",
+            // The AMI also raises nofile with --default-ulimit; this sandbox may not raise it,
+            // so another unrelated flag stands in for it.
+            "# Additional startup options for the Docker daemon\nOPTIONS=\"--log-level=warn --default-runtime nvidia\"\n",
+            0o644,
+        ),
+    ]);
+    let runtimes = ami.root().join("etc/docker-runtimes.d");
+    let runtime = ami.root().join("usr/local/bin/gpu-share-runtime");
+    assert_eq!(
+        std::fs::read_link(runtimes.join("nvidia")).unwrap(),
+        runtime
+    );
+    assert_eq!(
+        std::fs::read_link(runtimes.join("gpu-share")).unwrap(),
+        runtime
+    );
+    assert!(!ami.root().join("etc/docker/daemon.json").exists());
+    check_dockerd(&ami);
+}
+
+#[test]
+fn amazon_linux_2023_ami_daemon_json() {
+    if !require(
+        "amazon_linux_2023_ami_daemon_json",
+        &["dockerd", "containerd", "runc"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(&[(
+        "etc/docker/daemon.json",
+        r#"{"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}}, "default-runtime": "nvidia", "log-driver": "json-file"}"#,
+        0o644,
+    )]);
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ami.root().join("etc/docker/daemon.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["default-runtime"], "gpu-share");
+    assert_eq!(j["log-driver"], "json-file");
+    check_dockerd(&ami);
+}
