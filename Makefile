@@ -7,7 +7,11 @@ DIST    := target/dist
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps build release demo test lint unit bench install clean
+# Packer variables for `make ami`, e.g. AMI_VARS='-var region=eu-west-1 -var sharing_placement=spread'
+PACKER   ?= packer
+AMI_VARS ?=
+
+.PHONY: all deps build release demo test lint bench install ami clean
 
 all: release
 
@@ -40,6 +44,10 @@ bench: deps release
 install: release
 	install -D -m 0755 $(DIST)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime
 	install -D -m 0755 $(DIST)/gpu-share $(DESTDIR)$(PREFIX)/bin/gpu-share
+
+ami: release
+	cd packer && $(PACKER) init gpu-share.pkr.hcl
+	cd packer && $(PACKER) build $(AMI_VARS) -var dist_dir=$(abspath $(DIST)) gpu-share.pkr.hcl
 
 clean:
 	$(CARGO) clean
