@@ -23,7 +23,7 @@ pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError>
     let nvml = Nvml::load(config.nvml.library.as_os_str()).and_then(|nvml| {
         let answer = nvml.gpus()?;
         let _ = gpu::cache::write(&config.state.dir, &answer, now_rfc3339());
-        gpu::nvml::inventory(&FixedAnswer(answer), &nodes)
+        Ok(gpu::nvml::inventory(answer, &nodes))
     });
     Ok(match nvml {
         Ok(inventory) => HostView {
@@ -35,15 +35,6 @@ pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError>
             nvml_error: Some(e),
         },
     })
-}
-
-/// An NVML answer already fetched, so NVML is asked once.
-struct FixedAnswer(Vec<gpu::nvml::NvmlGpu>);
-
-impl GpuQuery for FixedAnswer {
-    fn gpus(&self) -> Result<Vec<gpu::nvml::NvmlGpu>, String> {
-        Ok(self.0.clone())
-    }
 }
 
 /// Live containers per GPU, after dropping the dead (in memory: listing changes nothing).

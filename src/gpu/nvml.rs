@@ -70,9 +70,8 @@ impl GpuQuery for Nvml {
 
 /// The inventory as NVML numbers it, joined to the device nodes found under the root by minor.
 /// A GPU NVML lists but whose node is missing is left out (it cannot be injected).
-pub fn inventory(query: &dyn GpuQuery, nodes: &Inventory) -> Result<Inventory, String> {
-    let gpus = query
-        .gpus()?
+pub fn inventory(answer: Vec<NvmlGpu>, nodes: &Inventory) -> Inventory {
+    let gpus = answer
         .into_iter()
         .filter_map(|g| {
             let node = nodes
@@ -93,24 +92,16 @@ pub fn inventory(query: &dyn GpuQuery, nodes: &Inventory) -> Result<Inventory, S
             })
         })
         .collect();
-    Ok(Inventory {
+    Inventory {
         gpus,
         controls: nodes.controls.clone(),
         source: Source::Nvml,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Canned(Vec<NvmlGpu>);
-
-    impl GpuQuery for Canned {
-        fn gpus(&self) -> Result<Vec<NvmlGpu>, String> {
-            Ok(self.0.clone())
-        }
-    }
 
     fn nvml_gpu(index: u32, minor: u32) -> NvmlGpu {
         NvmlGpu {
@@ -127,11 +118,7 @@ mod tests {
     #[test]
     fn nvml_numbering_wins_and_nodes_join_by_minor() {
         let nodes = Inventory::synthetic(2);
-        let inv = inventory(
-            &Canned(vec![nvml_gpu(0, 1), nvml_gpu(1, 0), nvml_gpu(2, 7)]),
-            &nodes,
-        )
-        .unwrap();
+        let inv = inventory(vec![nvml_gpu(0, 1), nvml_gpu(1, 0), nvml_gpu(2, 7)], &nodes);
         let got: Vec<(u32, u64, &str)> = inv
             .gpus
             .iter()
