@@ -106,6 +106,9 @@ pub struct Record {
     pub default_in: Location,
     pub previous_default: Option<String>,
     pub previous_nvidia: Previous,
+    /// daemon.json did not exist before: unconfigure removes it again when nothing else is left.
+    #[serde(default)]
+    pub created_daemon_json: bool,
 }
 
 /// One change to the filesystem.
@@ -273,6 +276,7 @@ pub fn plan_configure(
         default_in,
         previous_default: found_default,
         previous_nvidia: found_nvidia,
+        created_daemon_json: current.daemon_text.is_none(),
     });
 
     let mut edits = Vec::new();
@@ -321,7 +325,8 @@ pub fn plan_configure(
             daemon.insert("default-runtime".to_owned(), Value::from(NAME));
         }
     }
-    push_writes(paths, current, &daemon, options.as_ref(), &mut edits);
+    push_daemon_write(paths, current, &daemon, &mut edits);
+    push_sysconfig_write(paths, current, options.as_ref(), &mut edits);
     if current.record.is_none() {
         let text = serde_json::to_string_pretty(&record).unwrap_or_default() + "\n";
         edits.push(Edit::Write {
@@ -334,19 +339,18 @@ pub fn plan_configure(
     Ok((edits, record))
 }
 
-/// Writes for daemon.json and sysconfig where their text changed.
-fn push_writes(
+/// A write of daemon.json, where its settings changed.
+fn push_daemon_write(
     paths: &Paths,
     current: &Current,
     daemon: &Map<String, Value>,
-    options: Option<&Options>,
     edits: &mut Vec<Edit>,
 ) {
-    let daemon_changed = match &current.daemon {
+    let changed = match &current.daemon {
         Some(before) => before != daemon,
         None => !daemon.is_empty(),
     };
-    if daemon_changed {
+    if changed {
         edits.push(Edit::Write {
             path: paths.daemon_json.clone(),
             before: current.daemon_text.clone(),
@@ -354,6 +358,15 @@ fn push_writes(
             backup: current.daemon_text.is_some(),
         });
     }
+}
+
+/// A write of the sysconfig file, where its flags changed.
+fn push_sysconfig_write(
+    paths: &Paths,
+    current: &Current,
+    options: Option<&Options>,
+    edits: &mut Vec<Edit>,
+) {
     if let (Some(o), Some(before)) = (options, &current.sysconfig) {
         if Options::parse(before).words != o.words {
             edits.push(Edit::Write {
@@ -432,7 +445,14 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
             daemon.remove("default-runtime");
         }
     }
-    push_writes(paths, current, &daemon, options.as_ref(), &mut edits);
+    if record.created_daemon_json && daemon.is_empty() && current.daemon.is_some() {
+        edits.push(Edit::Remove {
+            path: paths.daemon_json.clone(),
+        });
+    } else {
+        push_daemon_write(paths, current, &daemon, &mut edits);
+    }
+    push_sysconfig_write(paths, current, options.as_ref(), &mut edits);
     edits.push(Edit::Remove {
         path: paths.record.clone(),
     });
