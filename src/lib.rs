@@ -11,6 +11,7 @@ pub mod docker;
 pub mod doctor;
 pub mod gpu;
 pub mod host;
+pub mod metrics;
 pub mod placement;
 pub mod plan;
 pub mod request;

@@ -40,6 +40,13 @@ impl Nvml {
     }
 }
 
+impl Nvml {
+    /// The loaded library, for callers that need more of NVML than discovery does.
+    pub fn handle(&self) -> &nvml_wrapper::Nvml {
+        &self.nvml
+    }
+}
+
 impl GpuQuery for Nvml {
     fn gpus(&self) -> Result<Vec<NvmlGpu>, String> {
         let fail = |what: &str, e: nvml_wrapper::error::NvmlError| format!("NVML {what}: {e}");

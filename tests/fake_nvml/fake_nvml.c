@@ -1,7 +1,8 @@
 /*
  * A stand-in for libnvidia-ml.so: the NVML calls gpu-share makes, answering for the GPUs that
  * FAKE_NVML_GPUS describes, one per ';', fields separated by ',':
- *     uuid,name,memory_total_bytes,memory_free_bytes,pci_bus_id,minor
+ *     uuid,name,memory_total_bytes,memory_free_bytes,pci_bus_id,minor[,util_gpu_pct,util_memory_pct,temperature_c,power_mw]
+ * FAKE_NVML_PROCS lists processes using GPUs, one per ';': gpu_index:pid:used_bytes[:graphics]
  * FAKE_NVML_INIT_ERROR=<code> makes nvmlInit fail with that NVML return code.
  * Built by the tests with `cc -shared -fPIC`; loaded by path through `nvml.library`.
  */
@@ -14,6 +15,7 @@
 #define NVML_ERROR_INVALID_ARGUMENT 2
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define MAX_GPUS 16
+#define MAX_PROCS 64
 
 struct fake_gpu {
     char uuid[96];
@@ -22,7 +24,23 @@ struct fake_gpu {
     unsigned long long free;
     char bus_id[32];
     unsigned int minor;
+    unsigned int util_gpu, util_memory, temperature, power_mw;
 };
+
+struct fake_proc {
+    unsigned int gpu, pid, graphics;
+    unsigned long long used;
+};
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+
+typedef struct {
+    unsigned int gpu, memory;
+} nvmlUtilization_t;
 
 typedef struct {
     char busIdLegacy[16];
@@ -37,6 +55,8 @@ typedef struct {
 
 static struct fake_gpu gpus[MAX_GPUS];
 static unsigned int gpu_count;
+static struct fake_proc procs[MAX_PROCS];
+static unsigned int proc_count;
 static int initialised;
 
 static void parse_gpus(void) {
@@ -49,9 +69,9 @@ static void parse_gpus(void) {
          g = strtok_r(NULL, ";", &save_gpu)) {
         struct fake_gpu *d = &gpus[gpu_count];
         memset(d, 0, sizeof *d);
-        char *save = NULL, *f[6] = {0};
+        char *save = NULL, *f[10] = {0};
         int n = 0;
-        for (char *t = strtok_r(g, ",", &save); t && n < 6; t = strtok_r(NULL, ",", &save))
+        for (char *t = strtok_r(g, ",", &save); t && n < 10; t = strtok_r(NULL, ",", &save))
             f[n++] = t;
         if (n < 6)
             continue;
@@ -61,7 +81,33 @@ static void parse_gpus(void) {
         d->free = strtoull(f[3], NULL, 10);
         snprintf(d->bus_id, sizeof d->bus_id, "%s", f[4]);
         d->minor = (unsigned int)strtoul(f[5], NULL, 10);
+        d->util_gpu = f[6] ? (unsigned int)strtoul(f[6], NULL, 10) : 0;
+        d->util_memory = f[7] ? (unsigned int)strtoul(f[7], NULL, 10) : 0;
+        d->temperature = f[8] ? (unsigned int)strtoul(f[8], NULL, 10) : 40;
+        d->power_mw = f[9] ? (unsigned int)strtoul(f[9], NULL, 10) : 30000;
         gpu_count++;
+    }
+    free(copy);
+}
+
+static void parse_procs(void) {
+    const char *spec = getenv("FAKE_NVML_PROCS");
+    proc_count = 0;
+    if (!spec)
+        return;
+    char *copy = strdup(spec), *save = NULL;
+    for (char *p = strtok_r(copy, ";", &save); p && proc_count < MAX_PROCS;
+         p = strtok_r(NULL, ";", &save)) {
+        struct fake_proc *d = &procs[proc_count];
+        unsigned long long used = 0;
+        unsigned int gpu = 0, pid = 0, graphics = 0;
+        if (sscanf(p, "%u:%u:%llu:%u", &gpu, &pid, &used, &graphics) < 3)
+            continue;
+        d->gpu = gpu;
+        d->pid = pid;
+        d->used = used;
+        d->graphics = graphics;
+        proc_count++;
     }
     free(copy);
 }
@@ -71,6 +117,7 @@ int nvmlInit_v2(void) {
     if (fail && *fail)
         return atoi(fail);
     parse_gpus();
+    parse_procs();
     initialised = 1;
     return NVML_SUCCESS;
 }
@@ -160,4 +207,64 @@ int nvmlDeviceGetPciInfo_v3(void *device, nvmlPciInfo_t *pci) {
     snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "%.15s", d->bus_id);
     pci->pciDeviceId = 0x1eb810de;
     return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetUtilizationRates(void *device, nvmlUtilization_t *u) {
+    if (!device || !u)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    u->gpu = ((struct fake_gpu *)device)->util_gpu;
+    u->memory = ((struct fake_gpu *)device)->util_memory;
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetTemperature(void *device, int sensor, unsigned int *temp) {
+    (void)sensor;
+    if (!device || !temp)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *temp = ((struct fake_gpu *)device)->temperature;
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetPowerUsage(void *device, unsigned int *power) {
+    if (!device || !power)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *power = ((struct fake_gpu *)device)->power_mw;
+    return NVML_SUCCESS;
+}
+
+/* NVML's two-call protocol: a NULL buffer asks for the count (INSUFFICIENT_SIZE when there
+ * are any), then the caller passes a buffer of that size. */
+static int running_processes(void *device, unsigned int *count, nvmlProcessInfo_t *infos,
+                             unsigned int graphics) {
+    if (!device || !count)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int index = (unsigned int)((struct fake_gpu *)device - gpus), n = 0;
+    for (unsigned int i = 0; i < proc_count; i++)
+        if (procs[i].gpu == index && procs[i].graphics == graphics)
+            n++;
+    if (!infos || *count < n) {
+        unsigned int had = *count;
+        *count = n;
+        return (n == 0 || (infos && had >= n)) ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    unsigned int k = 0;
+    for (unsigned int i = 0; i < proc_count; i++) {
+        if (procs[i].gpu != index || procs[i].graphics != graphics)
+            continue;
+        infos[k].pid = procs[i].pid;
+        infos[k].usedGpuMemory = procs[i].used;
+        infos[k].gpuInstanceId = 0xffffffff;
+        infos[k].computeInstanceId = 0xffffffff;
+        k++;
+    }
+    *count = k;
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetComputeRunningProcesses_v3(void *device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return running_processes(device, count, infos, 0);
+}
+
+int nvmlDeviceGetGraphicsRunningProcesses_v3(void *device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return running_processes(device, count, infos, 1);
 }

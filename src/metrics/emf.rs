@@ -1,0 +1,318 @@
+//! CloudWatch Embedded Metric Format: one JSON object per line whose `_aws` member tells
+//! CloudWatch (through the CloudWatch agent or Logs) which members are metrics and dimensions.
+//!
+//! Three kinds of line per sample: the instance (mean utilisation over its GPUs, also under
+//! `AutoScalingGroupName` alone, since CloudWatch does not aggregate across dimension sets and a
+//! group's scaling policy needs the group-wide series), each GPU (`GpuIndex`), and each task or
+//! container using a GPU (`TaskArn`, else `ContainerId`).
+
+use serde_json::{json, Map, Value};
+
+use super::Sample;
+
+/// What every line carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfOptions {
+    pub namespace: String,
+    /// `InstanceId`, `AutoScalingGroupName`, `ClusterName`, ...: those known, in this order.
+    pub dimensions: Vec<(String, String)>,
+    /// Store at 1-second resolution (for sampling intervals under a minute).
+    pub high_resolution: bool,
+}
+
+const ASG: &str = "AutoScalingGroupName";
+
+fn directive(
+    opts: &EmfOptions,
+    dimension_sets: Vec<Vec<String>>,
+    metrics: &[(&str, &str)],
+) -> Value {
+    let resolution = if opts.high_resolution { 1 } else { 60 };
+    json!({
+        "Namespace": opts.namespace,
+        "Dimensions": dimension_sets,
+        "Metrics": metrics
+            .iter()
+            .map(|(name, unit)| json!({"Name": name, "Unit": unit, "StorageResolution": resolution}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn line(
+    opts: &EmfOptions,
+    timestamp_ms: u64,
+    directive: Value,
+    members: Map<String, Value>,
+) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".to_owned(),
+        json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [directive]}),
+    );
+    for (k, v) in &opts.dimensions {
+        root.insert(k.clone(), Value::from(v.as_str()));
+    }
+    root.extend(members);
+    Value::Object(root).to_string()
+}
+
+fn base_keys(opts: &EmfOptions) -> Vec<String> {
+    opts.dimensions.iter().map(|(k, _)| k.clone()).collect()
+}
+
+/// The EMF lines for one sample.
+pub fn lines(sample: &Sample, opts: &EmfOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    let ts = sample.timestamp_ms;
+    if let Some(mean) = sample.instance_utilization() {
+        let mut sets = vec![base_keys(opts)];
+        if opts.dimensions.iter().any(|(k, _)| k == ASG) {
+            sets.push(vec![ASG.to_owned()]);
+        }
+        let mut m = Map::new();
+        m.insert("GPUUtilization".into(), json!(mean));
+        m.insert("GPUCount".into(), json!(sample.gpus.len()));
+        let d = directive(
+            opts,
+            sets,
+            &[("GPUUtilization", "Percent"), ("GPUCount", "Count")],
+        );
+        out.push(line(opts, ts, d, m));
+    }
+    for g in &sample.gpus {
+        let mut keys = base_keys(opts);
+        keys.push("GpuIndex".into());
+        let mut m = Map::new();
+        m.insert("GpuIndex".into(), json!(g.index.to_string()));
+        m.insert("GpuUuid".into(), json!(g.uuid));
+        m.insert("GPUUtilization".into(), json!(g.utilization_gpu_percent));
+        m.insert(
+            "GPUMemoryUtilization".into(),
+            json!(g.utilization_memory_percent),
+        );
+        m.insert("GPUMemoryUsed".into(), json!(g.memory_used_bytes));
+        m.insert("GPUMemoryTotal".into(), json!(g.memory_total_bytes));
+        m.insert("GPUTemperature".into(), json!(g.temperature_celsius));
+        m.insert("GPUPowerDraw".into(), json!(g.power_watts));
+        let d = directive(
+            opts,
+            vec![keys],
+            &[
+                ("GPUUtilization", "Percent"),
+                ("GPUMemoryUtilization", "Percent"),
+                ("GPUMemoryUsed", "Bytes"),
+                ("GPUMemoryTotal", "Bytes"),
+                ("GPUTemperature", "None"),
+                ("GPUPowerDraw", "None"),
+            ],
+        );
+        out.push(line(opts, ts, d, m));
+    }
+    // Per task (or container, outside ECS): memory summed over its GPUs.
+    let mut tasks: Vec<(String, String, u64, Vec<u32>)> = Vec::new();
+    for c in &sample.containers {
+        let (key, value) = match &c.info.task_arn {
+            Some(arn) => ("TaskArn", arn.clone()),
+            None => ("ContainerId", c.container_id.clone()),
+        };
+        match tasks.iter_mut().find(|t| t.0 == key && t.1 == value) {
+            Some(t) => {
+                t.2 += c.gpu_memory_bytes;
+                t.3.push(c.gpu_index);
+            }
+            None => tasks.push((key.to_owned(), value, c.gpu_memory_bytes, vec![c.gpu_index])),
+        }
+    }
+    for (key, value, bytes, gpus) in tasks {
+        let mut keys = base_keys(opts);
+        keys.push(key.clone());
+        let mut m = Map::new();
+        m.insert(key, json!(value));
+        m.insert("GpuIndices".into(), json!(gpus));
+        m.insert("TaskGPUMemoryUsed".into(), json!(bytes));
+        let d = directive(opts, vec![keys], &[("TaskGPUMemoryUsed", "Bytes")]);
+        out.push(line(opts, ts, d, m));
+    }
+    out
+}
+
+/// Checks one line against the EMF specification; the first rule it breaks.
+pub fn validate(line: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let root = v.as_object().ok_or("not an object")?;
+    let aws = root
+        .get("_aws")
+        .and_then(Value::as_object)
+        .ok_or("no _aws object")?;
+    aws.get("Timestamp")
+        .and_then(Value::as_u64)
+        .ok_or("_aws.Timestamp is not a whole number of milliseconds")?;
+    let directives = aws
+        .get("CloudWatchMetrics")
+        .and_then(Value::as_array)
+        .ok_or("_aws.CloudWatchMetrics is not an array")?;
+    for d in directives {
+        let ns = d.get("Namespace").and_then(Value::as_str).unwrap_or("");
+        if ns.is_empty() || ns.len() > 255 {
+            return Err("Namespace must be 1 to 255 characters".into());
+        }
+        let sets = d
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .ok_or("Dimensions is not an array")?;
+        for set in sets {
+            let keys = set.as_array().ok_or("a dimension set is not an array")?;
+            if keys.len() > 30 {
+                return Err("a dimension set has more than 30 dimensions".into());
+            }
+            for k in keys {
+                let k = k.as_str().ok_or("a dimension key is not a string")?;
+                if !root.get(k).is_some_and(Value::is_string) {
+                    return Err(format!("dimension {k} has no string member"));
+                }
+            }
+        }
+        let metrics = d
+            .get("Metrics")
+            .and_then(Value::as_array)
+            .ok_or("Metrics is not an array")?;
+        if metrics.is_empty() || metrics.len() > 100 {
+            return Err("Metrics must hold 1 to 100 definitions".into());
+        }
+        for m in metrics {
+            let name = m
+                .get("Name")
+                .and_then(Value::as_str)
+                .ok_or("a metric has no Name")?;
+            if !root.get(name).is_some_and(Value::is_number) {
+                return Err(format!("metric {name} has no numeric member"));
+            }
+            if let Some(r) = m.get("StorageResolution") {
+                if r != 1 && r != 60 {
+                    return Err(format!("metric {name}: StorageResolution must be 1 or 60"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{ContainerInfo, ContainerUse, GpuSample};
+
+    fn sample() -> Sample {
+        let gpu = |index: u32, util: u32| GpuSample {
+            index,
+            uuid: format!("GPU-{index}"),
+            name: "Tesla T4".into(),
+            utilization_gpu_percent: util,
+            utilization_memory_percent: 10,
+            memory_used_bytes: 1 << 30,
+            memory_total_bytes: 16 << 30,
+            temperature_celsius: 50,
+            power_watts: 31.5,
+        };
+        Sample {
+            timestamp_ms: 1_795_542_498_000,
+            gpus: vec![gpu(0, 30), gpu(1, 70)],
+            containers: vec![
+                ContainerUse {
+                    container_id: "a".repeat(64),
+                    gpu_index: 0,
+                    gpu_memory_bytes: 100,
+                    processes: 1,
+                    info: ContainerInfo {
+                        task_arn: Some("arn:aws:ecs:us-east-1:1:task/c/t1".into()),
+                        ..Default::default()
+                    },
+                },
+                ContainerUse {
+                    container_id: "a".repeat(64),
+                    gpu_index: 1,
+                    gpu_memory_bytes: 50,
+                    processes: 1,
+                    info: ContainerInfo {
+                        task_arn: Some("arn:aws:ecs:us-east-1:1:task/c/t1".into()),
+                        ..Default::default()
+                    },
+                },
+                ContainerUse {
+                    container_id: "b".repeat(64),
+                    gpu_index: 1,
+                    gpu_memory_bytes: 7,
+                    processes: 1,
+                    info: ContainerInfo::default(),
+                },
+            ],
+            host_processes: 0,
+        }
+    }
+
+    fn opts(asg: bool) -> EmfOptions {
+        let mut dimensions = vec![("InstanceId".to_owned(), "i-0abc".to_owned())];
+        if asg {
+            dimensions.push((ASG.to_owned(), "gpu-asg".to_owned()));
+        }
+        EmfOptions {
+            namespace: "GPUShare".into(),
+            dimensions,
+            high_resolution: false,
+        }
+    }
+
+    #[test]
+    fn every_line_is_valid_emf() {
+        let lines = lines(&sample(), &opts(true));
+        assert_eq!(lines.len(), 1 + 2 + 2);
+        for l in &lines {
+            validate(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        }
+    }
+
+    #[test]
+    fn instance_mean_is_also_published_under_the_group_alone() {
+        let l: Value = serde_json::from_str(&lines(&sample(), &opts(true))[0]).unwrap();
+        assert_eq!(l["GPUUtilization"], json!(50.0));
+        assert_eq!(
+            l["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([
+                ["InstanceId", "AutoScalingGroupName"],
+                ["AutoScalingGroupName"]
+            ])
+        );
+        let l: Value = serde_json::from_str(&lines(&sample(), &opts(false))[0]).unwrap();
+        assert_eq!(
+            l["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["InstanceId"]])
+        );
+    }
+
+    #[test]
+    fn tasks_sum_their_gpus_and_bare_containers_use_their_id() {
+        let lines = lines(&sample(), &opts(false));
+        let task: Value = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(task["TaskArn"], "arn:aws:ecs:us-east-1:1:task/c/t1");
+        assert_eq!(task["TaskGPUMemoryUsed"], 150);
+        assert_eq!(task["GpuIndices"], json!([0, 1]));
+        let bare: Value = serde_json::from_str(&lines[4]).unwrap();
+        assert_eq!(bare["ContainerId"], "b".repeat(64));
+        assert_eq!(
+            bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["InstanceId", "ContainerId"]])
+        );
+    }
+
+    #[test]
+    fn validation_catches_broken_lines() {
+        assert!(validate("{}").is_err());
+        let bad = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[["X"]],"Metrics":[{"Name":"M"}]}]},"M":1}"#;
+        assert_eq!(
+            validate(bad).unwrap_err(),
+            "dimension X has no string member"
+        );
+        let bad = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[],"Metrics":[{"Name":"M","StorageResolution":5}]}]},"M":1}"#;
+        assert!(validate(bad).unwrap_err().contains("StorageResolution"));
+    }
+}
