@@ -24,6 +24,32 @@ pub struct Config {
     pub log: LogSection,
     pub state: StateSection,
     pub nvml: NvmlSection,
+    pub metrics: MetricsSection,
+}
+
+/// `gpu-share metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Seconds between samples; under 60 publishes at 1-second storage resolution.
+    pub interval_seconds: u64,
+    pub namespace: String,
+    /// Dimensions, where known; unset ones are left out.
+    pub instance_id: Option<String>,
+    pub auto_scaling_group_name: Option<String>,
+    pub cluster_name: Option<String>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            interval_seconds: 60,
+            namespace: "GPUShare".to_owned(),
+            instance_id: None,
+            auto_scaling_group_name: None,
+            cluster_name: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -234,6 +260,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.metrics.interval_seconds == 0 {
+            return Err("metrics.interval_seconds: must be at least 1".to_owned());
+        }
+        if self.metrics.namespace.is_empty() || self.metrics.namespace.len() > 255 {
+            return Err("metrics.namespace: must be 1 to 255 characters".to_owned());
         }
         if self.sharing.max_per_gpu == Some(0) {
             return Err(

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use gpu_share::config::{Config, CONFIG_ENV};
 use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
+use gpu_share::gpu::nvml::Nvml;
 use gpu_share::host;
+use gpu_share::metrics::{self, emf, ContainerInfo};
 use gpu_share::timestamp::now_rfc3339;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
@@ -51,6 +53,18 @@ enum Commands {
         #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
         daemon_json: PathBuf,
     },
+    /// Sample GPU and per-container GPU use every metrics.interval_seconds and print it
+    Metrics {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Take one sample, print it and exit
+        #[arg(long)]
+        once: bool,
+        /// emf: CloudWatch Embedded Metric Format lines (for the CloudWatch agent); json: the
+        /// sample as it is
+        #[arg(long, value_enum, default_value_t = Output::Emf)]
+        output: Output,
+    },
     /// Make gpu-share-runtime dockerd's default runtime (and its `nvidia` runtime)
     Configure {
         #[command(subcommand)]
@@ -61,6 +75,12 @@ enum Commands {
         #[command(subcommand)]
         target: Target,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Emf,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -123,6 +143,11 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Commands::Metrics {
+            config,
+            once,
+            output,
+        } => run_metrics(&config.path(), once, output),
         Commands::Configure {
             target: Target::Docker(args),
         } => configure_docker(&args, true),
@@ -165,6 +190,46 @@ fn list(config_path: &Path, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e} (set --config or {CONFIG_ENV})")),
+    };
+    let nvml = match Nvml::load(config.nvml.library.as_os_str()) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let opts = metrics::emf_options(&config.metrics);
+    let interval = std::time::Duration::from_secs(config.metrics.interval_seconds);
+    let started = std::time::Instant::now();
+    let mut tick: u32 = 0;
+    loop {
+        match metrics::collect(&nvml, &config.devices.root, |_| ContainerInfo::default()) {
+            Ok(sample) => {
+                let text = match output {
+                    Output::Emf => emf::lines(&sample, &opts).join("\n"),
+                    Output::Json if once => {
+                        serde_json::to_string_pretty(&sample).unwrap_or_default()
+                    }
+                    Output::Json => serde_json::to_string(&sample).unwrap_or_default(),
+                };
+                println!("{text}");
+            }
+            Err(e) if once => return fail(e),
+            // A long-running agent keeps going: the next sample may succeed.
+            Err(e) => eprintln!("gpu-share metrics: {e}"),
+        }
+        if once {
+            return ExitCode::SUCCESS;
+        }
+        tick += 1;
+        let next = interval * tick;
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 fn installed_runtime() -> PathBuf {

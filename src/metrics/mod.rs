@@ -9,6 +9,7 @@ pub mod emf;
 pub mod sample;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -51,6 +52,43 @@ impl Sample {
         }
         let sum: u32 = self.gpus.iter().map(|g| g.utilization_gpu_percent).sum();
         Some(f64::from(sum) / self.gpus.len() as f64)
+    }
+}
+
+/// Takes one sample: NVML's figures, processes mapped to containers through `<root>/proc`.
+pub fn collect(
+    sampler: &dyn GpuSampler,
+    root: &Path,
+    info: impl Fn(&str) -> ContainerInfo,
+) -> Result<Sample, String> {
+    let (gpus, processes) = sampler.sample()?;
+    let (containers, host_processes) =
+        by_container(&processes, |pid| attribution::container_of(root, pid), info);
+    Ok(Sample {
+        timestamp_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        gpus,
+        containers,
+        host_processes,
+    })
+}
+
+/// The EMF options a config gives: its namespace, the dimensions it knows, the resolution.
+pub fn emf_options(config: &crate::config::MetricsSection) -> emf::EmfOptions {
+    let known = [
+        ("InstanceId", &config.instance_id),
+        ("AutoScalingGroupName", &config.auto_scaling_group_name),
+        ("ClusterName", &config.cluster_name),
+    ];
+    emf::EmfOptions {
+        namespace: config.namespace.clone(),
+        dimensions: known
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| ((*k).to_owned(), v.clone())))
+            .collect(),
+        high_resolution: config.interval_seconds < 60,
     }
 }
 
