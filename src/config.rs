@@ -38,6 +38,8 @@ pub struct MetricsSection {
     pub instance_id: Option<String>,
     pub auto_scaling_group_name: Option<String>,
     pub cluster_name: Option<String>,
+    /// dockerd's API, for the ECS labels of the containers using a GPU.
+    pub docker_host: String,
 }
 
 impl Default for MetricsSection {
@@ -48,6 +50,7 @@ impl Default for MetricsSection {
             instance_id: None,
             auto_scaling_group_name: None,
             cluster_name: None,
+            docker_host: "unix:///var/run/docker.sock".to_owned(),
         }
     }
 }

@@ -10,7 +10,8 @@ use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::gpu::nvml::Nvml;
 use gpu_share::host;
-use gpu_share::metrics::{self, emf, ContainerInfo};
+use gpu_share::metrics::docker_labels::DockerLabels;
+use gpu_share::metrics::{self, emf};
 use gpu_share::timestamp::now_rfc3339;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
@@ -201,12 +202,16 @@ fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
         Ok(n) => n,
         Err(e) => return fail(e),
     };
+    let labels = DockerLabels::connect(&config.metrics.docker_host)
+        .map_err(|e| eprintln!("gpu-share metrics: {e}; containers are reported by id alone"))
+        .ok();
+    let describe = |id: &str| labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
     let opts = metrics::emf_options(&config.metrics);
     let interval = std::time::Duration::from_secs(config.metrics.interval_seconds);
     let started = std::time::Instant::now();
     let mut tick: u32 = 0;
     loop {
-        match metrics::collect(&nvml, &config.devices.root, |_| ContainerInfo::default()) {
+        match metrics::collect(&nvml, &config.devices.root, describe) {
             Ok(sample) => {
                 let text = match output {
                     Output::Emf => emf::lines(&sample, &opts).join("\n"),

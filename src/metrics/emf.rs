@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Sample;
+use super::{ContainerInfo, Sample};
 
 /// What every line carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub fn lines(sample: &Sample, opts: &EmfOptions) -> Vec<String> {
         out.push(line(opts, ts, d, m));
     }
     // Per task (or container, outside ECS): memory summed over its GPUs.
-    let mut tasks: Vec<(String, String, u64, Vec<u32>)> = Vec::new();
+    let mut tasks: Vec<(&str, String, u64, Vec<u32>, &ContainerInfo)> = Vec::new();
     for c in &sample.containers {
         let (key, value) = match &c.info.task_arn {
             Some(arn) => ("TaskArn", arn.clone()),
@@ -120,14 +120,20 @@ pub fn lines(sample: &Sample, opts: &EmfOptions) -> Vec<String> {
                 t.2 += c.gpu_memory_bytes;
                 t.3.push(c.gpu_index);
             }
-            None => tasks.push((key.to_owned(), value, c.gpu_memory_bytes, vec![c.gpu_index])),
+            None => tasks.push((key, value, c.gpu_memory_bytes, vec![c.gpu_index], &c.info)),
         }
     }
-    for (key, value, bytes, gpus) in tasks {
+    for (key, value, bytes, gpus, info) in tasks {
         let mut keys = base_keys(opts);
-        keys.push(key.clone());
+        keys.push(key.to_owned());
         let mut m = Map::new();
-        m.insert(key, json!(value));
+        m.insert(key.to_owned(), json!(value));
+        if let Some(f) = &info.task_family {
+            m.insert("TaskFamily".into(), json!(f));
+        }
+        if let Some(n) = &info.container_name {
+            m.insert("ContainerName".into(), json!(n));
+        }
         m.insert("GpuIndices".into(), json!(gpus));
         m.insert("TaskGPUMemoryUsed".into(), json!(bytes));
         let d = directive(opts, vec![keys], &[("TaskGPUMemoryUsed", "Bytes")]);

@@ -1,0 +1,92 @@
+//! Container id → ECS task, from the docker labels the ECS agent sets
+//! (`com.amazonaws.ecs.task-arn`, `...task-definition-family`, `...container-name`), asked of
+//! dockerd over its socket with bollard and cached per container: labels never change.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use bollard::query_parameters::InspectContainerOptions;
+use bollard::Docker;
+
+use super::ContainerInfo;
+
+const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+
+pub struct DockerLabels {
+    runtime: tokio::runtime::Runtime,
+    docker: Docker,
+    cache: RefCell<HashMap<String, ContainerInfo>>,
+}
+
+impl DockerLabels {
+    /// Connects to dockerd at `host` (`unix:///var/run/docker.sock`).
+    pub fn connect(host: &str) -> Result<DockerLabels, String> {
+        let socket = host.strip_prefix("unix://").unwrap_or(host);
+        let docker = Docker::connect_with_unix(socket, 5, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| format!("dockerd at {host}: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("dockerd client: {e}"))?;
+        Ok(DockerLabels {
+            runtime,
+            docker,
+            cache: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The container's ECS labels; empty where dockerd does not know it or did not answer
+    /// (not cached then, so the next sample asks again).
+    pub fn describe(&self, id: &str) -> ContainerInfo {
+        if let Some(hit) = self.cache.borrow().get(id) {
+            return hit.clone();
+        }
+        let inspected = self.runtime.block_on(
+            self.docker
+                .inspect_container(id, None::<InspectContainerOptions>),
+        );
+        let Ok(container) = inspected else {
+            return ContainerInfo::default();
+        };
+        let labels = container.config.and_then(|c| c.labels).unwrap_or_default();
+        let info = from_labels(&labels);
+        self.cache.borrow_mut().insert(id.to_owned(), info.clone());
+        info
+    }
+}
+
+pub fn from_labels(labels: &HashMap<String, String>) -> ContainerInfo {
+    ContainerInfo {
+        task_arn: labels.get(TASK_ARN).cloned(),
+        task_family: labels.get(FAMILY).cloned(),
+        container_name: labels.get(CONTAINER_NAME).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecs_labels_are_read() {
+        let labels: HashMap<String, String> = [
+            (TASK_ARN, "arn:aws:ecs:eu-west-1:1:task/c/abc"),
+            (FAMILY, "inference"),
+            (CONTAINER_NAME, "model"),
+            ("other", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let info = from_labels(&labels);
+        assert_eq!(
+            info.task_arn.as_deref(),
+            Some("arn:aws:ecs:eu-west-1:1:task/c/abc")
+        );
+        assert_eq!(info.task_family.as_deref(), Some("inference"));
+        assert_eq!(info.container_name.as_deref(), Some("model"));
+        assert_eq!(from_labels(&HashMap::new()), ContainerInfo::default());
+    }
+}

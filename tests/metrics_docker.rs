@@ -1,0 +1,98 @@
+//! Per-task attribution end to end: a real container of a private dockerd, with the labels the
+//! ECS agent sets, whose real pid the fake NVML reports on GPU 0. The agent maps the pid through
+//! /proc to the container and asks dockerd for its labels.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::dockerd::{Dockerd, IMAGE};
+use common::{fake_nvml_library, require};
+use serde_json::Value;
+
+const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/gpu-cluster/0123456789abcdef";
+
+#[test]
+fn gpu_memory_is_reported_per_ecs_task() {
+    if !require(
+        "gpu_memory_is_reported_per_ecs_task",
+        &["dockerd", "containerd", "runc", "cc"],
+    ) {
+        return;
+    }
+    let d = Dockerd::start(Path::new(SHIM), 1, "");
+    let id = d
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            &format!("com.amazonaws.ecs.task-arn={ARN}"),
+            "--label",
+            "com.amazonaws.ecs.task-definition-family=inference",
+            "--label",
+            "com.amazonaws.ecs.container-name=model",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_owned();
+    let pid = d
+        .docker_ok(&["inspect", "--format", "{{.State.Pid}}", &id])
+        .trim()
+        .to_owned();
+    let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ninstance_id = \"i-0abc\"\ndocker_host = \"unix://{}\"\n",
+            lib.display().to_string(),
+            d.sock.display()
+        ),
+    )
+    .unwrap();
+    let run = |output: &str| {
+        let out = Command::new(CLI)
+            .args(["metrics", "--once", "--output", output, "--config"])
+            .arg(&config)
+            .env(
+                "FAKE_NVML_GPUS",
+                "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,16000000000,12000000000,00000000:00:1E.0,0,55,20,50,40000",
+            )
+            .env("FAKE_NVML_PROCS", format!("0:{pid}:3000000000"))
+            .env_remove("FAKE_NVML_INIT_ERROR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sample: Value = serde_json::from_str(&run("json")).unwrap();
+    let c = &sample["containers"][0];
+    assert_eq!(c["container_id"], id.as_str());
+    assert_eq!(c["task_arn"], ARN);
+    assert_eq!(c["task_family"], "inference");
+    assert_eq!(c["container_name"], "model");
+    assert_eq!(c["gpu_memory_bytes"], 3_000_000_000u64);
+    let emf = run("emf");
+    let task: Value = emf
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v.get("TaskArn").is_some())
+        .expect("a per-task line");
+    assert_eq!(task["TaskArn"], ARN);
+    assert_eq!(task["TaskFamily"], "inference");
+    assert_eq!(task["TaskGPUMemoryUsed"], 3_000_000_000u64);
+    assert_eq!(
+        task["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["InstanceId", "TaskArn"]])
+    );
+    d.docker_ok(&["rm", "-f", &id]);
+    d.stop();
+}
