@@ -1,14 +1,11 @@
 //! CloudWatch Embedded Metric Format: one JSON object per line whose `_aws` member tells
 //! CloudWatch (through the CloudWatch agent or Logs) which members are metrics and dimensions.
-//!
-//! Three kinds of line per sample: the instance (mean utilisation over its GPUs, also under
-//! `AutoScalingGroupName` alone, since CloudWatch does not aggregate across dimension sets and a
-//! group's scaling policy needs the group-wide series), each GPU (`GpuIndex`), and each task or
-//! container using a GPU (`TaskArn`, else `ContainerId`).
+//! One line per `records::Record`.
 
 use serde_json::{json, Map, Value};
 
-use super::{ContainerInfo, Sample};
+use super::records::{self, Record};
+use super::Sample;
 
 /// What every line carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,126 +17,50 @@ pub struct EmfOptions {
     pub high_resolution: bool,
 }
 
-const ASG: &str = "AutoScalingGroupName";
-
-fn directive(
-    opts: &EmfOptions,
-    dimension_sets: Vec<Vec<String>>,
-    metrics: &[(&str, &str)],
-) -> Value {
-    let resolution = if opts.high_resolution { 1 } else { 60 };
-    json!({
-        "Namespace": opts.namespace,
-        "Dimensions": dimension_sets,
-        "Metrics": metrics
-            .iter()
-            .map(|(name, unit)| json!({"Name": name, "Unit": unit, "StorageResolution": resolution}))
-            .collect::<Vec<_>>(),
-    })
+impl EmfOptions {
+    pub fn storage_resolution(&self) -> i32 {
+        if self.high_resolution {
+            1
+        } else {
+            60
+        }
+    }
 }
 
-fn line(
-    opts: &EmfOptions,
-    timestamp_ms: u64,
-    directive: Value,
-    members: Map<String, Value>,
-) -> String {
+fn render(record: &Record, opts: &EmfOptions, timestamp_ms: u64) -> String {
+    let resolution = opts.storage_resolution();
+    let directive = json!({
+        "Namespace": opts.namespace,
+        "Dimensions": record.dimension_sets,
+        "Metrics": record
+            .metrics
+            .iter()
+            .map(|m| json!({"Name": m.name, "Unit": m.unit, "StorageResolution": resolution}))
+            .collect::<Vec<_>>(),
+    });
     let mut root = Map::new();
     root.insert(
         "_aws".to_owned(),
         json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [directive]}),
     );
-    for (k, v) in &opts.dimensions {
+    for (k, v) in &record.dimensions {
         root.insert(k.clone(), Value::from(v.as_str()));
     }
-    root.extend(members);
+    for (k, v) in &record.properties {
+        root.insert(k.clone(), v.clone());
+    }
+    for m in &record.metrics {
+        root.insert(m.name.to_owned(), m.value.clone());
+    }
     Value::Object(root).to_string()
-}
-
-fn base_keys(opts: &EmfOptions) -> Vec<String> {
-    opts.dimensions.iter().map(|(k, _)| k.clone()).collect()
 }
 
 /// The EMF lines for one sample.
 pub fn lines(sample: &Sample, opts: &EmfOptions) -> Vec<String> {
-    let mut out = Vec::new();
-    let ts = sample.timestamp_ms;
-    if let Some(mean) = sample.instance_utilization() {
-        let mut sets = vec![base_keys(opts)];
-        if opts.dimensions.iter().any(|(k, _)| k == ASG) {
-            sets.push(vec![ASG.to_owned()]);
-        }
-        let mut m = Map::new();
-        m.insert("GPUUtilization".into(), json!(mean));
-        m.insert("GPUCount".into(), json!(sample.gpus.len()));
-        let d = directive(
-            opts,
-            sets,
-            &[("GPUUtilization", "Percent"), ("GPUCount", "Count")],
-        );
-        out.push(line(opts, ts, d, m));
-    }
-    for g in &sample.gpus {
-        let mut keys = base_keys(opts);
-        keys.push("GpuIndex".into());
-        let mut m = Map::new();
-        m.insert("GpuIndex".into(), json!(g.index.to_string()));
-        m.insert("GpuUuid".into(), json!(g.uuid));
-        m.insert("GPUUtilization".into(), json!(g.utilization_gpu_percent));
-        m.insert(
-            "GPUMemoryUtilization".into(),
-            json!(g.utilization_memory_percent),
-        );
-        m.insert("GPUMemoryUsed".into(), json!(g.memory_used_bytes));
-        m.insert("GPUMemoryTotal".into(), json!(g.memory_total_bytes));
-        m.insert("GPUTemperature".into(), json!(g.temperature_celsius));
-        m.insert("GPUPowerDraw".into(), json!(g.power_watts));
-        let d = directive(
-            opts,
-            vec![keys],
-            &[
-                ("GPUUtilization", "Percent"),
-                ("GPUMemoryUtilization", "Percent"),
-                ("GPUMemoryUsed", "Bytes"),
-                ("GPUMemoryTotal", "Bytes"),
-                ("GPUTemperature", "None"),
-                ("GPUPowerDraw", "None"),
-            ],
-        );
-        out.push(line(opts, ts, d, m));
-    }
-    // Per task (or container, outside ECS): memory summed over its GPUs.
-    let mut tasks: Vec<(&str, String, u64, Vec<u32>, &ContainerInfo)> = Vec::new();
-    for c in &sample.containers {
-        let (key, value) = match &c.info.task_arn {
-            Some(arn) => ("TaskArn", arn.clone()),
-            None => ("ContainerId", c.container_id.clone()),
-        };
-        match tasks.iter_mut().find(|t| t.0 == key && t.1 == value) {
-            Some(t) => {
-                t.2 += c.gpu_memory_bytes;
-                t.3.push(c.gpu_index);
-            }
-            None => tasks.push((key, value, c.gpu_memory_bytes, vec![c.gpu_index], &c.info)),
-        }
-    }
-    for (key, value, bytes, gpus, info) in tasks {
-        let mut keys = base_keys(opts);
-        keys.push(key.to_owned());
-        let mut m = Map::new();
-        m.insert(key.to_owned(), json!(value));
-        if let Some(f) = &info.task_family {
-            m.insert("TaskFamily".into(), json!(f));
-        }
-        if let Some(n) = &info.container_name {
-            m.insert("ContainerName".into(), json!(n));
-        }
-        m.insert("GpuIndices".into(), json!(gpus));
-        m.insert("TaskGPUMemoryUsed".into(), json!(bytes));
-        let d = directive(opts, vec![keys], &[("TaskGPUMemoryUsed", "Bytes")]);
-        out.push(line(opts, ts, d, m));
-    }
-    out
+    records::records(sample, &opts.dimensions)
+        .iter()
+        .map(|r| render(r, opts, sample.timestamp_ms))
+        .collect()
 }
 
 /// Checks one line against the EMF specification; the first rule it breaks.
@@ -207,6 +128,8 @@ pub fn validate(line: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::metrics::{ContainerInfo, ContainerUse, GpuSample};
+
+    const ASG: &str = "AutoScalingGroupName";
 
     fn sample() -> Sample {
         let gpu = |index: u32, util: u32| GpuSample {

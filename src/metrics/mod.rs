@@ -7,6 +7,7 @@
 pub mod attribution;
 pub mod docker_labels;
 pub mod emf;
+pub mod records;
 pub mod sample;
 
 use std::collections::BTreeMap;
