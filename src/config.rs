@@ -40,6 +40,12 @@ pub struct MetricsSection {
     pub cluster_name: Option<String>,
     /// dockerd's API, for the ECS labels of the containers using a GPU.
     pub docker_host: String,
+    /// CloudWatch endpoint override (else `AWS_ENDPOINT_URL`, else the region's).
+    pub endpoint_url: Option<String>,
+    /// Region override (else the SDK's default chain: env, profile, instance metadata).
+    pub region: Option<String>,
+    /// Datums kept while CloudWatch cannot be reached; past it the oldest are dropped.
+    pub buffer_max_datums: usize,
 }
 
 impl Default for MetricsSection {
@@ -51,6 +57,9 @@ impl Default for MetricsSection {
             auto_scaling_group_name: None,
             cluster_name: None,
             docker_host: "unix:///var/run/docker.sock".to_owned(),
+            endpoint_url: None,
+            region: None,
+            buffer_max_datums: 10_000,
         }
     }
 }

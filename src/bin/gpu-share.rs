@@ -10,6 +10,7 @@ use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::gpu::nvml::Nvml;
 use gpu_share::host;
+use gpu_share::metrics::cloudwatch::{self, Buffer, Publisher};
 use gpu_share::metrics::docker_labels::DockerLabels;
 use gpu_share::metrics::{self, emf};
 use gpu_share::timestamp::now_rfc3339;
@@ -61,9 +62,9 @@ enum Commands {
         /// Take one sample, print it and exit
         #[arg(long)]
         once: bool,
-        /// emf: CloudWatch Embedded Metric Format lines (for the CloudWatch agent); json: the
-        /// sample as it is
-        #[arg(long, value_enum, default_value_t = Output::Emf)]
+        /// cloudwatch: PutMetricData; emf: Embedded Metric Format lines on stdout (for the
+        /// CloudWatch agent); json: the sample as it is
+        #[arg(long, value_enum, default_value_t = Output::Cloudwatch)]
         output: Output,
     },
     /// Make gpu-share-runtime dockerd's default runtime (and its `nvidia` runtime)
@@ -80,6 +81,7 @@ enum Commands {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
+    Cloudwatch,
     Emf,
     Json,
 }
@@ -207,21 +209,55 @@ fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
         .ok();
     let describe = |id: &str| labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
     let opts = metrics::emf_options(&config.metrics);
+    let mut cloudwatch = match output {
+        Output::Cloudwatch => match Publisher::new(
+            &config.metrics.namespace,
+            config.metrics.endpoint_url.as_deref(),
+            config.metrics.region.as_deref(),
+        ) {
+            Ok(p) => Some((p, Buffer::new(config.metrics.buffer_max_datums))),
+            Err(e) => return fail(e),
+        },
+        _ => None,
+    };
     let interval = std::time::Duration::from_secs(config.metrics.interval_seconds);
     let started = std::time::Instant::now();
     let mut tick: u32 = 0;
+    let mut reported_drops = 0;
     loop {
         match metrics::collect(&nvml, &config.devices.root, describe) {
-            Ok(sample) => {
-                let text = match output {
-                    Output::Emf => emf::lines(&sample, &opts).join("\n"),
-                    Output::Json if once => {
-                        serde_json::to_string_pretty(&sample).unwrap_or_default()
+            Ok(sample) => match (&mut cloudwatch, output) {
+                (Some((publisher, buffer)), _) => {
+                    let records = metrics::records::records(&sample, &opts.dimensions);
+                    buffer.push(cloudwatch::datums(
+                        &records,
+                        sample.timestamp_ms,
+                        opts.storage_resolution(),
+                    ));
+                    if buffer.dropped > reported_drops {
+                        eprintln!(
+                            "gpu-share metrics: buffer full ({} datums): {} oldest datums dropped so far",
+                            config.metrics.buffer_max_datums, buffer.dropped
+                        );
+                        reported_drops = buffer.dropped;
                     }
-                    Output::Json => serde_json::to_string(&sample).unwrap_or_default(),
-                };
-                println!("{text}");
-            }
+                    match publisher.flush(buffer) {
+                        Err(e) if once => return fail(e),
+                        Err(e) => eprintln!("gpu-share metrics: {e}"),
+                        Ok(_) => {}
+                    }
+                }
+                (None, Output::Json) if once => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&sample).unwrap_or_default()
+                    )
+                }
+                (None, Output::Json) => {
+                    println!("{}", serde_json::to_string(&sample).unwrap_or_default())
+                }
+                (None, _) => println!("{}", emf::lines(&sample, &opts).join("\n")),
+            },
             Err(e) if once => return fail(e),
             // A long-running agent keeps going: the next sample may succeed.
             Err(e) => eprintln!("gpu-share metrics: {e}"),

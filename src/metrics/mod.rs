@@ -5,6 +5,7 @@
 //! `sample` gathers; `emf` formats for CloudWatch's Embedded Metric Format.
 
 pub mod attribution;
+pub mod cloudwatch;
 pub mod docker_labels;
 pub mod emf;
 pub mod records;

@@ -1,0 +1,378 @@
+//! Publishing to a real local CloudWatch API (moto's server on 127.0.0.1), read back with
+//! ListMetrics and GetMetricData; and an outage: the server stopped for several intervals.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use common::{fake_nvml_library, require};
+
+const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const GIB: u64 = 1 << 30;
+
+/// moto's server, stopped on drop.
+struct Moto {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Moto {
+    fn start(port: u16) -> Moto {
+        let mut m = Moto { port, child: None };
+        m.restart();
+        m
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn client(&self) -> (tokio::runtime::Runtime, aws_sdk_cloudwatch::Client) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(self.url())
+            .build();
+        (rt, aws_sdk_cloudwatch::Client::from_conf(config))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Agent {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Agent {
+    fn new(moto: &Moto, interval: u64, buffer: usize) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for (pid, id) in [(101, A), (102, A)] {
+            let p = root.join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cgroup"), format!("0::/docker/{id}\n")).unwrap();
+        }
+        let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nbuffer_max_datums = {buffer}\ndocker_host = \"unix:///nonexistent.sock\"\n",
+                root.display().to_string(),
+                lib.display().to_string(),
+                moto.url()
+            ),
+        )
+        .unwrap();
+        Agent { dir, config }
+    }
+
+    fn command(&self, once: bool) -> Command {
+        let mut c = Command::new(CLI);
+        c.args(["metrics", "--output", "cloudwatch", "--config"])
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "FAKE_NVML_GPUS",
+                format!(
+                    "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1E.0,0,20,5,41,27000;GPU-22222222-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1F.0,1,80,40,67,64500",
+                    t = 16 * GIB,
+                    f = 12 * GIB
+                ),
+            )
+            .env("FAKE_NVML_PROCS", format!("0:101:{GIB};1:102:{}", GIB / 2))
+            .env_remove("FAKE_NVML_INIT_ERROR")
+            .stdin(Stdio::null());
+        if once {
+            c.arg("--once");
+        }
+        c
+    }
+}
+
+fn dims(pairs: &[(&str, &str)]) -> Vec<Dimension> {
+    pairs
+        .iter()
+        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+        .collect()
+}
+
+/// The values of one series over the last ten minutes, oldest first, with their timestamps.
+fn series(moto: &Moto, name: &str, dimensions: &[(&str, &str)], period: i32) -> Vec<(i64, f64)> {
+    let (rt, client) = moto.client();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let query = MetricDataQuery::builder()
+        .id("q")
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("GPUShare")
+                        .metric_name(name)
+                        .set_dimensions(Some(dims(dimensions)))
+                        .build(),
+                )
+                .period(period)
+                .stat("Average")
+                .build(),
+        )
+        .build();
+    let out = rt
+        .block_on(
+            client
+                .get_metric_data()
+                .metric_data_queries(query)
+                .start_time(DateTime::from_secs(now - 600))
+                .end_time(DateTime::from_secs(now + 60))
+                .send(),
+        )
+        .expect("GetMetricData");
+    let r = &out.metric_data_results()[0];
+    let mut points: Vec<(i64, f64)> = r
+        .timestamps()
+        .iter()
+        .map(|t| t.secs())
+        .zip(r.values().iter().copied())
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points
+}
+
+#[test]
+fn metric_names_dimensions_and_values_arrive() {
+    if !require(
+        "metric_names_dimensions_and_values_arrive",
+        &["moto_server", "cc"],
+    ) {
+        return;
+    }
+    let moto = Moto::start(Moto::free_port());
+    let agent = Agent::new(&moto, 60, 10_000);
+    let out = agent.command(true).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let (rt, client) = moto.client();
+    let listed = rt
+        .block_on(client.list_metrics().namespace("GPUShare").send())
+        .expect("ListMetrics");
+    let mut seen: Vec<(String, Vec<String>)> = listed
+        .metrics()
+        .iter()
+        .map(|m| {
+            let mut d: Vec<String> = m
+                .dimensions()
+                .iter()
+                .map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap()))
+                .collect();
+            d.sort();
+            (m.metric_name().unwrap().to_owned(), d)
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    let expect = |name: &str, d: &[&str]| {
+        let mut d: Vec<String> = d.iter().map(|s| s.to_string()).collect();
+        d.sort();
+        (name.to_owned(), d)
+    };
+    let base = ["InstanceId=i-0abc", "AutoScalingGroupName=gpu-asg"];
+    let mut wanted = vec![
+        expect("GPUUtilization", &base),
+        expect("GPUUtilization", &["AutoScalingGroupName=gpu-asg"]),
+        expect("GPUCount", &base),
+        expect("GPUCount", &["AutoScalingGroupName=gpu-asg"]),
+        expect(
+            "TaskGPUMemoryUsed",
+            &[base[0], base[1], &format!("ContainerId={A}")],
+        ),
+    ];
+    for gpu in ["GpuIndex=0", "GpuIndex=1"] {
+        for name in [
+            "GPUUtilization",
+            "GPUMemoryUtilization",
+            "GPUMemoryUsed",
+            "GPUMemoryTotal",
+            "GPUTemperature",
+            "GPUPowerDraw",
+        ] {
+            wanted.push(expect(name, &[base[0], base[1], gpu]));
+        }
+    }
+    wanted.sort();
+    assert_eq!(seen, wanted);
+
+    let b = [
+        ("InstanceId", "i-0abc"),
+        ("AutoScalingGroupName", "gpu-asg"),
+    ];
+    assert_eq!(
+        series(&moto, "GPUUtilization", &b, 60).last().unwrap().1,
+        50.0
+    );
+    assert_eq!(
+        series(
+            &moto,
+            "GPUUtilization",
+            &[("AutoScalingGroupName", "gpu-asg")],
+            60
+        )
+        .last()
+        .unwrap()
+        .1,
+        50.0
+    );
+    let gpu1 = [b[0], b[1], ("GpuIndex", "1")];
+    assert_eq!(
+        series(&moto, "GPUUtilization", &gpu1, 60).last().unwrap().1,
+        80.0
+    );
+    assert_eq!(
+        series(&moto, "GPUMemoryUsed", &gpu1, 60).last().unwrap().1,
+        (4 * GIB) as f64
+    );
+    assert_eq!(
+        series(&moto, "GPUPowerDraw", &gpu1, 60).last().unwrap().1,
+        64.5
+    );
+    let task = [b[0], b[1], ("ContainerId", A)];
+    assert_eq!(
+        series(&moto, "TaskGPUMemoryUsed", &task, 60)
+            .last()
+            .unwrap()
+            .1,
+        (GIB + GIB / 2) as f64
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
+    if !require(
+        "an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded",
+        &["moto_server", "cc"],
+    ) {
+        return;
+    }
+    let mut moto = Moto::start(Moto::free_port());
+    // 1-second samples of 18 datums each; room for about 10 samples.
+    let agent = Agent::new(&moto, 1, 180);
+    let stderr = agent.dir.path().join("agent.err");
+    let mut child = agent
+        .command(false)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    moto.stop();
+    let down_from = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut peak = 0;
+    for _ in 0..14 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the agent exited during the outage"
+        );
+        peak = peak.max(rss_kib(child.id()));
+    }
+    let down_until = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    moto.restart();
+    // Backoff after several failures is a few seconds; the buffer then drains.
+    let b = [
+        ("InstanceId", "i-0abc"),
+        ("AutoScalingGroupName", "gpu-asg"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let during = loop {
+        let points = series(&moto, "GPUUtilization", &b, 1);
+        let during: Vec<i64> = points
+            .iter()
+            .map(|p| p.0)
+            .filter(|t| (down_from..=down_until).contains(t))
+            .collect();
+        if during.len() >= 4 || Instant::now() > deadline {
+            break during;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(child.try_wait().unwrap().is_none(), "the agent exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        during.len() >= 4,
+        "samples taken during the outage did not arrive: {during:?}\n{log}"
+    );
+    assert!(log.contains("PutMetricData failed"), "{log}");
+    // 7 s down at 18 datums a second overflows 180: the oldest were dropped, and said so.
+    assert!(log.contains("oldest datums dropped"), "{log}");
+    assert!(peak > 0 && peak < 64 * 1024, "RSS {peak} KiB");
+}
