@@ -152,7 +152,7 @@ build {
   sources = ["source.amazon-ebs.ecs_gpu"]
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/gpu-share"]
+    inline = ["mkdir -p /tmp/gpu-share/systemd"]
   }
 
   provisioner "file" {
@@ -162,6 +162,11 @@ build {
       "${path.root}/provision.sh",
     ]
     destination = "/tmp/gpu-share/"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/../systemd/gpu-share-metrics.service"
+    destination = "/tmp/gpu-share/systemd/gpu-share-metrics.service"
   }
 
   provisioner "file" {

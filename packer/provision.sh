@@ -26,7 +26,7 @@ install -D -m 0644 "$SRC/config.toml" "$ROOT/etc/gpu-share/config.toml"
   --record "$ROOT/etc/gpu-share/docker-configure.json" \
   --runtime-path "$BIN/gpu-share-runtime"
 
-# systemd units the product ships (the metrics agent, once it exists).
+# systemd units the product ships: the metrics agent.
 shopt -s nullglob
 for unit in "$SRC"/systemd/*.service; do
   install -D -m 0644 "$unit" "$ROOT/etc/systemd/system/$(basename "$unit")"

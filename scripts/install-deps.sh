@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmark run for real: runc, dockerd (docker.io,
-# which brings containerd), a static busybox for container root filesystems, and a C compiler.
+# which brings containerd), a static busybox for container root filesystems, a C compiler (the
+# fake NVML library), and from PyPI moto's server (a local CloudWatch API) and cfn-lint.
 # Installs only what is missing, so it costs nothing on a machine that has them.
 set -euo pipefail
 
@@ -11,6 +12,14 @@ command -v containerd >/dev/null 2>&1 || need+=(containerd)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tar >/dev/null 2>&1 || need+=(tar)
+
+py=()
+command -v moto_server >/dev/null 2>&1 || py+=("moto[server]")
+command -v cfn-lint >/dev/null 2>&1 || py+=(cfn-lint)
+if ((${#py[@]})); then
+  echo "install-deps: installing ${py[*]} from PyPI"
+  python3 -m pip install -q --disable-pip-version-check "${py[@]}"
+fi
 
 if ((${#need[@]} == 0)); then
   exit 0

@@ -194,6 +194,12 @@ impl Ami {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::copy(RUNTIME, src.join("gpu-share-runtime")).unwrap();
         std::fs::copy(CLI, src.join("gpu-share")).unwrap();
+        std::fs::create_dir_all(src.join("systemd")).unwrap();
+        std::fs::copy(
+            Path::new(ROOT).join("systemd/gpu-share-metrics.service"),
+            src.join("systemd/gpu-share-metrics.service"),
+        )
+        .unwrap();
         // The baked config, pointed at the fake GPU host and a private state dir and log.
         let config = format!(
             "{}\n[devices]\nroot = {:?}\n[state]\ndir = {:?}\n[log]\npath = {:?}\n",
@@ -304,6 +310,15 @@ fn amazon_linux_2_ami_runtimes_dir_and_sysconfig() {
             0o644,
         ),
     ]);
+    // The metrics agent's unit is installed and enabled.
+    let unit = ami
+        .root()
+        .join("etc/systemd/system/gpu-share-metrics.service");
+    assert!(unit.is_file());
+    let wanted = ami
+        .root()
+        .join("etc/systemd/system/multi-user.target.wants/gpu-share-metrics.service");
+    assert!(std::fs::symlink_metadata(&wanted).is_ok(), "not enabled");
     let runtimes = ami.root().join("etc/docker-runtimes.d");
     let runtime = ami.root().join("usr/local/bin/gpu-share-runtime");
     assert_eq!(
