@@ -39,7 +39,7 @@ test: deps lint
 	$(CARGO) test
 
 bench: deps release
-	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup
+	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup --bench agent
 
 install: release
 	install -D -m 0755 $(DIST)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime

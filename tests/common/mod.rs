@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dockerd;
+pub mod moto;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
