@@ -97,7 +97,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = 1\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\ndocker_host = \"unix:///nonexistent.sock\"\n",
+            "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = 1\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\ndiscover = false\ndocker_host = \"unix:///nonexistent.sock\"\n",
             root.display().to_string(),
             lib.display().to_string(),
             moto.url()

@@ -46,6 +46,13 @@ pub struct MetricsSection {
     pub region: Option<String>,
     /// Datums kept while CloudWatch cannot be reached; past it the oldest are dropped.
     pub buffer_max_datums: usize,
+    /// Look up unset dimensions: instance metadata (instance id, group) and the ECS agent
+    /// (cluster).
+    pub discover: bool,
+    /// Instance metadata endpoint override (else the SDK's: 169.254.169.254 or its env).
+    pub imds_endpoint: Option<String>,
+    /// The ECS agent's introspection API.
+    pub ecs_agent_endpoint: String,
 }
 
 impl Default for MetricsSection {
@@ -60,6 +67,9 @@ impl Default for MetricsSection {
             endpoint_url: None,
             region: None,
             buffer_max_datums: 10_000,
+            discover: true,
+            imds_endpoint: None,
+            ecs_agent_endpoint: "http://localhost:51678".to_owned(),
         }
     }
 }

@@ -35,7 +35,7 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nbuffer_max_datums = {buffer}\ndocker_host = \"unix:///nonexistent.sock\"\n",
+                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nbuffer_max_datums = {buffer}\ndiscover = false\ndocker_host = \"unix:///nonexistent.sock\"\n",
                 root.display().to_string(),
                 lib.display().to_string(),
                 moto.url()

@@ -40,7 +40,7 @@ impl Host {
         std::fs::write(
             &config,
             format!(
-                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\ncluster_name = \"gpu-cluster\"\n",
+                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\ncluster_name = \"gpu-cluster\"\ndiscover = false\n",
                 root.display().to_string(),
                 lib.display().to_string()
             ),

@@ -52,7 +52,7 @@ fn gpu_memory_is_reported_per_ecs_task() {
     std::fs::write(
         &config,
         format!(
-            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ninstance_id = \"i-0abc\"\ndocker_host = \"unix://{}\"\n",
+            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ninstance_id = \"i-0abc\"\ndiscover = false\ndocker_host = \"unix://{}\"\n",
             lib.display().to_string(),
             d.sock.display()
         ),

@@ -208,7 +208,8 @@ fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
         .map_err(|e| eprintln!("gpu-share metrics: {e}; containers are reported by id alone"))
         .ok();
     let describe = |id: &str| labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
-    let opts = metrics::emf_options(&config.metrics);
+    let identity = metrics::identity::resolve(&config.metrics);
+    let opts = metrics::emf_options(&config.metrics, &identity);
     let mut cloudwatch = match output {
         Output::Cloudwatch => match Publisher::new(
             &config.metrics.namespace,

@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod cloudwatch;
 pub mod docker_labels;
 pub mod emf;
+pub mod identity;
 pub mod records;
 pub mod sample;
 
@@ -78,19 +79,14 @@ pub fn collect(
     })
 }
 
-/// The EMF options a config gives: its namespace, the dimensions it knows, the resolution.
-pub fn emf_options(config: &crate::config::MetricsSection) -> emf::EmfOptions {
-    let known = [
-        ("InstanceId", &config.instance_id),
-        ("AutoScalingGroupName", &config.auto_scaling_group_name),
-        ("ClusterName", &config.cluster_name),
-    ];
+/// The EMF options a config gives: its namespace, the dimensions of `identity`, the resolution.
+pub fn emf_options(
+    config: &crate::config::MetricsSection,
+    identity: &identity::Identity,
+) -> emf::EmfOptions {
     emf::EmfOptions {
         namespace: config.namespace.clone(),
-        dimensions: known
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| ((*k).to_owned(), v.clone())))
-            .collect(),
+        dimensions: identity.dimensions(),
         high_resolution: config.interval_seconds < 60,
     }
 }
