@@ -14,6 +14,7 @@ use common::{fake_nvml_library, require};
 
 const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const GIB: u64 = 1 << 30;
 
 struct Agent {
@@ -25,7 +26,7 @@ impl Agent {
     fn new(moto: &Moto, interval: u64, buffer: usize) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        for (pid, id) in [(101, A), (102, A)] {
+        for (pid, id) in [(101, A), (102, B)] {
             let p = root.join(format!("proc/{pid}"));
             std::fs::create_dir_all(&p).unwrap();
             std::fs::write(p.join("cgroup"), format!("0::/docker/{id}\n")).unwrap();
@@ -169,6 +170,10 @@ fn metric_names_dimensions_and_values_arrive() {
             "TaskGPUMemoryUsed",
             &[base[0], base[1], &format!("ContainerId={A}")],
         ),
+        expect(
+            "TaskGPUMemoryUsed",
+            &[base[0], base[1], &format!("ContainerId={B}")],
+        ),
     ];
     for gpu in ["GpuIndex=0", "GpuIndex=1"] {
         for name in [
@@ -218,14 +223,12 @@ fn metric_names_dimensions_and_values_arrive() {
         series(&moto, "GPUPowerDraw", &gpu1, 60).last().unwrap().1,
         64.5
     );
-    let task = [b[0], b[1], ("ContainerId", A)];
-    assert_eq!(
-        series(&moto, "TaskGPUMemoryUsed", &task, 60)
-            .last()
-            .unwrap()
-            .1,
-        (GIB + GIB / 2) as f64
-    );
+    // Two containers: each one's memory under its own series.
+    for (id, bytes) in [(A, GIB), (B, GIB / 2)] {
+        let task = [b[0], b[1], ("ContainerId", id)];
+        let got = series(&moto, "TaskGPUMemoryUsed", &task, 60);
+        assert_eq!(got.last().unwrap().1, bytes as f64, "{id}");
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -246,8 +249,8 @@ fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
         return;
     }
     let mut moto = Moto::start(Moto::free_port());
-    // 1-second samples of 18 datums each; room for about 10 samples.
-    let agent = Agent::new(&moto, 1, 180);
+    // 1-second samples of 19 datums each; room for the whole outage.
+    let agent = Agent::new(&moto, 1, 1000);
     let stderr = agent.dir.path().join("agent.err");
     let mut child = agent
         .command(false)
@@ -302,7 +305,40 @@ fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
         "samples taken during the outage did not arrive: {during:?}\n{log}"
     );
     assert!(log.contains("PutMetricData failed"), "{log}");
-    // 7 s down at 18 datums a second overflows 180: the oldest were dropped, and said so.
-    assert!(log.contains("oldest datums dropped"), "{log}");
+    assert!(!log.contains("dropped"), "{log}");
+    assert!(peak > 0 && peak < 64 * 1024, "RSS {peak} KiB");
+}
+
+#[test]
+fn a_full_buffer_drops_the_oldest_and_says_so() {
+    if !require(
+        "a_full_buffer_drops_the_oldest_and_says_so",
+        &["moto_server", "cc"],
+    ) {
+        return;
+    }
+    // A port nothing listens on: CloudWatch is down for the whole run.
+    let mut moto = Moto::start(Moto::free_port());
+    moto.stop();
+    let agent = Agent::new(&moto, 1, 40);
+    let stderr = agent.dir.path().join("agent.err");
+    let mut child = agent
+        .command(false)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
+        peak = peak.max(rss_kib(child.id()));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    // 4 samples of 19 datums into room for 40.
+    assert!(log.contains("buffer full (40 datums)"), "{log}");
+    assert!(log.contains("oldest datums dropped so far"), "{log}");
     assert!(peak > 0 && peak < 64 * 1024, "RSS {peak} KiB");
 }
