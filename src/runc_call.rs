@@ -125,6 +125,25 @@ fn os(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
 }
 
+/// A flag's value: `--name=value`, or the next argument (consumed) when `name` takes one.
+fn flag_value<'a, S: AsRef<OsStr>>(
+    name: &[u8],
+    inline_value: Option<&'a [u8]>,
+    value_flags: &[&str],
+    args: &'a [S],
+    next: &mut usize,
+) -> Option<&'a OsStr> {
+    match inline_value {
+        Some(v) => Some(os(v)),
+        None if is_one_of(name, value_flags) => {
+            let v = args.get(*next).map(|a| a.as_ref());
+            *next += 1;
+            v
+        }
+        None => None,
+    }
+}
+
 impl<'a> RuncCall<'a> {
     /// Reads runc's argv, without the program name.
     pub fn parse<S: AsRef<OsStr>>(args: &'a [S]) -> RuncCall<'a> {
@@ -145,15 +164,7 @@ impl<'a> RuncCall<'a> {
             match token(arg) {
                 Token::Flag { .. } if flags_ended => {}
                 Token::Flag { name, inline_value } => {
-                    let value = match inline_value {
-                        Some(v) => Some(os(v)),
-                        None if is_one_of(name, GLOBAL_VALUE_FLAGS) => {
-                            let v = args.get(i).map(|a| a.as_ref());
-                            i += 1;
-                            v
-                        }
-                        None => None,
-                    };
+                    let value = flag_value(name, inline_value, GLOBAL_VALUE_FLAGS, args, &mut i);
                     match name {
                         b"root" => call.root = value,
                         b"log" => call.log = value,
@@ -189,15 +200,7 @@ impl<'a> RuncCall<'a> {
             i += 1;
             match token(arg) {
                 Token::Flag { name, inline_value } if !flags_ended => {
-                    let value = match inline_value {
-                        Some(v) => Some(os(v)),
-                        None if is_one_of(name, CREATE_VALUE_FLAGS) => {
-                            let v = args.get(i).map(|a| a.as_ref());
-                            i += 1;
-                            v
-                        }
-                        None => None,
-                    };
+                    let value = flag_value(name, inline_value, CREATE_VALUE_FLAGS, args, &mut i);
                     if name == b"bundle" || name == b"b" {
                         self.bundle = value;
                     }
