@@ -139,16 +139,29 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
         Some(_) if is_ecs_task(&spec.value) => Kind::Reserved,
         Some(_) => Kind::Pinned,
     };
-    let mut state = state::lock(&config.state.dir)?;
-    let dropped = state.reconcile();
+    // The state decides placement under spread/pack or a limit. Otherwise it only counts
+    // containers for `gpu-share list`, and a broken state dir must not stop containers.
+    let state_decides = named.is_none()
+        && (config.sharing.placement != Placement::All || config.sharing.max_per_gpu.is_some());
+    let mut state_problem = None;
+    let mut state = match state::lock(&config.state.dir) {
+        Ok(s) => Some(s),
+        Err(e) if !state_decides => {
+            state_problem = Some(e.to_string());
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dropped = state.as_mut().map_or(0, |s| s.reconcile());
     let gpus: Vec<&Gpu> = match named {
         Some(gpus) => gpus,
         None => {
+            let load = state.as_ref().map(|s| s.load()).unwrap_or_default();
             let chosen = placement::choose(
                 config.sharing.placement,
                 config.sharing.max_per_gpu,
                 &inventory,
-                &state.load(),
+                &load,
                 &free,
             )?;
             chosen.iter().filter_map(|&i| inventory.gpu(i)).collect()
@@ -162,18 +175,26 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     if changed {
         spec.save()?;
     }
-    state.record(Entry {
-        id: call.container_label(),
-        root: runc_root(call),
-        gpus: plan.gpus.clone(),
-        kind,
-        pid: std::process::id() as i32,
-        start_time: state::process_start_time(std::process::id() as i32).unwrap_or(0),
-        created: now_rfc3339(),
-    });
-    state.save()?;
-    pause_for_tests();
+    if let Some(state) = state.as_mut() {
+        state.record(Entry {
+            id: call.container_label(),
+            root: runc_root(call),
+            gpus: plan.gpus.clone(),
+            kind,
+            pid: std::process::id() as i32,
+            start_time: state::process_start_time(std::process::id() as i32).unwrap_or(0),
+            created: now_rfc3339(),
+        });
+        match state.save() {
+            Err(e) if !state_decides => state_problem = Some(e.to_string()),
+            other => other?,
+        }
+        pause_for_tests();
+    }
     drop(state);
+    let state_note = state_problem
+        .map(|p| format!(" state=unrecorded ({p})"))
+        .unwrap_or_default();
     let hook = match &plan.hook {
         HookPlan::Add(p) => format!("hook={}", p.display()),
         HookPlan::Missing(p) => format!("hook=none ({} not found; devices only)", p.display()),
@@ -181,7 +202,7 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     Ok(Decision {
         runc,
         summary: format!(
-            "gpus={} kind={} placement={} source={} reason=\"{reason}\" devices={} {hook} spec={} reconciled={dropped}",
+            "gpus={} kind={} placement={} source={} reason=\"{reason}\" devices={} {hook} spec={} reconciled={dropped}{state_note}",
             plan.visible,
             kind_name(kind),
             config.sharing.placement.as_str(),

@@ -235,3 +235,56 @@ fn gpu_index_the_host_lacks_is_refused() {
         "{msg}"
     );
 }
+
+/// A config whose state dir cannot be made (a regular file stands where it should be).
+fn broken_state_config(c: &Case, devices_root: &Path, sharing: &str) {
+    let blocker = c.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    std::fs::write(
+        &c.config,
+        format!(
+            "[devices]\nroot = {:?}\n[state]\ndir = {:?}\n[log]\npath = {:?}\n[sharing]\n{sharing}\n",
+            devices_root.display().to_string(),
+            blocker.join("state").display().to_string(),
+            c.dir.path().join("shim.log").display().to_string()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_broken_state_dir_does_not_stop_containers_placement_does_not_need() {
+    if !require("a_broken_state_dir_does_not_stop_containers", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let c = Case::new(host.root());
+    broken_state_config(&c, host.root(), "placement = \"all\"");
+    let out = Command::new(SHIM)
+        .env("GPU_SHARE_RUNC", c.runc.path())
+        .env("GPU_SHARE_CONFIG", &c.config)
+        .args(["create", "--bundle"])
+        .arg(&c.bundle)
+        .arg("ctr-2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(c.runc.argv().is_some());
+    let spec = std::fs::read_to_string(c.bundle.join("config.json")).unwrap();
+    assert!(spec.contains("/dev/nvidia0"));
+    let log = std::fs::read_to_string(c.dir.path().join("shim.log")).unwrap();
+    assert!(log.contains("state=unrecorded"), "{log}");
+}
+
+#[test]
+fn a_broken_state_dir_refuses_containers_placement_needs_it_for() {
+    if !require("a_broken_state_dir_refuses_containers", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let c = Case::new(host.root());
+    broken_state_config(&c, host.root(), "placement = \"spread\"");
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("not-a-dir/state"), "{msg}");
+}
