@@ -98,6 +98,54 @@ fn main() -> ExitCode {
         }
     }
 
+    if cli.is_file() {
+        step("gpu-share metrics: GPU memory per container (NVML simulated by the tests' fake library)");
+        let lib = common::fake_nvml_library(&d.dir);
+        let config = d.dir.join("metrics.toml");
+        let toml = format!(
+            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ndiscover = false\ninstance_id = \"i-demo\"\ndocker_host = \"unix://{}\"\n",
+            lib.display().to_string(),
+            d.sock.display()
+        );
+        std::fs::write(&config, toml).expect("metrics config");
+        let procs: Vec<String> = names
+            .iter()
+            .zip([3u64 << 30, 1 << 30])
+            .map(|(name, bytes)| {
+                let pid = d.docker_ok(&["inspect", "--format", "{{.State.Pid}}", name]);
+                format!("0:{}:{bytes}", pid.trim())
+            })
+            .collect();
+        let out = std::process::Command::new(&cli)
+            .args(["metrics", "--once", "--output", "json", "--config"])
+            .arg(&config)
+            .env(
+                "FAKE_NVML_GPUS",
+                "GPU-00000000-0000-4000-8000-000000000000,Tesla T4,16106127360,11811160064,00000000:00:1B.0,0,63,21,58,41000",
+            )
+            .env("FAKE_NVML_PROCS", procs.join(";"))
+            .output()
+            .expect("gpu-share metrics");
+        if let Ok(sample) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let g = &sample["gpus"][0];
+            println!(
+                "    GPU 0: {}% busy, {} MiB of {} MiB used",
+                g["utilization_gpu_percent"],
+                g["memory_used_bytes"].as_u64().unwrap_or(0) >> 20,
+                g["memory_total_bytes"].as_u64().unwrap_or(0) >> 20
+            );
+            for c in sample["containers"].as_array().into_iter().flatten() {
+                let id = c["container_id"].as_str().unwrap_or("");
+                println!(
+                    "    container {}: {} MiB on GPU {}",
+                    &id[..12.min(id.len())],
+                    c["gpu_memory_bytes"].as_u64().unwrap_or(0) >> 20,
+                    c["gpu_index"]
+                );
+            }
+        }
+    }
+
     step("A container that opts out gets no GPU (NVIDIA_VISIBLE_DEVICES=none)");
     let out = d.docker_ok(&[
         "run",
