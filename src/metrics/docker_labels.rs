@@ -24,7 +24,8 @@ impl DockerLabels {
     /// Connects to dockerd at `host` (`unix:///var/run/docker.sock`).
     pub fn connect(host: &str) -> Result<DockerLabels, String> {
         let socket = host.strip_prefix("unix://").unwrap_or(host);
-        let docker = Docker::connect_with_unix(socket, 5, bollard::API_DEFAULT_VERSION)
+        // A short timeout: a dockerd that hangs must not hold up the sample.
+        let docker = Docker::connect_with_unix(socket, 2, bollard::API_DEFAULT_VERSION)
             .map_err(|e| format!("dockerd at {host}: {e}"))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -37,8 +38,8 @@ impl DockerLabels {
         })
     }
 
-    /// The container's ECS labels; empty where dockerd does not know it or did not answer
-    /// (not cached then, so the next sample asks again).
+    /// The container's ECS labels; empty where dockerd does not know the container (cached) or
+    /// did not answer (not cached, so the next sample asks again).
     pub fn describe(&self, id: &str) -> ContainerInfo {
         if let Some(hit) = self.cache.borrow().get(id) {
             return hit.clone();
@@ -47,8 +48,18 @@ impl DockerLabels {
             self.docker
                 .inspect_container(id, None::<InspectContainerOptions>),
         );
-        let Ok(container) = inspected else {
-            return ContainerInfo::default();
+        let container = match inspected {
+            Ok(c) => c,
+            // dockerd does not know it (not one of its containers): that will not change.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                self.cache
+                    .borrow_mut()
+                    .insert(id.to_owned(), ContainerInfo::default());
+                return ContainerInfo::default();
+            }
+            Err(_) => return ContainerInfo::default(),
         };
         let labels = container.config.and_then(|c| c.labels).unwrap_or_default();
         let info = from_labels(&labels);
