@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -44,6 +44,18 @@ impl Agent {
         )
         .unwrap();
         Agent { dir, config }
+    }
+
+    /// The agent running, its stderr in a file.
+    fn spawn(&self) -> (Child, PathBuf) {
+        let stderr = self.dir.path().join("agent.err");
+        let child = self
+            .command(false)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        (child, stderr)
     }
 
     fn command(&self, once: bool) -> Command {
@@ -240,6 +252,24 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Watches a running agent for `ticks` half-seconds: it must not exit. Its peak RSS in KiB.
+fn watch(child: &mut Child, ticks: u32) -> u64 {
+    let mut peak = 0;
+    for _ in 0..ticks {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
+        peak = peak.max(rss_kib(child.id()));
+    }
+    peak
+}
+
 #[test]
 fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
     if !require(
@@ -251,32 +281,12 @@ fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
     let mut moto = Moto::start(Moto::free_port());
     // 1-second samples of 19 datums each; room for the whole outage.
     let agent = Agent::new(&moto, 1, 1000);
-    let stderr = agent.dir.path().join("agent.err");
-    let mut child = agent
-        .command(false)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, stderr) = agent.spawn();
     std::thread::sleep(Duration::from_millis(2500));
     moto.stop();
-    let down_from = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut peak = 0;
-    for _ in 0..14 {
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the agent exited during the outage"
-        );
-        peak = peak.max(rss_kib(child.id()));
-    }
-    let down_until = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let down_from = unix_now();
+    let peak = watch(&mut child, 14);
+    let down_until = unix_now();
     moto.restart();
     // Backoff after several failures is a few seconds; the buffer then drains.
     let b = [
@@ -321,19 +331,8 @@ fn a_full_buffer_drops_the_oldest_and_says_so() {
     let mut moto = Moto::start(Moto::free_port());
     moto.stop();
     let agent = Agent::new(&moto, 1, 40);
-    let stderr = agent.dir.path().join("agent.err");
-    let mut child = agent
-        .command(false)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
-        peak = peak.max(rss_kib(child.id()));
-    }
+    let (mut child, stderr) = agent.spawn();
+    let peak = watch(&mut child, 8);
     child.kill().unwrap();
     child.wait().unwrap();
     let log = std::fs::read_to_string(&stderr).unwrap();

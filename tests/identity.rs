@@ -70,22 +70,16 @@ fn serve() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
-#[test]
-fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
-    if !require(
-        "unset_dimensions_come_from_instance_metadata_and_the_ecs_agent",
-        &["cc"],
-    ) {
-        return;
-    }
-    let (port, seen) = serve();
+/// The first EMF line of one sample, with `metrics_extra` added to `[metrics]` and both lookup
+/// endpoints pointed at the stand-in on `port`.
+fn first_line(port: u16, metrics_extra: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[nvml]\nlibrary = {:?}\n[metrics]\nimds_endpoint = \"http://127.0.0.1:{port}\"\necs_agent_endpoint = \"http://127.0.0.1:{port}\"\ndocker_host = \"unix:///nonexistent.sock\"\n",
+            "[nvml]\nlibrary = {:?}\n[metrics]\n{metrics_extra}imds_endpoint = \"http://127.0.0.1:{port}\"\necs_agent_endpoint = \"http://127.0.0.1:{port}\"\ndocker_host = \"unix:///nonexistent.sock\"\n",
             lib.display().to_string()
         ),
     )
@@ -99,8 +93,19 @@ fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let first: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()
+}
+
+#[test]
+fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
+    if !require(
+        "unset_dimensions_come_from_instance_metadata_and_the_ecs_agent",
+        &["cc"],
+    ) {
+        return;
+    }
+    let (port, seen) = serve();
+    let first = first_line(port, "");
     let asked = seen.lock().unwrap().clone();
     assert_eq!(first["InstanceId"], "i-0fake", "asked: {asked:?}");
     assert_eq!(first["AutoScalingGroupName"], "gpu-asg");
@@ -112,7 +117,6 @@ fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
             ["AutoScalingGroupName"]
         ])
     );
-    let asked = seen.lock().unwrap().clone();
     assert!(
         asked.contains(&"PUT /latest/api/token".to_owned()),
         "{asked:?}"
@@ -125,30 +129,10 @@ fn config_values_are_not_looked_up() {
         return;
     }
     let (port, seen) = serve();
-    let dir = tempfile::tempdir().unwrap();
-    let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nvml]\nlibrary = {:?}\n[metrics]\ninstance_id = \"i-set\"\nauto_scaling_group_name = \"asg-set\"\ncluster_name = \"cluster-set\"\nimds_endpoint = \"http://127.0.0.1:{port}\"\necs_agent_endpoint = \"http://127.0.0.1:{port}\"\ndocker_host = \"unix:///nonexistent.sock\"\n",
-            lib.display().to_string()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(CLI)
-        .args(["metrics", "--once", "--output", "emf", "--config"])
-        .arg(&config)
-        .env(
-            "FAKE_NVML_GPUS",
-            "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,100,50,00000000:00:1E.0,0",
-        )
-        .env_remove("FAKE_NVML_INIT_ERROR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let first: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let first = first_line(
+        port,
+        "instance_id = \"i-set\"\nauto_scaling_group_name = \"asg-set\"\ncluster_name = \"cluster-set\"\n",
+    );
     assert_eq!(first["InstanceId"], "i-set");
     assert_eq!(first["ClusterName"], "cluster-set");
     assert!(seen.lock().unwrap().is_empty());
