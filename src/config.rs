@@ -4,9 +4,14 @@
 //! A missing file means the defaults. Anything else that is wrong (a file that cannot be read,
 //! bad TOML, an unknown key, a bad value) is an error that names the file, the line and the key:
 //! a typo must never silently turn into a default on a fleet of hosts.
+//!
+//! The runtime reads the file with `load_for_runtime`, which checks only the sections a create
+//! uses: a mistake in `[metrics]` or `[nvml]` is the operator tool's to report (`gpu-share
+//! doctor`), never a reason for containers not to start.
 
 use std::path::{Path, PathBuf};
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 /// Where the configuration lives unless `GPU_SHARE_CONFIG` says otherwise.
@@ -25,6 +30,20 @@ pub struct Config {
     pub state: StateSection,
     pub nvml: NvmlSection,
     pub metrics: MetricsSection,
+}
+
+/// The file as the runtime reads it: the sections a create uses, and the others only as TOML.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RuntimeFile {
+    runtime: RuntimeSection,
+    devices: DevicesSection,
+    sharing: SharingSection,
+    hook: HookSection,
+    log: LogSection,
+    state: StateSection,
+    nvml: IgnoredAny,
+    metrics: IgnoredAny,
 }
 
 /// `gpu-share metrics`.
@@ -243,10 +262,24 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
     }
 
-    /// Loads the file at `path`; a file that does not exist gives the defaults.
+    /// Loads the file at `path`, every section checked; a file that does not exist gives the
+    /// defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Config::parse)
+    }
+
+    /// Loads the file at `path` for a create: only the sections the runtime uses are read and
+    /// checked, and `[metrics]` and `[nvml]` keep their defaults.
+    pub fn load_for_runtime(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Config::parse_for_runtime)
+    }
+
+    fn load_with(
+        path: &Path,
+        parse: fn(&str) -> Result<Config, String>,
+    ) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text).map_err(|detail| ConfigError::Invalid {
+            Ok(text) => parse(&text).map_err(|detail| ConfigError::Invalid {
                 path: path.display().to_string(),
                 detail,
             }),
@@ -261,11 +294,29 @@ impl Config {
     /// Parses and checks configuration text. The error is one line that names the key.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        config.check()?;
+        config.check_runtime()?;
+        config.check_metrics()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Parses the sections the runtime uses, and only checks that the others are TOML.
+    pub fn parse_for_runtime(text: &str) -> Result<Config, String> {
+        let file: RuntimeFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let config = Config {
+            runtime: file.runtime,
+            devices: file.devices,
+            sharing: file.sharing,
+            hook: file.hook,
+            log: file.log,
+            state: file.state,
+            ..Config::default()
+        };
+        config.check_runtime()?;
+        Ok(config)
+    }
+
+    /// The rules of the sections a create reads.
+    fn check_runtime(&self) -> Result<(), String> {
         let absolute = [
             ("runtime.path", self.runtime.path.as_deref()),
             ("devices.root", Some(self.devices.root.as_path())),
@@ -283,17 +334,22 @@ impl Config {
                 }
             }
         }
-        if self.metrics.interval_seconds == 0 {
-            return Err("metrics.interval_seconds: must be at least 1".to_owned());
-        }
-        if self.metrics.namespace.is_empty() || self.metrics.namespace.len() > 255 {
-            return Err("metrics.namespace: must be 1 to 255 characters".to_owned());
-        }
         if self.sharing.max_per_gpu == Some(0) {
             return Err(
                 "sharing.max_per_gpu: 0 would refuse every container; leave it unset for no limit"
                     .to_owned(),
             );
+        }
+        Ok(())
+    }
+
+    /// The rules of `[metrics]`, which only `gpu-share` reads.
+    fn check_metrics(&self) -> Result<(), String> {
+        if self.metrics.interval_seconds == 0 {
+            return Err("metrics.interval_seconds: must be at least 1".to_owned());
+        }
+        if self.metrics.namespace.is_empty() || self.metrics.namespace.len() > 255 {
+            return Err("metrics.namespace: must be 1 to 255 characters".to_owned());
         }
         Ok(())
     }
@@ -430,5 +486,20 @@ level = "debug"
         // A directory cannot be read as a file, even by root.
         let e = Config::load(dir.path()).unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn the_runtime_reads_only_its_own_sections() {
+        let text = "[sharing]\nplacement = \"spread\"\n[metrics]\nnamespace = \"\"\nno_such_key = 1\n[nvml]\nlibrary = 5\n";
+        assert!(Config::parse(text).is_err());
+        let c = Config::parse_for_runtime(text).unwrap();
+        assert_eq!(c.sharing.placement, Placement::Spread);
+        assert_eq!(c.metrics, MetricsSection::default());
+        let e = Config::parse_for_runtime("[sharing]\nplacment = \"spread\"\n").unwrap_err();
+        assert!(e.contains("sharing.placment"), "{e}");
+        let e = Config::parse_for_runtime("[metrix]\n").unwrap_err();
+        assert!(e.contains("metrix"), "{e}");
+        let e = Config::parse_for_runtime("[metrics\n").unwrap_err();
+        assert!(e.starts_with("line 1"), "{e}");
     }
 }

@@ -1,5 +1,8 @@
 //! `gpu-share doctor`: one line per check, OK / WARN / FAIL; a FAIL means containers will not
 //! get GPUs (or will not start) on this host as configured.
+//!
+//! Read-only: a health check never changes the state it reports on (no cache refresh, no state
+//! file or directory created). Each check asks the same function the runtime uses.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +11,7 @@ use crate::config::Config;
 use crate::gpu::{self, devfs::CONTROL_DEVICES};
 use crate::host;
 use crate::placement::state;
-use crate::runc_exec::{default_runc, is_executable, same_file};
+use crate::runc_exec::{self, is_executable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -151,11 +154,7 @@ fn nvml(config: &Config) -> Check {
                     .unwrap_or(0);
                 let seen = view.inventory.gpus.len();
                 if seen == nodes {
-                    check(
-                        Status::Ok,
-                        "nvml",
-                        format!("{seen} GPU(s); memory cache refreshed"),
-                    )
+                    check(Status::Ok, "nvml", format!("{seen} GPU(s)"))
                 } else {
                     check(
                         Status::Warn,
@@ -195,19 +194,8 @@ fn persistence(root: &Path) -> Check {
 }
 
 fn runc(config: &Config) -> Check {
-    match default_runc() {
-        Ok(found) => match &config.runtime.path {
-            Some(p) if !same_file(p, &found) => check(
-                Status::Fail,
-                "runc",
-                format!(
-                    "runtime.path = {} but other commands reach {}: set GPU_SHARE_RUNC for dockerd",
-                    p.display(),
-                    found.display()
-                ),
-            ),
-            _ => check(Status::Ok, "runc", found.display().to_string()),
-        },
+    match runc_exec::resolve(config.runtime.path.as_deref()) {
+        Ok(found) => check(Status::Ok, "runc", found.display().to_string()),
         Err(e) => check(Status::Fail, "runc", e.to_string()),
     }
 }
@@ -263,8 +251,13 @@ fn docker_default_runtime(daemon_json: &Path) -> Check {
 }
 
 fn state_file(config: &Config) -> Check {
-    match state::lock(&config.state.dir) {
-        Ok(l) if l.was_corrupt => check(
+    match state::peek(&config.state.dir) {
+        Ok(None) => check(
+            Status::Ok,
+            "state",
+            format!("{}: no container recorded yet", config.state.dir.display()),
+        ),
+        Ok(Some(l)) if l.was_corrupt => check(
             Status::Warn,
             "state",
             format!(
@@ -272,9 +265,14 @@ fn state_file(config: &Config) -> Check {
                 config.state.dir.display()
             ),
         ),
-        Ok(mut l) => {
+        Ok(Some(l)) => {
             let total = l.assignments.containers.len();
-            let dead = l.reconcile();
+            let dead = l
+                .assignments
+                .containers
+                .iter()
+                .filter(|e| !state::is_live(e))
+                .count();
             check(
                 Status::Ok,
                 "state",

@@ -1,11 +1,14 @@
 //! The operator's view of the host, for `gpu-share list` and `doctor`: the inventory from the
-//! best source there is (NVML, else the driver's `/proc`, else device nodes), refreshing the
-//! NVML cache the runtime reads, and the live assignment after reconciliation.
+//! best source there is (NVML, else the driver's `/proc`, else device nodes), and the live
+//! assignment after reconciliation.
+//!
+//! Looking changes nothing, with one exception that is asked for by name: `refresh_cache`
+//! writes what NVML said to the cache the runtime's `spread` reads (`gpu-share list` does).
 
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::gpu::nvml::{GpuQuery, Nvml};
+use crate::gpu::nvml::{GpuQuery, Nvml, NvmlGpu};
 use crate::gpu::{self, Inventory};
 use crate::placement::state::{self, StateError};
 use crate::placement::{GpuLoad, Load};
@@ -15,26 +18,34 @@ use crate::timestamp::now_rfc3339;
 pub struct HostView {
     pub inventory: Inventory,
     pub nvml_error: Option<String>,
+    /// NVML's own answer, where it gave one: what `refresh_cache` keeps.
+    nvml_answer: Vec<NvmlGpu>,
 }
 
-/// Discovers GPUs, asking NVML first. A successful NVML answer refreshes the cache file.
+/// Discovers GPUs, asking NVML first. Writes nothing.
 pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError> {
     let nodes = gpu::discover(&config.devices.root)?;
-    let nvml = Nvml::load(config.nvml.library.as_os_str()).and_then(|nvml| {
-        let answer = nvml.gpus()?;
-        let _ = gpu::cache::write(&config.state.dir, &answer, now_rfc3339());
-        Ok(gpu::nvml::inventory(answer, &nodes))
-    });
+    let nvml = Nvml::load(config.nvml.library.as_os_str()).and_then(|nvml| nvml.gpus());
     Ok(match nvml {
-        Ok(inventory) => HostView {
-            inventory,
+        Ok(answer) => HostView {
+            inventory: gpu::nvml::inventory(answer.clone(), &nodes),
             nvml_error: None,
+            nvml_answer: answer,
         },
         Err(e) => HostView {
             inventory: nodes,
             nvml_error: Some(e),
+            nvml_answer: Vec::new(),
         },
     })
+}
+
+/// Keeps NVML's answer (memory) in the cache `spread` reads. Best effort, and only where NVML
+/// answered: a cache that cannot be written costs only tie-breaks.
+pub fn refresh_cache(config: &Config, view: &HostView) {
+    if view.nvml_error.is_none() {
+        let _ = gpu::cache::write(&config.state.dir, &view.nvml_answer, now_rfc3339());
+    }
 }
 
 /// Live containers per GPU, after dropping the dead (in memory: listing changes nothing).

@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod config;
 pub mod create;
+pub mod decision;
 pub mod docker;
 pub mod doctor;
 pub mod gpu;

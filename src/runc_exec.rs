@@ -26,6 +26,16 @@ pub enum ExecError {
     Exec { path: String, source: nix::Error },
     #[error("an argument holds a NUL byte")]
     Nul,
+    #[error("runtime.path = {configured}: not an executable file")]
+    RuntimeMissing { configured: String },
+    #[error(
+        "runtime.path = {configured} is not the runc other commands use ({passthrough}); \
+         set {RUNC_ENV}={configured} in dockerd's environment so every command reaches the same runc"
+    )]
+    RuntimeMismatch {
+        configured: String,
+        passthrough: String,
+    },
 }
 
 /// The runc that every command goes to, found without reading any file.
@@ -57,6 +67,27 @@ pub fn default_runc() -> Result<PathBuf, ExecError> {
         return Ok(candidate);
     }
     Err(ExecError::NotFound)
+}
+
+/// The runc for create, and what `gpu-share doctor` reports: the one pass-through commands
+/// reach, which `runtime.path` (when set) must agree with, so that start/kill/delete never go to
+/// a different runc than create did.
+pub fn resolve(configured: Option<&Path>) -> Result<PathBuf, ExecError> {
+    let Some(configured) = configured else {
+        return default_runc();
+    };
+    let shown = configured.display().to_string();
+    if !is_executable(configured) {
+        return Err(ExecError::RuntimeMissing { configured: shown });
+    }
+    let passthrough = default_runc()?;
+    if !same_file(configured, &passthrough) {
+        return Err(ExecError::RuntimeMismatch {
+            configured: shown,
+            passthrough: passthrough.display().to_string(),
+        });
+    }
+    Ok(configured.to_path_buf())
 }
 
 /// Whether `path` is a regular file with an execute bit.

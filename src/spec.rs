@@ -1,9 +1,12 @@
-//! Reading and writing a bundle's `config.json`, losing nothing.
+//! A bundle's `config.json` as JSON: reading and writing it losing nothing, and the access
+//! helpers every edit uses to reach into it.
 //!
 //! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
 //! not own (including ones newer than any oci-spec release) survive as they were. A write goes
 //! through `atomic::replace` (temp file in the bundle, fsync, rename): a crash leaves either the
 //! old spec or the new one, never half of each. On any error nothing is written.
+//!
+//! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
@@ -12,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use serde_json::Map;
+
 use crate::atomic::{self, Perms};
-use crate::plan::kind_name;
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
 pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
@@ -149,6 +153,94 @@ impl SpecFile {
     }
 }
 
+/// A part of the spec that has the wrong JSON type for what the shim must do with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("config.json: {path} is {found}, expected {expected}")]
+pub struct ShapeError {
+    path: String,
+    found: &'static str,
+    expected: &'static str,
+}
+
+/// "an array", "a string", ...: for messages about a spec of the wrong shape.
+pub fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `v` as an object; `path` names it in the error.
+pub fn as_object<'a>(
+    v: &'a mut Value,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, ShapeError> {
+    let found = kind_name(v);
+    v.as_object_mut().ok_or(ShapeError {
+        path: path.to_owned(),
+        found,
+        expected: "an object",
+    })
+}
+
+/// The slot `parent[key]`, filled with `empty` when absent or null.
+fn slot_at<'a>(
+    parent: &'a mut Map<String, Value>,
+    key: &str,
+    empty: fn() -> Value,
+) -> &'a mut Value {
+    parent
+        .entry(key)
+        .and_modify(|v| {
+            if v.is_null() {
+                *v = empty();
+            }
+        })
+        .or_insert_with(empty)
+}
+
+/// `parent[key]` as an object, created when absent (or null).
+pub fn object_at<'a>(
+    parent: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, ShapeError> {
+    as_object(slot_at(parent, key, || Value::Object(Map::new())), path)
+}
+
+/// `parent[key]` as an array, created when absent (or null).
+pub fn array_at<'a>(
+    parent: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Vec<Value>, ShapeError> {
+    let slot = slot_at(parent, key, || Value::Array(Vec::new()));
+    let found = kind_name(slot);
+    slot.as_array_mut().ok_or(ShapeError {
+        path: path.to_owned(),
+        found,
+        expected: "an array",
+    })
+}
+
+/// The first `NAME=value` of `process.env`: what `getenv` in the container would see.
+pub fn env_value<'a>(spec: &'a Value, name: &str) -> Option<&'a str> {
+    spec.get("process")?
+        .get("env")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|e| {
+            e.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +297,15 @@ mod tests {
             SpecFile::load(&bundle),
             Err(SpecError::Symlink(_))
         ));
+    }
+
+    #[test]
+    fn env_value_reads_the_first_entry() {
+        let spec = serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_VISIBLE_DEVICES=2", 7]}});
+        assert_eq!(env_value(&spec, "NVIDIA_VISIBLE_DEVICES"), Some("1"));
+        assert_eq!(
+            env_value(&serde_json::json!({}), "NVIDIA_VISIBLE_DEVICES"),
+            None
+        );
     }
 }

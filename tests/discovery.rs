@@ -11,7 +11,8 @@ use common::{
 };
 use gpu_share::config::{Config, DefaultGpus};
 use gpu_share::host;
-use gpu_share::request::{Request, RequestError};
+use gpu_share::placement::{self, SelectError};
+use gpu_share::request::Request;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
 const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
@@ -125,18 +126,21 @@ fn gpu_paths(spec: &serde_json::Value) -> Vec<String> {
 }
 
 fn visible(spec: &serde_json::Value) -> String {
-    gpu_share::plan::env_value(spec, "NVIDIA_VISIBLE_DEVICES")
+    gpu_share::spec::env_value(spec, "NVIDIA_VISIBLE_DEVICES")
         .unwrap()
         .to_owned()
 }
 
 /// Resolves a selection against the inventory `gpu-share` builds (NVML first).
-fn select(h: &Host, value: &str) -> Result<Vec<u32>, RequestError> {
+fn select(h: &Host, value: &str) -> Result<Vec<u32>, SelectError> {
     let view = host::discover(&h.config()).unwrap();
-    let request = Request::parse(Some(value), DefaultGpus::All)?;
-    request
-        .resolve(Some(value), &view.inventory)
-        .map(|g| g.iter().map(|g| g.index).collect())
+    let env = format!("NVIDIA_VISIBLE_DEVICES={value}");
+    let spec = serde_json::json!({"process": {"env": [env]}});
+    let request = Request::from_spec(&spec, DefaultGpus::All).unwrap();
+    match placement::claim(&request, &view.inventory)? {
+        placement::Claim::Named(a) => Ok(a.gpus),
+        other => panic!("{value}: {other:?}"),
+    }
 }
 
 // ---- NVML, through the fake library ----
@@ -157,15 +161,15 @@ fn nvml_one_gpu_uuid_index_prefix_and_errors() {
     assert_eq!(select(&h, "0").unwrap(), vec![0]);
     assert!(matches!(
         select(&h, "1"),
-        Err(RequestError::NoSuchGpu { .. })
+        Err(SelectError::NoSuchGpu { .. })
     ));
     assert!(matches!(
         select(&h, "GPU-ffffffff"),
-        Err(RequestError::NoSuchUuid { .. })
+        Err(SelectError::NoSuchUuid { .. })
     ));
     assert!(matches!(
         select(&h, "GPU-0000"),
-        Err(RequestError::ShortUuid { .. })
+        Err(SelectError::ShortUuid { .. })
     ));
 }
 
@@ -196,7 +200,7 @@ fn nvml_four_gpus_are_numbered_as_nvml_numbers_them() {
     assert!(matches!(select(&h, "GPU-00000000-0000"), Ok(v) if v == vec![1]));
     assert!(matches!(
         select(&h, "4"),
-        Err(RequestError::NoSuchGpu { .. })
+        Err(SelectError::NoSuchGpu { .. })
     ));
 }
 

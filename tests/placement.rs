@@ -152,7 +152,7 @@ impl Cluster {
             &std::fs::read(self.dir.path().join("bundles").join(id).join("config.json")).unwrap(),
         )
         .unwrap();
-        gpu_share::plan::env_value(&spec, "NVIDIA_VISIBLE_DEVICES")
+        gpu_share::spec::env_value(&spec, "NVIDIA_VISIBLE_DEVICES")
             .unwrap()
             .to_owned()
     }

@@ -1,17 +1,27 @@
 //! Properties of the spec edit over generated specs and `NVIDIA_VISIBLE_DEVICES` values: it never
 //! panics, never drops or changes a field it does not own, and editing twice is editing once.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use gpu_share::config::DefaultGpus;
+use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
-use gpu_share::plan::{env_value, Plan};
+use gpu_share::placement::{self, Assignment, Load};
+use gpu_share::plan::{Hook, Plan};
 use gpu_share::request::Request;
+use gpu_share::spec::env_value;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 fn host(gpus: u32) -> Inventory {
     Inventory::synthetic(gpus)
+}
+
+/// What the create path decides for `spec` on `inventory` under the default policy; `None`
+/// where it refuses the request.
+fn assignment(spec: &Value, default: DefaultGpus, inventory: &Inventory) -> Option<Assignment> {
+    let request = Request::from_spec(spec, default).ok()?;
+    let claim = placement::claim(&request, inventory).ok()?;
+    placement::decide(claim, inventory, &SharingSection::default(), &Load::new()).ok()
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -164,13 +174,13 @@ proptest! {
     ) {
         let inventory = host(gpus);
         let default = if default_all { DefaultGpus::All } else { DefaultGpus::None };
-        let raw = env_value(&original, "NVIDIA_VISIBLE_DEVICES").map(str::to_owned);
-        let Ok(request) = Request::parse(raw.as_deref(), default) else { return Ok(()) };
-        let Ok(chosen) = request.resolve(raw.as_deref(), &inventory) else { return Ok(()) };
-        if chosen.is_empty() {
+        let Some(chosen) = assignment(&original, default, &inventory) else { return Ok(()) };
+        if chosen.gpus.is_empty() {
             return Ok(());
         }
-        let plan = Plan::new(&chosen, &inventory, Path::new("/usr/bin/nvidia-container-runtime-hook"), hook);
+        let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
+        let hook = if hook { Hook::Present(path) } else { Hook::Missing(path) };
+        let plan = Plan::new(&chosen, &inventory, &hook);
         let mut once = original.clone();
         if plan.apply(&mut once).is_err() {
             return Ok(());
@@ -199,10 +209,10 @@ proptest! {
                 prop_assert_eq!(e, &env_after[i]);
             }
         }
-        prop_assert_eq!(env_value(&once, "NVIDIA_VISIBLE_DEVICES"), Some(plan.visible.as_str()));
+        prop_assert_eq!(env_value(&once, "NVIDIA_VISIBLE_DEVICES"), Some(plan.visible()));
 
         // Every device given is there with an allow rule.
-        for n in &plan.devices {
+        for n in plan.devices() {
             let path = n.path.to_str().unwrap();
             prop_assert!(array_at(&once, &["linux", "devices"]).iter().any(|d| d["path"] == path));
         }
@@ -220,11 +230,10 @@ proptest! {
     #[test]
     fn any_env_value_parses_or_is_refused_without_panic(value in ".{0,40}", gpus in 0u32..5) {
         let inventory = host(gpus);
-        if let Ok(r) = Request::parse(Some(&value), DefaultGpus::All) {
-            if let Ok(chosen) = r.resolve(Some(&value), &inventory) {
-                for g in chosen {
-                    prop_assert!(g.index < gpus);
-                }
+        let spec = serde_json::json!({"process": {"env": [format!("NVIDIA_VISIBLE_DEVICES={value}")]}});
+        if let Some(chosen) = assignment(&spec, DefaultGpus::All, &inventory) {
+            for g in chosen.gpus {
+                prop_assert!(g < gpus);
             }
         }
     }

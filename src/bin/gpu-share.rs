@@ -174,6 +174,7 @@ fn list(config_path: &Path, json: bool) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    host::refresh_cache(&config, &view);
     let load = match host::live_load(&config) {
         Ok(l) => l,
         Err(e) => return fail(e),

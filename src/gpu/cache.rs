@@ -1,5 +1,7 @@
 //! What only NVML knows (memory), kept in `<state.dir>/gpus.json` by the `gpu-share` commands,
 //! so the runtime's create path can use it without ever loading NVML.
+//!
+//! The cache only ever adds facts to an inventory's GPUs; it never decides anything with them.
 
 use std::path::Path;
 
@@ -8,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::nvml::NvmlGpu;
 use super::Inventory;
 use crate::atomic::{self, Perms};
-use crate::placement::FreeMemory;
 
 const CACHE_FILE: &str = "gpus.json";
 
@@ -51,9 +52,8 @@ pub fn read(dir: &Path) -> Option<GpuCache> {
     serde_json::from_slice(&std::fs::read(dir.join(CACHE_FILE)).ok()?).ok()
 }
 
-/// Fills in memory totals from the cache (matched by UUID) and returns free memory by index.
-pub fn overlay(inventory: &mut Inventory, cache: &GpuCache) -> FreeMemory {
-    let mut free = FreeMemory::new();
+/// Fills in memory (total and free) from the cache, matched by UUID.
+pub fn overlay(inventory: &mut Inventory, cache: &GpuCache) {
     for gpu in &mut inventory.gpus {
         let Some(uuid) = gpu.info.uuid.as_deref() else {
             continue;
@@ -64,10 +64,17 @@ pub fn overlay(inventory: &mut Inventory, cache: &GpuCache) -> FreeMemory {
             .find(|c| c.uuid.eq_ignore_ascii_case(uuid))
         {
             gpu.info.memory_total_bytes = Some(c.memory_total_bytes);
-            free.insert(gpu.index, c.memory_free_bytes);
+            gpu.info.memory_free_bytes = Some(c.memory_free_bytes);
         }
     }
-    free
+}
+
+/// Reads the cache in `dir` into `inventory`, where there is one; a missing or unreadable cache
+/// costs only spread's tie-breaks.
+pub fn fill(inventory: &mut Inventory, dir: &Path) {
+    if let Some(cache) = read(dir) {
+        overlay(inventory, &cache);
+    }
 }
 
 #[cfg(test)]
@@ -91,8 +98,9 @@ mod tests {
         write(dir.path(), &[g], "now".into()).unwrap();
         let cache = read(dir.path()).unwrap();
         inv.gpus[0].info.memory_total_bytes = None;
-        let free = overlay(&mut inv, &cache);
-        assert_eq!(free, FreeMemory::from([(1, 40)]));
+        overlay(&mut inv, &cache);
+        assert_eq!(inv.gpus[1].info.memory_free_bytes, Some(40));
+        assert_eq!(inv.gpus[0].info.memory_free_bytes, None);
         assert_eq!(inv.gpus[1].info.memory_total_bytes, Some(100));
         assert_eq!(inv.gpus[0].info.memory_total_bytes, None);
     }

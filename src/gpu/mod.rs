@@ -47,6 +47,9 @@ pub struct GpuInfo {
     /// `0000:00:1e.0`.
     pub pci_bus_id: Option<String>,
     pub memory_total_bytes: Option<u64>,
+    /// Free memory when NVML last looked (the cache the `gpu-share` commands keep): `spread`
+    /// breaks ties with it.
+    pub memory_free_bytes: Option<u64>,
 }
 
 /// Where the inventory came from.
@@ -116,6 +119,7 @@ impl Inventory {
                         name: Some("Tesla T4".to_owned()),
                         pci_bus_id: Some(format!("0000:00:{:02x}.0", 0x1b + i)),
                         memory_total_bytes: Some(16 << 30),
+                        memory_free_bytes: None,
                     },
                 })
                 .collect(),

@@ -95,6 +95,7 @@ pub fn inventory(answer: Vec<NvmlGpu>, nodes: &Inventory) -> Inventory {
                     name: Some(g.name),
                     pci_bus_id: Some(g.pci_bus_id),
                     memory_total_bytes: Some(g.memory_total_bytes),
+                    memory_free_bytes: Some(g.memory_free_bytes),
                 },
             })
         })

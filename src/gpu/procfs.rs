@@ -76,6 +76,7 @@ pub fn join(entries: Vec<DriverEntry>, nodes: &[Gpu]) -> Vec<Gpu> {
                     name: e.name,
                     pci_bus_id: Some(e.pci_bus_id),
                     memory_total_bytes: None,
+                    memory_free_bytes: None,
                 },
             })
         })

@@ -1,15 +1,25 @@
-//! Which GPUs a container that names none gets, and the admission limit.
+//! Which GPUs a container gets: the one home of that question.
 //!
-//! `choose` is pure: a policy, the inventory and the live load in, GPU indices out. The load
-//! comes from the flock'd state file (`state`), which is the only place this module touches the
-//! world.
+//! Two steps, both pure, so that a bad request never waits on the lock:
+//! - `claim`, before the lock: a request that names GPUs (indices, UUIDs, `all`) is resolved
+//!   against the inventory now; one that names none is left to the policy.
+//! - `decide`, under the lock: the policy (`policy`) places what is left, given the live load
+//!   the flock'd state file (`state`) holds.
+//!
+//! The answer is an `Assignment`: GPU indices and how the container came to hold them. Only
+//! `state` touches the world here; nothing in this module writes the spec.
 
+pub mod named;
+pub mod policy;
 pub mod state;
 
 use std::collections::BTreeMap;
 
-use crate::config::Placement;
+use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
+use crate::request::{Request, Wants};
+
+pub use named::SelectError;
 
 /// How a container came to hold its GPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +31,44 @@ pub enum Kind {
     Pinned,
     /// ECS reserved these GPUs for its task (the agent named them in the task's env).
     Reserved,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Shared => "shared",
+            Kind::Pinned => "pinned",
+            Kind::Reserved => "reserved",
+        }
+    }
+}
+
+/// The GPUs one container gets, in the order it gets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// GPU indices; never empty once decided.
+    pub gpus: Vec<u32>,
+    pub kind: Kind,
+}
+
+/// Why a container gets no GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoGpu {
+    /// It asked for none (`none`, `void`, empty, or the `none` default).
+    Asked,
+    /// It named none, and the host has none to place it on.
+    HostHasNone,
+}
+
+/// A request read against the inventory, before the load is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No GPU: the spec is left alone.
+    Nothing(NoGpu),
+    /// GPUs the container named, already resolved.
+    Named(Assignment),
+    /// The policy places it.
+    ByPolicy,
 }
 
 /// Live containers on one GPU.
@@ -39,141 +87,145 @@ pub enum PlacementError {
     Full { limit: u32, loads: String },
 }
 
-/// Free memory by GPU index, where NVML told it (for `spread`'s ties).
-pub type FreeMemory = BTreeMap<u32, u64>;
-
-/// The GPUs a container that named none gets under `policy`.
-pub fn choose(
-    policy: Placement,
-    max_per_gpu: Option<u32>,
-    inventory: &Inventory,
-    load: &Load,
-    free_memory: &FreeMemory,
-) -> Result<Vec<u32>, PlacementError> {
-    let count = |i: u32| load.get(&i).map_or(0, |l| l.containers);
-    let reserved = |i: u32| load.get(&i).is_some_and(|l| l.reserved > 0);
-    let under_limit = |i: u32| max_per_gpu.is_none_or(|m| count(i) < m);
-    let indices: Vec<u32> = inventory.gpus.iter().map(|g| g.index).collect();
-    let full = || PlacementError::Full {
-        limit: max_per_gpu.unwrap_or(0),
-        loads: indices
-            .iter()
-            .map(|&i| format!("GPU {i}: {}", count(i)))
-            .collect::<Vec<_>>()
-            .join(", "),
+/// Step one: what the request amounts to on this host. Named GPUs that do not exist are an
+/// error here, before any lock is taken.
+pub fn claim(request: &Request, inventory: &Inventory) -> Result<Claim, SelectError> {
+    let named_kind = if request.ecs_task {
+        Kind::Reserved
+    } else {
+        Kind::Pinned
     };
-    match policy {
-        Placement::All => {
-            if indices.iter().all(|&i| under_limit(i)) {
-                Ok(indices)
-            } else {
-                Err(full())
-            }
-        }
-        Placement::Spread => indices
-            .iter()
-            .copied()
-            .filter(|&i| under_limit(i))
-            .min_by_key(|&i| {
-                let free = free_memory.get(&i).copied().unwrap_or(0);
-                (reserved(i), count(i), std::cmp::Reverse(free), i)
-            })
-            .map(|i| vec![i])
-            .ok_or_else(full),
-        Placement::Pack => indices
-            .iter()
-            .copied()
-            .filter(|&i| under_limit(i))
-            .min_by_key(|&i| (reserved(i), i))
-            .map(|i| vec![i])
-            .ok_or_else(full),
+    let named = |gpus| {
+        Claim::Named(Assignment {
+            gpus,
+            kind: named_kind,
+        })
+    };
+    Ok(match &request.wants {
+        Wants::Nothing => Claim::Nothing(NoGpu::Asked),
+        Wants::Placed if inventory.gpus.is_empty() => Claim::Nothing(NoGpu::HostHasNone),
+        Wants::Placed => Claim::ByPolicy,
+        Wants::All => named(named::every(inventory, request.shown_value())?),
+        Wants::Named(refs) => named(named::resolve(refs, inventory, request.shown_value())?),
+    })
+}
+
+impl Claim {
+    /// Whether the live load decides this container's GPUs: then a state that cannot be read
+    /// or written must stop the create. Otherwise the state only counts containers for
+    /// `gpu-share list`, and a broken state dir must not stop containers.
+    pub fn load_decides(&self, sharing: &SharingSection) -> bool {
+        matches!(self, Claim::ByPolicy)
+            && (sharing.placement != Placement::All || sharing.max_per_gpu.is_some())
+    }
+
+    /// Whether placement will compare free memory (spread's tie-break), so the NVML cache is
+    /// worth reading into the inventory.
+    pub fn reads_free_memory(&self, sharing: &SharingSection) -> bool {
+        matches!(self, Claim::ByPolicy) && sharing.placement == Placement::Spread
+    }
+}
+
+/// Step two, under the lock: the assignment. Named GPUs (ECS reservations above all) are given
+/// even past `sharing.max_per_gpu`: the limit steers placement, it does not overrule a
+/// scheduler that already decided.
+pub fn decide(
+    claim: Claim,
+    inventory: &Inventory,
+    sharing: &SharingSection,
+    load: &Load,
+) -> Result<Assignment, PlacementError> {
+    match claim {
+        Claim::Nothing(_) => Ok(Assignment {
+            gpus: Vec::new(),
+            kind: Kind::Shared,
+        }),
+        Claim::Named(assignment) => Ok(assignment),
+        Claim::ByPolicy => Ok(Assignment {
+            gpus: policy::choose(sharing.placement, sharing.max_per_gpu, inventory, load)?,
+            kind: Kind::Shared,
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DefaultGpus;
+    use serde_json::json;
 
-    fn load(counts: &[(u32, u32, u32)]) -> Load {
-        counts
-            .iter()
-            .map(|&(i, containers, reserved)| {
+    fn request(env: &[&str], default: DefaultGpus) -> Request {
+        Request::from_spec(&json!({"process": {"env": env}}), default).unwrap()
+    }
+
+    #[test]
+    fn default_all_on_a_host_without_gpus_gives_nothing() {
+        let r = request(&[], DefaultGpus::All);
+        assert_eq!(
+            claim(&r, &Inventory::synthetic(0)).unwrap(),
+            Claim::Nothing(NoGpu::HostHasNone)
+        );
+    }
+
+    #[test]
+    fn named_gpus_are_pinned_or_reserved_and_pass_the_limit() {
+        let inv = Inventory::synthetic(4);
+        let sharing = SharingSection {
+            placement: Placement::Pack,
+            max_per_gpu: Some(1),
+            ..SharingSection::default()
+        };
+        let full: Load = (0..4)
+            .map(|i| {
                 (
                     i,
                     GpuLoad {
-                        containers,
-                        reserved,
+                        containers: 1,
+                        reserved: 0,
                     },
                 )
             })
-            .collect()
-    }
-
-    fn pick(policy: Placement, max: Option<u32>, l: &Load) -> Result<Vec<u32>, PlacementError> {
-        choose(policy, max, &Inventory::synthetic(4), l, &FreeMemory::new())
-    }
-
-    #[test]
-    fn all_gives_every_gpu_until_one_is_full() {
+            .collect();
+        let pinned = claim(
+            &request(&["NVIDIA_VISIBLE_DEVICES=3,1"], DefaultGpus::All),
+            &inv,
+        )
+        .unwrap();
+        assert!(!pinned.load_decides(&sharing));
+        let a = decide(pinned, &inv, &sharing, &full).unwrap();
         assert_eq!(
-            pick(Placement::All, None, &Load::new()).unwrap(),
-            vec![0, 1, 2, 3]
+            a,
+            Assignment {
+                gpus: vec![3, 1],
+                kind: Kind::Pinned
+            }
         );
-        let l = load(&[(2, 3, 0)]);
-        let e = pick(Placement::All, Some(3), &l).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "every GPU is at sharing.max_per_gpu = 3 (GPU 0: 0, GPU 1: 0, GPU 2: 3, GPU 3: 0); not starting another container here"
+        let ecs = request(
+            &[
+                "ECS_CONTAINER_METADATA_URI_V4=x",
+                "NVIDIA_VISIBLE_DEVICES=all",
+            ],
+            DefaultGpus::All,
         );
+        let a = decide(claim(&ecs, &inv).unwrap(), &inv, &sharing, &full).unwrap();
+        assert_eq!(a.kind, Kind::Reserved);
+        assert_eq!(a.gpus, vec![0, 1, 2, 3]);
+        let placed = claim(&request(&[], DefaultGpus::All), &inv).unwrap();
+        assert!(placed.load_decides(&sharing));
+        assert!(decide(placed, &inv, &sharing, &full).is_err());
     }
 
     #[test]
-    fn spread_takes_the_least_loaded_then_the_lowest_index() {
-        let l = load(&[(0, 2, 0), (1, 1, 0), (2, 1, 0), (3, 2, 0)]);
-        assert_eq!(pick(Placement::Spread, None, &l).unwrap(), vec![1]);
-        assert_eq!(
-            pick(Placement::Spread, None, &Load::new()).unwrap(),
-            vec![0]
-        );
-    }
-
-    #[test]
-    fn spread_breaks_ties_by_free_memory() {
-        let free: FreeMemory = [(0, 1 << 30), (1, 8 << 30), (2, 4 << 30), (3, 8 << 30)].into();
-        let got = choose(
-            Placement::Spread,
-            None,
-            &Inventory::synthetic(4),
-            &Load::new(),
-            &free,
-        );
-        assert_eq!(got.unwrap(), vec![1]);
-    }
-
-    #[test]
-    fn spread_steers_away_from_reserved_gpus_while_others_are_free() {
-        let l = load(&[(0, 1, 1)]);
-        assert_eq!(pick(Placement::Spread, None, &l).unwrap(), vec![1]);
-        // Every GPU reserved: the least loaded one all the same.
-        let l = load(&[(0, 2, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]);
-        assert_eq!(pick(Placement::Spread, None, &l).unwrap(), vec![1]);
-    }
-
-    #[test]
-    fn pack_fills_the_lowest_index_up_to_the_limit() {
-        assert_eq!(
-            pick(Placement::Pack, Some(2), &Load::new()).unwrap(),
-            vec![0]
-        );
-        let l = load(&[(0, 2, 0), (1, 1, 0)]);
-        assert_eq!(pick(Placement::Pack, Some(2), &l).unwrap(), vec![1]);
-        let l = load(&[(0, 2, 0), (1, 2, 0), (2, 2, 0), (3, 2, 0)]);
-        assert!(pick(Placement::Pack, Some(2), &l).is_err());
-    }
-
-    #[test]
-    fn pack_skips_a_reserved_gpu_while_another_has_room() {
-        let l = load(&[(0, 1, 1)]);
-        assert_eq!(pick(Placement::Pack, Some(5), &l).unwrap(), vec![1]);
+    fn only_spread_reads_free_memory_and_only_a_limit_or_policy_needs_the_load() {
+        let all = SharingSection::default();
+        let spread = SharingSection {
+            placement: Placement::Spread,
+            ..SharingSection::default()
+        };
+        assert!(!Claim::ByPolicy.load_decides(&all));
+        assert!(Claim::ByPolicy.load_decides(&spread));
+        assert!(Claim::ByPolicy.reads_free_memory(&spread));
+        assert!(!Claim::ByPolicy.reads_free_memory(&all));
+        assert!(!Claim::Nothing(NoGpu::Asked).reads_free_memory(&spread));
     }
 }

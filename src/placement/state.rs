@@ -7,6 +7,7 @@
 //! `reconcile`, which every reader runs first: a `delete`, a crash or a create killed half-way
 //! never holds a GPU past the next look.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,8 +16,9 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{GpuLoad, Kind, Load};
+use super::{Assignment, GpuLoad, Kind, Load};
 use crate::atomic::{self, Perms};
+use crate::timestamp::now_rfc3339;
 
 /// runc's state root when `--root` is not given.
 pub const RUNC_DEFAULT_ROOT: &str = "/run/runc";
@@ -36,6 +38,42 @@ pub struct Entry {
     pub pid: i32,
     pub start_time: u64,
     pub created: String,
+}
+
+impl Entry {
+    /// The entry for the container this process is creating: runc's `--root` (absolute) and
+    /// this pid, which runc keeps once the shim has exec'd it.
+    pub fn for_this_create(
+        id: String,
+        runc_root: Option<&OsStr>,
+        assignment: &Assignment,
+    ) -> Entry {
+        let pid = std::process::id() as i32;
+        Entry {
+            id,
+            root: absolute_root(runc_root),
+            gpus: assignment.gpus.clone(),
+            kind: assignment.kind,
+            pid,
+            start_time: process_start_time(pid).unwrap_or(0),
+            created: now_rfc3339(),
+        }
+    }
+}
+
+/// runc's `--root` as given (runc's default when absent), made absolute: the state file keys
+/// containers by it.
+fn absolute_root(root: Option<&OsStr>) -> String {
+    let root = root
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(RUNC_DEFAULT_ROOT));
+    let absolute = if root.is_absolute() {
+        root
+    } else {
+        std::env::current_dir().unwrap_or_default().join(root)
+    };
+    absolute.display().to_string()
 }
 
 /// The whole file.
@@ -97,6 +135,15 @@ pub fn lock(dir: &Path) -> Result<Locked, StateError> {
         assignments,
         was_corrupt,
     })
+}
+
+/// The assignment under the lock, without creating anything: `None` where no state file exists
+/// (nothing recorded yet, or no state dir at all).
+pub fn peek(dir: &Path) -> Result<Option<Locked>, StateError> {
+    if !dir.join(STATE_FILE).exists() {
+        return Ok(None);
+    }
+    lock(dir).map(Some)
 }
 
 /// Reads the assignment without changing it (still under the lock, so it is whole).

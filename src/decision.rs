@@ -1,0 +1,131 @@
+//! What one create decided, as a value: the runc to exec and the line the shim's log keeps.
+//!
+//! Built by `create` from what each step answered; rendered in one place, so the log's format
+//! is defined here and nowhere else. It decides nothing itself.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::Placement;
+use crate::gpu::Source;
+use crate::placement::{Kind, NoGpu};
+use crate::plan::Hook;
+
+/// One create's outcome.
+#[derive(Debug)]
+pub struct Decision {
+    pub runc: PathBuf,
+    /// Why the container gets what it gets (its `NVIDIA_VISIBLE_DEVICES`, or the default).
+    pub reason: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The spec was left alone.
+    NoGpu { why: NoGpu, devices_root: PathBuf },
+    /// The container got GPUs.
+    Gpus(Given),
+}
+
+/// What a container that got GPUs was given, and how.
+#[derive(Debug)]
+pub struct Given {
+    /// The `NVIDIA_VISIBLE_DEVICES` value written.
+    pub visible: String,
+    pub kind: Kind,
+    pub placement: Placement,
+    pub source: Source,
+    pub devices: usize,
+    pub hook: Hook,
+    pub spec_changed: bool,
+    /// Dead entries dropped from the state file.
+    pub reconciled: usize,
+    /// Why the container is not in the state file, where it could not be recorded.
+    pub unrecorded: Option<String>,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = &self.reason;
+        let g = match &self.outcome {
+            Outcome::NoGpu {
+                why: NoGpu::Asked, ..
+            } => return write!(f, "gpus=none reason=\"{reason}\" spec=unchanged"),
+            Outcome::NoGpu {
+                why: NoGpu::HostHasNone,
+                devices_root,
+            } => {
+                return write!(
+                    f,
+                    "gpus=none reason=\"{reason}; no NVIDIA GPU under {}\" spec=unchanged",
+                    devices_root.display()
+                )
+            }
+            Outcome::Gpus(given) => given,
+        };
+        write!(
+            f,
+            "gpus={} kind={} placement={} source={} reason=\"{reason}\" devices={} ",
+            g.visible,
+            g.kind.as_str(),
+            g.placement.as_str(),
+            g.source.as_str(),
+            g.devices
+        )?;
+        match &g.hook {
+            Hook::Present(p) => write!(f, "hook={}", p.display())?,
+            Hook::Missing(p) => write!(f, "hook=none ({} not found; devices only)", p.display())?,
+        }
+        let spec = if g.spec_changed {
+            "updated"
+        } else {
+            "unchanged"
+        };
+        write!(f, " spec={spec} reconciled={}", g.reconciled)?;
+        if let Some(problem) = &g.unrecorded {
+            write!(f, " state=unrecorded ({problem})")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_before() {
+        let d = Decision {
+            runc: PathBuf::from("/usr/bin/runc"),
+            reason: "NVIDIA_VISIBLE_DEVICES=1".into(),
+            outcome: Outcome::Gpus(Given {
+                visible: "1".into(),
+                kind: Kind::Pinned,
+                placement: Placement::Spread,
+                source: Source::Procfs,
+                devices: 5,
+                hook: Hook::Missing(PathBuf::from("/h")),
+                spec_changed: true,
+                reconciled: 2,
+                unrecorded: Some("state /x: denied".into()),
+            }),
+        };
+        assert_eq!(
+            d.to_string(),
+            "gpus=1 kind=pinned placement=spread source=procfs reason=\"NVIDIA_VISIBLE_DEVICES=1\" devices=5 hook=none (/h not found; devices only) spec=updated reconciled=2 state=unrecorded (state /x: denied)"
+        );
+        let d = Decision {
+            runc: PathBuf::from("/usr/bin/runc"),
+            reason: "NVIDIA_VISIBLE_DEVICES unset, sharing.default=all".into(),
+            outcome: Outcome::NoGpu {
+                why: NoGpu::HostHasNone,
+                devices_root: PathBuf::from("/"),
+            },
+        };
+        assert_eq!(
+            d.to_string(),
+            "gpus=none reason=\"NVIDIA_VISIBLE_DEVICES unset, sharing.default=all; no NVIDIA GPU under /\" spec=unchanged"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! `linux.resources.devices`: the device cgroup's allow rules for the nodes the container gets.
+
+use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+use serde_json::{Map, Value};
+
+use super::{built, device_type, PlanError};
+use crate::gpu::DeviceNode;
+use crate::spec::{array_at, object_at};
+
+fn rule_allows(rule: &Value, node: &DeviceNode) -> bool {
+    let kind = node.kind.to_string();
+    rule.get("allow").and_then(Value::as_bool) == Some(true)
+        && rule.get("type").and_then(Value::as_str) == Some(kind.as_str())
+        && rule.get("major").and_then(Value::as_u64) == Some(node.major)
+        && rule.get("minor").and_then(Value::as_u64) == Some(node.minor)
+        && rule
+            .get("access")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.contains('r') && a.contains('w') && a.contains('m'))
+}
+
+/// An allow rule per node, appended after whatever is there (docker leads with a deny-all, so
+/// the allows must come after it).
+pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, PlanError> {
+    let linux = object_at(root, "linux", "linux")?;
+    let resources = object_at(linux, "resources", "linux.resources")?;
+    let rules = array_at(resources, "devices", "linux.resources.devices")?;
+    let mut changed = false;
+    for node in nodes {
+        if rules.iter().any(|r| rule_allows(r, node)) {
+            continue;
+        }
+        let rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(device_type(node.kind))
+            .major(node.major as i64)
+            .minor(node.minor as i64)
+            .access("rwm")
+            .build();
+        rules.push(built("a linux.resources.devices rule", rule)?);
+        changed = true;
+    }
+    Ok(changed)
+}

@@ -1,0 +1,148 @@
+//! What goes into the spec: the edits one container gets, as plain data, and applying them.
+//!
+//! A `Plan` is a list of `Edit`s, each owned by one file here (`devices`, `cgroup_rules`, `env`,
+//! `hook`). Every edit owns one part of the spec and only appends to it or sets one entry, so
+//! every field it does not own stays exactly as it was, known to oci-spec or not. Each is
+//! idempotent: what is already there (docker's `--gpus` hook, a device, a rule) is not added
+//! again, so editing twice gives the same spec as editing once.
+//!
+//! Pure: a plan is built from an `Assignment` and the inventory, and applied to a JSON value.
+//! It never decides which GPUs (that is `placement`) and never reads or writes a file.
+
+pub mod cgroup_rules;
+pub mod devices;
+pub mod env;
+pub mod hook;
+
+use serde_json::{Map, Value};
+
+use crate::gpu::{DeviceNode, Inventory};
+use crate::placement::Assignment;
+use crate::request::VISIBLE_DEVICES;
+use crate::spec::{as_object, ShapeError};
+
+pub use hook::Hook;
+
+/// One change to the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// `linux.devices`: these nodes.
+    Devices(Vec<DeviceNode>),
+    /// `linux.resources.devices`: an allow rule for each of these nodes.
+    CgroupRules(Vec<DeviceNode>),
+    /// `process.env`: `name=value`.
+    Env { name: &'static str, value: String },
+    /// `hooks.prestart`: the NVIDIA hook at this path.
+    Hook(std::path::PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error("cannot build {what} for config.json: {source}")]
+    Build {
+        what: &'static str,
+        source: oci_spec::OciSpecError,
+    },
+}
+
+/// The edits for one container, in the order they are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub edits: Vec<Edit>,
+}
+
+impl Plan {
+    /// The plan for `assignment` (decided, never empty) on `inventory`: its GPU nodes and the
+    /// control nodes, their cgroup rules, `NVIDIA_VISIBLE_DEVICES`, and the hook where the host
+    /// has it.
+    pub fn new(assignment: &Assignment, inventory: &Inventory, hook: &Hook) -> Plan {
+        let mut nodes: Vec<DeviceNode> = assignment
+            .gpus
+            .iter()
+            .filter_map(|&i| inventory.gpu(i))
+            .map(|g| g.node.clone())
+            .collect();
+        nodes.extend(inventory.controls.iter().cloned());
+        let mut edits = vec![
+            Edit::Devices(nodes.clone()),
+            Edit::CgroupRules(nodes),
+            Edit::Env {
+                name: VISIBLE_DEVICES,
+                value: env::visible_value(&assignment.gpus),
+            },
+        ];
+        if let Hook::Present(path) = hook {
+            edits.push(Edit::Hook(path.clone()));
+        }
+        Plan { edits }
+    }
+
+    /// Applies every edit to `spec`, in order. Returns whether anything changed.
+    pub fn apply(&self, spec: &mut Value) -> Result<bool, PlanError> {
+        let root = as_object(spec, "the document")?;
+        let mut changed = false;
+        for edit in &self.edits {
+            changed |= edit.apply(root)?;
+        }
+        Ok(changed)
+    }
+
+    /// The device nodes the container gets.
+    pub fn devices(&self) -> &[DeviceNode] {
+        self.edits
+            .iter()
+            .find_map(|e| match e {
+                Edit::Devices(nodes) => Some(nodes.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `NVIDIA_VISIBLE_DEVICES` value written to the container.
+    pub fn visible(&self) -> &str {
+        self.edits
+            .iter()
+            .find_map(|e| match e {
+                Edit::Env { name, value } if *name == VISIBLE_DEVICES => Some(value.as_str()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Edit {
+    fn apply(&self, root: &mut Map<String, Value>) -> Result<bool, PlanError> {
+        match self {
+            Edit::Devices(nodes) => devices::add(root, nodes),
+            Edit::CgroupRules(nodes) => cgroup_rules::add(root, nodes),
+            Edit::Env { name, value } => Ok(env::set(root, name, value)?),
+            Edit::Hook(path) => hook::add(root, path),
+        }
+    }
+}
+
+/// oci-spec's type for a node's kind.
+fn device_type(kind: char) -> oci_spec::runtime::LinuxDeviceType {
+    if kind == 'b' {
+        oci_spec::runtime::LinuxDeviceType::B
+    } else {
+        oci_spec::runtime::LinuxDeviceType::C
+    }
+}
+
+/// An oci-spec value as JSON, or the builder's error.
+fn built<T: serde::Serialize>(
+    what: &'static str,
+    result: Result<T, oci_spec::OciSpecError>,
+) -> Result<Value, PlanError> {
+    let value = result.map_err(|source| PlanError::Build { what, source })?;
+    serde_json::to_value(value).map_err(|e| PlanError::Build {
+        what,
+        source: oci_spec::OciSpecError::SerDe(e),
+    })
+}
+
+#[cfg(test)]
+mod tests;
