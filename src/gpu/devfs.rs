@@ -4,7 +4,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{DeviceNode, Gpu, GpuInfo, Inventory};
+use super::inventory::{DeviceNode, Gpu, GpuInfo, Inventory};
 
 /// Control devices a CUDA program needs beside its GPU nodes, in the order they are injected.
 pub const CONTROL_DEVICES: &[&str] = &[

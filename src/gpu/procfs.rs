@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{Gpu, GpuInfo};
+use super::inventory::{Gpu, GpuInfo};
 
 /// One GPU as the driver lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

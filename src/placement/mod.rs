@@ -9,17 +9,18 @@
 //! The answer is an `Assignment`: GPU indices and how the container came to hold them. Only
 //! `state` touches the world here; nothing in this module writes the spec.
 
+mod load;
 pub mod named;
 pub mod policy;
 pub mod state;
-
-use std::collections::BTreeMap;
 
 use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
 use crate::request::{Request, Wants};
 
+pub use load::{GpuLoad, Load};
 pub use named::SelectError;
+pub use policy::PlacementError;
 
 /// How a container came to hold its GPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,22 +70,6 @@ pub enum Claim {
     Named(Assignment),
     /// The policy places it.
     ByPolicy,
-}
-
-/// Live containers on one GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GpuLoad {
-    pub containers: u32,
-    pub reserved: u32,
-}
-
-/// Load per GPU index.
-pub type Load = BTreeMap<u32, GpuLoad>;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlacementError {
-    #[error("every GPU is at sharing.max_per_gpu = {limit} ({loads}); not starting another container here")]
-    Full { limit: u32, loads: String },
 }
 
 /// Step one: what the request amounts to on this host. Named GPUs that do not exist are an

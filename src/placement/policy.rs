@@ -4,9 +4,15 @@
 //! Pure: the policy, the inventory (with the free memory the NVML cache gave it) and the live
 //! load in, GPU indices out.
 
-use super::{Load, PlacementError};
+use super::load::Load;
 use crate::config::Placement;
 use crate::gpu::Inventory;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("every GPU is at sharing.max_per_gpu = {limit} ({loads}); not starting another container here")]
+    Full { limit: u32, loads: String },
+}
 
 /// The GPUs a container that named none gets under `policy`.
 pub fn choose(

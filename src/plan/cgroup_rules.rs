@@ -3,7 +3,7 @@
 use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 use serde_json::{Map, Value};
 
-use super::{built, device_type, PlanError};
+use super::build::{built, device_type, PlanError};
 use crate::gpu::DeviceNode;
 use crate::spec::{array_at, object_at};
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::HookBuilder;
 use serde_json::{Map, Value};
 
-use super::{built, PlanError};
+use super::build::{built, PlanError};
 use crate::spec::{array_at, object_at};
 
 /// Names the NVIDIA prestart hook has gone by; one of these in the spec means it is there.

@@ -9,6 +9,7 @@
 //! Pure: a plan is built from an `Assignment` and the inventory, and applied to a JSON value.
 //! It never decides which GPUs (that is `placement`) and never reads or writes a file.
 
+mod build;
 pub mod cgroup_rules;
 pub mod devices;
 pub mod env;
@@ -19,8 +20,9 @@ use serde_json::{Map, Value};
 use crate::gpu::{DeviceNode, Inventory};
 use crate::placement::Assignment;
 use crate::request::VISIBLE_DEVICES;
-use crate::spec::{as_object, ShapeError};
+use crate::spec::as_object;
 
+pub use build::PlanError;
 pub use hook::Hook;
 
 /// One change to the spec.
@@ -34,17 +36,6 @@ pub enum Edit {
     Env { name: &'static str, value: String },
     /// `hooks.prestart`: the NVIDIA hook at this path.
     Hook(std::path::PathBuf),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error(transparent)]
-    Shape(#[from] ShapeError),
-    #[error("cannot build {what} for config.json: {source}")]
-    Build {
-        what: &'static str,
-        source: oci_spec::OciSpecError,
-    },
 }
 
 /// The edits for one container, in the order they are applied.
@@ -121,27 +112,6 @@ impl Edit {
             Edit::Hook(path) => hook::add(root, path),
         }
     }
-}
-
-/// oci-spec's type for a node's kind.
-fn device_type(kind: char) -> oci_spec::runtime::LinuxDeviceType {
-    if kind == 'b' {
-        oci_spec::runtime::LinuxDeviceType::B
-    } else {
-        oci_spec::runtime::LinuxDeviceType::C
-    }
-}
-
-/// An oci-spec value as JSON, or the builder's error.
-fn built<T: serde::Serialize>(
-    what: &'static str,
-    result: Result<T, oci_spec::OciSpecError>,
-) -> Result<Value, PlanError> {
-    let value = result.map_err(|source| PlanError::Build { what, source })?;
-    serde_json::to_value(value).map_err(|e| PlanError::Build {
-        what,
-        source: oci_spec::OciSpecError::SerDe(e),
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,203 @@
+//! The configuration's sections: one struct per `[section]`, its keys and their defaults.
+//!
+//! Plain data. Reading the file and checking the values across keys is `config`'s job.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `gpu-share metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Seconds between samples; under 60 publishes at 1-second storage resolution.
+    pub interval_seconds: u64,
+    pub namespace: String,
+    /// Dimensions, where known; unset ones are left out.
+    pub instance_id: Option<String>,
+    pub auto_scaling_group_name: Option<String>,
+    pub cluster_name: Option<String>,
+    /// dockerd's API, for the ECS labels of the containers using a GPU.
+    pub docker_host: String,
+    /// CloudWatch endpoint override (else `AWS_ENDPOINT_URL`, else the region's).
+    pub endpoint_url: Option<String>,
+    /// Region override (else the SDK's default chain: env, profile, instance metadata).
+    pub region: Option<String>,
+    /// Datums kept while CloudWatch cannot be reached; past it the oldest are dropped.
+    pub buffer_max_datums: usize,
+    /// Look up unset dimensions: instance metadata (instance id, group) and the ECS agent
+    /// (cluster).
+    pub discover: bool,
+    /// Instance metadata endpoint override (else the SDK's: 169.254.169.254 or its env).
+    pub imds_endpoint: Option<String>,
+    /// The ECS agent's introspection API.
+    pub ecs_agent_endpoint: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            interval_seconds: 60,
+            namespace: "GPUShare".to_owned(),
+            instance_id: None,
+            auto_scaling_group_name: None,
+            cluster_name: None,
+            docker_host: "unix:///var/run/docker.sock".to_owned(),
+            endpoint_url: None,
+            region: None,
+            buffer_max_datums: 10_000,
+            discover: true,
+            imds_endpoint: None,
+            ecs_agent_endpoint: "http://localhost:51678".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvmlSection {
+    /// The NVML library: a name for the dynamic loader or a path. Only the `gpu-share` commands
+    /// load it, never the runtime's create path.
+    pub library: PathBuf,
+}
+
+impl Default for NvmlSection {
+    fn default() -> Self {
+        NvmlSection {
+            library: PathBuf::from("libnvidia-ml.so.1"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// The real runc. Unset: `GPU_SHARE_RUNC`, else `runc` from PATH.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesSection {
+    /// The root under which `dev/nvidia*` is looked for.
+    pub root: PathBuf,
+}
+
+impl Default for DevicesSection {
+    fn default() -> Self {
+        DevicesSection {
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// What a container that does not set `NVIDIA_VISIBLE_DEVICES` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultGpus {
+    /// Every GPU: the sharing behaviour.
+    #[default]
+    All,
+    /// No GPU: containers opt in with `NVIDIA_VISIBLE_DEVICES`.
+    None,
+}
+
+impl DefaultGpus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultGpus::All => "all",
+            DefaultGpus::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSection {
+    pub default: DefaultGpus,
+    /// Which GPUs a container that names none gets.
+    pub placement: Placement,
+    /// Admission limit: live containers per GPU past which a create fails.
+    pub max_per_gpu: Option<u32>,
+}
+
+/// How containers that name no GPU are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Every GPU.
+    #[default]
+    All,
+    /// The one GPU with the fewest live containers.
+    Spread,
+    /// The lowest-index GPU under `max_per_gpu`.
+    Pack,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::All => "all",
+            Placement::Spread => "spread",
+            Placement::Pack => "pack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// Where the live GPU assignment (and its lock) is kept.
+    pub dir: PathBuf,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            dir: PathBuf::from("/run/gpu-share"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSection {
+    /// The NVIDIA prestart hook that mounts the driver libraries.
+    pub path: PathBuf,
+}
+
+impl Default for HookSection {
+    fn default() -> Self {
+        HookSection {
+            path: PathBuf::from("/usr/bin/nvidia-container-runtime-hook"),
+        }
+    }
+}
+
+/// How much the shim writes to its own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub path: PathBuf,
+    pub level: LogLevel,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            path: PathBuf::from("/var/log/gpu-share-runtime.log"),
+            level: LogLevel::Info,
+        }
+    }
+}
