@@ -95,24 +95,16 @@ enum Target {
 #[derive(Args)]
 struct DockerArgs {
     /// dockerd's daemon.json
-    #[arg(
-        long = "config",
-        value_name = "PATH",
-        default_value = "/etc/docker/daemon.json"
-    )]
+    #[arg(long = "config", value_name = "PATH", default_value = docker::DEFAULT_DAEMON_JSON)]
     daemon_json: PathBuf,
     /// The file whose OPTIONS dockerd's unit passes as flags
-    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/docker")]
+    #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_SYSCONFIG)]
     sysconfig: PathBuf,
     /// The ECS-optimized AMI's runtimes directory (each executable becomes --add-runtime)
-    #[arg(long, value_name = "DIR", default_value = "/etc/docker-runtimes.d")]
+    #[arg(long, value_name = "DIR", default_value = docker::DEFAULT_RUNTIMES_DIR)]
     runtimes_dir: PathBuf,
     /// Where what was replaced is recorded for unconfigure
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/etc/gpu-share/docker-configure.json"
-    )]
+    #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_RECORD)]
     record: PathBuf,
     /// The runtime to register [default: gpu-share-runtime beside this program]
     #[arg(long, value_name = "PATH")]

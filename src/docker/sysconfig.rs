@@ -1,139 +1,111 @@
-//! `/etc/sysconfig/docker`: dockerd's extra flags in `OPTIONS="..."`, as Amazon Linux's docker
-//! unit passes them (`ExecStart=/usr/bin/dockerd $OPTIONS ...`).
+//! `/etc/sysconfig/docker`: the `--add-runtime` and `--default-runtime` flags in its `OPTIONS`,
+//! which Amazon Linux's docker unit passes to dockerd.
 //!
-//! Only the `OPTIONS` line is rewritten; every other line stays as it was. Flags are read the
-//! way dockerd reads them: `--flag value` or `--flag=value`.
+//! How the `OPTIONS` line is parsed and rendered is `options.rs`; this module knows which flags
+//! gpu-share changes and how. It never reads or writes the file itself (`read.rs` and
+//! `apply.rs` do), and it never adds a file that is not there.
 
-/// The flags of one sysconfig file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// Every line of the file, the `OPTIONS` line among them.
-    lines: Vec<String>,
-    /// Index of the `OPTIONS=` line, if there is one.
-    at: Option<usize>,
-    /// Its words.
-    pub words: Vec<String>,
+use std::path::Path;
+
+pub use super::options::Options;
+
+use super::model::{Current, Edit, Previous, NAME, NVIDIA};
+use super::place::{Draft, Place};
+
+const ADD_RUNTIME: &str = "add-runtime";
+const DEFAULT: &str = "default-runtime";
+
+/// `NAME=PATH`, as `--add-runtime` takes it.
+fn runtime_path_of(add_runtime: &str) -> Option<(&str, &str)> {
+    add_runtime.split_once('=')
 }
 
-impl Options {
-    pub fn parse(text: &str) -> Options {
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let at = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with("OPTIONS="));
-        let words = at
-            .map(|i| {
-                let value = lines[i].trim_start()["OPTIONS=".len()..].trim();
-                let unquoted = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                    .unwrap_or(value);
-                unquoted.split_whitespace().map(str::to_owned).collect()
+/// Whether the flags define runtimes (then daemon.json may not).
+pub(super) fn defines_runtimes(options: Option<&Options>) -> bool {
+    options.is_some_and(|o| !o.values(ADD_RUNTIME).is_empty())
+}
+
+/// The default runtime the flags name: the last `--default-runtime`, as dockerd takes it.
+fn default_flag(options: Option<&Options>) -> Option<String> {
+    options.and_then(|o| o.values(DEFAULT).last().cloned())
+}
+
+/// Whether the flags name a default runtime.
+pub(super) fn names_default(options: Option<&Options>) -> bool {
+    default_flag(options).is_some()
+}
+
+/// Drops every `--add-runtime` for `gpu-share` or `nvidia`.
+fn remove_ours(o: &mut Options) {
+    o.remove(ADD_RUNTIME, |v| {
+        runtime_path_of(v).is_some_and(|(n, _)| n == NAME || n == NVIDIA)
+    });
+}
+
+/// The write of the sysconfig file at `path`, where its flags changed.
+pub(super) fn write(path: &Path, current: &Current, options: Option<&Options>) -> Option<Edit> {
+    let (o, before) = (options?, current.sysconfig.as_ref()?);
+    (Options::parse(before).words != o.words).then(|| Edit::Write {
+        path: path.to_path_buf(),
+        before: Some(before.clone()),
+        after: o.render(),
+        backup: false,
+    })
+}
+
+/// The sysconfig file as a [`Place`]. Where there is no file, it changes nothing.
+pub(super) struct Sysconfig;
+
+impl Place for Sysconfig {
+    fn nvidia(&self, draft: &Draft) -> Previous {
+        draft
+            .options
+            .as_ref()
+            .and_then(|o| {
+                o.values(ADD_RUNTIME)
+                    .iter()
+                    .filter_map(|v| runtime_path_of(v))
+                    .find(|(n, _)| *n == NVIDIA)
+                    .map(|(_, p)| Previous::Path(p.to_owned()))
             })
-            .unwrap_or_default();
-        Options { lines, at, words }
+            .unwrap_or(Previous::Absent)
     }
 
-    /// The values given to `--name` (both forms), in order.
-    pub fn values(&self, name: &str) -> Vec<String> {
-        let long = format!("--{name}");
-        let eq = format!("--{name}=");
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < self.words.len() {
-            let w = &self.words[i];
-            if let Some(v) = w.strip_prefix(&eq) {
-                out.push(v.to_owned());
-            } else if *w == long {
-                if let Some(v) = self.words.get(i + 1) {
-                    out.push(v.clone());
-                    i += 1;
-                }
+    fn default_runtime(&self, draft: &Draft) -> Option<String> {
+        default_flag(draft.options.as_ref())
+    }
+
+    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path) {
+        if let Some(o) = draft.options.as_mut() {
+            remove_ours(o);
+            for name in [NAME, NVIDIA] {
+                o.add(ADD_RUNTIME, &format!("{name}={}", runtime.display()));
             }
-            i += 1;
         }
-        out
     }
 
-    /// Removes every `--name` (both forms) whose value `drop` selects.
-    pub fn remove(&mut self, name: &str, drop: impl Fn(&str) -> bool) {
-        let long = format!("--{name}");
-        let eq = format!("--{name}=");
-        let mut kept = Vec::with_capacity(self.words.len());
-        let mut i = 0;
-        while i < self.words.len() {
-            let w = &self.words[i];
-            if let Some(v) = w.strip_prefix(&eq) {
-                if !drop(v) {
-                    kept.push(w.clone());
-                }
-            } else if *w == long && i + 1 < self.words.len() {
-                if !drop(&self.words[i + 1]) {
-                    kept.push(w.clone());
-                    kept.push(self.words[i + 1].clone());
-                }
-                i += 1;
-            } else {
-                kept.push(w.clone());
+    fn set_default(&self, draft: &mut Draft) {
+        if let Some(o) = draft.options.as_mut() {
+            o.remove(DEFAULT, |_| true);
+            o.add(DEFAULT, NAME);
+        }
+    }
+
+    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+        if let Some(o) = draft.options.as_mut() {
+            remove_ours(o);
+            if let Previous::Path(p) = previous {
+                o.add(ADD_RUNTIME, &format!("{NVIDIA}={p}"));
             }
-            i += 1;
         }
-        self.words = kept;
     }
 
-    /// Appends `--name value`.
-    pub fn add(&mut self, name: &str, value: &str) {
-        self.words.push(format!("--{name}"));
-        self.words.push(value.to_owned());
-    }
-
-    /// The file with the `OPTIONS` line rewritten (added at the end if there was none).
-    pub fn render(&self) -> String {
-        let line = format!("OPTIONS=\"{}\"", self.words.join(" "));
-        let mut lines = self.lines.clone();
-        match self.at {
-            Some(i) => lines[i] = line,
-            None => lines.push(line),
+    fn restore_default(&self, draft: &mut Draft, previous: Option<&str>) {
+        if let Some(o) = draft.options.as_mut() {
+            o.remove(DEFAULT, |_| true);
+            if let Some(p) = previous {
+                o.add(DEFAULT, p);
+            }
         }
-        let mut text = lines.join("\n");
-        text.push('\n');
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const AL2: &str = "# extra options\nOPTIONS=\"--default-ulimit nofile=32768:65536 --default-runtime nvidia\"\nDAEMON_MAXFILES=1048576\n";
-
-    #[test]
-    fn reads_both_flag_forms() {
-        let o = Options::parse("OPTIONS='--add-runtime=a=/x --add-runtime b=/y --debug'\n");
-        assert_eq!(o.values("add-runtime"), ["a=/x", "b=/y"]);
-        assert!(o.values("default-runtime").is_empty());
-    }
-
-    #[test]
-    fn rewrites_only_the_options_line() {
-        let mut o = Options::parse(AL2);
-        assert_eq!(o.values("default-runtime"), ["nvidia"]);
-        o.remove("default-runtime", |_| true);
-        o.add("default-runtime", "gpu-share");
-        assert_eq!(
-            o.render(),
-            "# extra options\nOPTIONS=\"--default-ulimit nofile=32768:65536 --default-runtime gpu-share\"\nDAEMON_MAXFILES=1048576\n"
-        );
-    }
-
-    #[test]
-    fn a_file_without_options_gets_a_line() {
-        let mut o = Options::parse("DAEMON_MAXFILES=1\n");
-        o.add("default-runtime", "gpu-share");
-        assert_eq!(
-            o.render(),
-            "DAEMON_MAXFILES=1\nOPTIONS=\"--default-runtime gpu-share\"\n"
-        );
     }
 }

@@ -1,0 +1,186 @@
+//! Planning configure and unconfigure: [`Current`] in, the edits (and for configure the
+//! [`Record`]) out.
+//!
+//! It decides where the runtimes and the default live, then hands each to its place. It is pure:
+//! it never touches the filesystem, so everything it needs must come in through [`Current`].
+
+use std::path::Path;
+
+use super::daemon_json::{self, DaemonJson};
+use super::model::{Current, DockerConfigError, Edit, Location, Paths, Record};
+use super::place::{Draft, Place};
+use super::runtimes_dir::RuntimesDir;
+use super::sysconfig::{self, Sysconfig};
+
+/// The place a setting lives in: the one dispatch on [`Location`].
+fn place(at: Location) -> &'static dyn Place {
+    match at {
+        Location::DaemonJson => &DaemonJson,
+        Location::Sysconfig => &Sysconfig,
+        Location::RuntimesDir => &RuntimesDir,
+    }
+}
+
+/// Where the runtimes and where the default runtime are set now, or will be set.
+fn locate(draft: &Draft) -> Result<(Location, Location), DockerConfigError> {
+    let paths = draft.paths;
+    let options = draft.options.as_ref();
+    let json_runtimes = daemon_json::defines_runtimes(&draft.daemon);
+    let flags_add = sysconfig::defines_runtimes(options);
+    if flags_add && json_runtimes {
+        return Err(DockerConfigError::Conflict(
+            paths.daemon_json.display().to_string(),
+            paths.sysconfig.display().to_string(),
+        ));
+    }
+    let runtimes_in = if json_runtimes {
+        Location::DaemonJson
+    } else if flags_add {
+        Location::Sysconfig
+    } else if draft.current.runtimes_dir {
+        Location::RuntimesDir
+    } else {
+        Location::DaemonJson
+    };
+    let default_in = if sysconfig::names_default(options) {
+        Location::Sysconfig
+    } else if daemon_json::names_default(&draft.daemon) {
+        Location::DaemonJson
+    } else if runtimes_in != Location::DaemonJson && options.is_some() {
+        // The runtimes are not in daemon.json and the sysconfig file is there: a flag leaves
+        // daemon.json untouched.
+        Location::Sysconfig
+    } else {
+        Location::DaemonJson
+    };
+    Ok((runtimes_in, default_in))
+}
+
+/// The edits that make `runtime` dockerd's default and its `nvidia`, and the record of what was
+/// there. Running it on its own result gives no edits.
+pub fn plan_configure(
+    paths: &Paths,
+    current: &Current,
+    runtime: &Path,
+) -> Result<(Vec<Edit>, Record), DockerConfigError> {
+    let mut draft = Draft::new(paths, current);
+    let (runtimes_in, default_in) = locate(&draft)?;
+    // A second configure must not take its own work for what was there before.
+    let record = current.record.clone().unwrap_or_else(|| Record {
+        runtimes_in,
+        default_in,
+        previous_default: place(default_in).default_runtime(&draft),
+        previous_nvidia: place(runtimes_in).nvidia(&draft),
+        created_daemon_json: current.daemon_text.is_none(),
+    });
+    place(runtimes_in).set_runtimes(&mut draft, runtime);
+    place(default_in).set_default(&mut draft);
+
+    let mut edits = draft.edits;
+    edits.extend(daemon_json::write(
+        &paths.daemon_json,
+        current,
+        &draft.daemon,
+    ));
+    edits.extend(sysconfig::write(
+        &paths.sysconfig,
+        current,
+        draft.options.as_ref(),
+    ));
+    if current.record.is_none() {
+        let text = serde_json::to_string_pretty(&record).unwrap_or_default() + "\n";
+        edits.push(Edit::Write {
+            path: paths.record.clone(),
+            before: None,
+            after: text,
+            backup: false,
+        });
+    }
+    Ok((edits, record))
+}
+
+/// The edits that put back what the record says configure replaced.
+pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, DockerConfigError> {
+    let record = current
+        .record
+        .as_ref()
+        .ok_or_else(|| DockerConfigError::NoRecord(paths.record.display().to_string()))?;
+    let mut draft = Draft::new(paths, current);
+    place(record.runtimes_in).restore_runtimes(&mut draft, &record.previous_nvidia);
+    place(record.default_in).restore_default(&mut draft, record.previous_default.as_deref());
+
+    let mut edits = draft.edits;
+    if record.created_daemon_json && draft.daemon.is_empty() && current.daemon.is_some() {
+        edits.push(Edit::Remove {
+            path: paths.daemon_json.clone(),
+        });
+    } else {
+        edits.extend(daemon_json::write(
+            &paths.daemon_json,
+            current,
+            &draft.daemon,
+        ));
+    }
+    edits.extend(sysconfig::write(
+        &paths.sysconfig,
+        current,
+        draft.options.as_ref(),
+    ));
+    edits.push(Edit::Remove {
+        path: paths.record.clone(),
+    });
+    Ok(edits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::describe::describe;
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        Paths {
+            daemon_json: dir.join("daemon.json"),
+            sysconfig: dir.join("sysconfig-docker"),
+            runtimes_dir: dir.join("runtimes.d"),
+            record: dir.join("record.json"),
+        }
+    }
+
+    #[test]
+    fn sysconfig_default_is_changed_in_sysconfig_and_runtimes_go_to_daemon_json() {
+        let current = Current {
+            sysconfig: Some("OPTIONS=\"--default-runtime nvidia\"\n".into()),
+            ..Current::default()
+        };
+        let dir = Path::new("/etc");
+        let (edits, record) = plan_configure(
+            &paths(dir),
+            &current,
+            Path::new("/usr/bin/gpu-share-runtime"),
+        )
+        .unwrap();
+        assert_eq!(record.default_in, Location::Sysconfig);
+        assert_eq!(record.previous_default.as_deref(), Some("nvidia"));
+        assert_eq!(record.runtimes_in, Location::DaemonJson);
+        let text = describe(&edits);
+        assert!(
+            text.contains("+OPTIONS=\"--default-runtime gpu-share\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("+  \"default-runtime\""),
+            "set twice: {text}"
+        );
+    }
+
+    #[test]
+    fn runtimes_in_both_places_is_refused() {
+        let current = Current {
+            daemon: Some(serde_json::from_str(r#"{"runtimes": {}}"#).unwrap()),
+            sysconfig: Some("OPTIONS=\"--add-runtime x=/y\"\n".into()),
+            ..Current::default()
+        };
+        let e = plan_configure(&paths(Path::new("/etc")), &current, Path::new("/r")).unwrap_err();
+        assert!(matches!(e, DockerConfigError::Conflict(..)));
+    }
+}

@@ -1,0 +1,45 @@
+//! Reading the files dockerd is configured by, and the record, into [`Current`].
+//!
+//! The only module of `docker` that reads the filesystem; it never writes.
+
+use std::path::Path;
+
+use super::daemon_json;
+use super::model::{io, Current, DockerConfigError, Paths, Previous, NAME, NVIDIA};
+
+/// Reads the files `paths` names. Invalid daemon.json is an error: nothing may be written then.
+pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
+    let read = |p: &Path| match std::fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(p)(e)),
+    };
+    let daemon_text = read(&paths.daemon_json)?;
+    let daemon = daemon_text
+        .as_deref()
+        .map(|t| daemon_json::parse(&paths.daemon_json, t))
+        .transpose()?;
+    let nvidia = paths.runtimes_dir.join(NVIDIA);
+    let (nvidia_file, nvidia_link) = match std::fs::symlink_metadata(&nvidia) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = std::fs::read_link(&nvidia).map_err(io(&nvidia))?;
+            (Previous::Link(target.display().to_string()), Some(target))
+        }
+        Ok(_) => {
+            let text = std::fs::read_to_string(&nvidia).map_err(io(&nvidia))?;
+            (Previous::File(text), None)
+        }
+        Err(_) => (Previous::Absent, None),
+    };
+    let record = read(&paths.record)?.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(Current {
+        daemon_text,
+        daemon,
+        sysconfig: read(&paths.sysconfig)?,
+        runtimes_dir: paths.runtimes_dir.is_dir(),
+        nvidia_file,
+        nvidia_link,
+        gpu_share_link: std::fs::read_link(paths.runtimes_dir.join(NAME)).ok(),
+        record,
+    })
+}
