@@ -19,13 +19,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dockerd::{Dockerd, IMAGE};
-use common::{require, runc_bundle, write_shim_config, FakeGpuHost};
+use common::{require, shim_bin, write_shim_config, Bundle, FakeGpuHost, Shim};
 
 /// The runtime measured: `make bench` passes the static release build it ships.
 fn shim_path() -> std::path::PathBuf {
     std::env::var_os("GPU_SHARE_BENCH_RUNTIME")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_gpu-share-runtime").into())
+        .unwrap_or_else(shim_bin)
 }
 
 fn count(var: &str, default: usize) -> usize {
@@ -82,10 +82,9 @@ fn runc_cmd(root: &Path) -> Command {
     c
 }
 
-fn shim_cmd(root: &Path, config: &Path) -> Command {
-    let mut c = Command::new(shim_path());
-    c.env("GPU_SHARE_CONFIG", config).arg("--root").arg(root);
-    c
+/// The shim measured, reading `config`, with runc's state under `root`.
+fn via_shim(root: &Path, config: &Path) -> Shim {
+    Shim::new(config).binary(shim_path()).root(root)
 }
 
 fn bench_runc(rows: &mut Vec<Row>) {
@@ -98,17 +97,17 @@ fn bench_runc(rows: &mut Vec<Row>) {
     // The shim logs its one line per create, as it does in production.
     let (config, _) = write_shim_config(tmp.path(), host.root(), "");
     let root = tmp.path().join("state");
-    let pristine_dir = runc_bundle(&tmp.path().join("pristine"), &["sleep", "1000"], &[]);
+    let sleeper = Bundle::busybox().args(&["sleep", "1000"]);
+    let pristine_dir = sleeper.write(&tmp.path().join("pristine"));
     let pristine = std::fs::read(pristine_dir.join("config.json")).unwrap();
-    let shim_bundle = runc_bundle(&tmp.path().join("shim"), &["sleep", "1000"], &[]);
-    let runc_bundle_dir = runc_bundle(&tmp.path().join("runc"), &["sleep", "1000"], &[]);
+    let shim_bundle = sleeper.write(&tmp.path().join("shim"));
+    let runc_bundle_dir = sleeper.write(&tmp.path().join("runc"));
 
     // runc's bundle gets the spec the shim produces, so both runcs do the same work.
     quiet(
-        shim_cmd(&root, &config)
-            .args(["create", "--bundle"])
-            .arg(&runc_bundle_dir)
-            .arg("prep"),
+        &mut via_shim(&root, &config)
+            .create(&runc_bundle_dir, "prep")
+            .into_command(),
     );
     quiet(runc_cmd(&root).args(["delete", "--force", "prep"]));
 
@@ -118,10 +117,9 @@ fn bench_runc(rows: &mut Vec<Row>) {
         std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
         let id = format!("s{i}");
         shim_t.push(timed(
-            shim_cmd(&root, &config)
-                .args(["create", "--bundle"])
-                .arg(&shim_bundle)
-                .arg(&id),
+            &mut via_shim(&root, &config)
+                .create(&shim_bundle, &id)
+                .into_command(),
         ));
         quiet(runc_cmd(&root).args(["delete", "--force", &id]));
         let id = format!("r{i}");
@@ -152,7 +150,11 @@ fn bench_runc(rows: &mut Vec<Row>) {
     let n = count("BENCH_STATES", 500);
     let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        shim_t.push(timed(shim_cmd(&root, &config).args(["state", "st"])));
+        shim_t.push(timed(
+            &mut via_shim(&root, &config)
+                .args(["state", "st"])
+                .into_command(),
+        ));
         runc_t.push(timed(runc_cmd(&root).args(["state", "st"])));
     }
     quiet(runc_cmd(&root).args(["delete", "--force", "st"]));
@@ -175,11 +177,10 @@ fn bench_runc(rows: &mut Vec<Row>) {
     for i in 0..n {
         std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
         shim_t.push(timed(
-            shim_cmd(&root, &config)
-                .env("GPU_SHARE_RUNC", truth)
-                .args(["create", "--bundle"])
-                .arg(&shim_bundle)
-                .arg(format!("t{i}")),
+            &mut via_shim(&root, &config)
+                .runc(truth)
+                .create(&shim_bundle, &format!("t{i}"))
+                .into_command(),
         ));
         true_t.push(timed(&mut Command::new(truth)));
         if let Some(floor) = &floor {
@@ -202,11 +203,10 @@ fn bench_runc(rows: &mut Vec<Row>) {
     for i in 0..n {
         std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
         shim_t.push(timed(
-            shim_cmd(&spread_root, &spread_config)
-                .env("GPU_SHARE_RUNC", truth)
-                .args(["create", "--bundle"])
-                .arg(&shim_bundle)
-                .arg(format!("p{}", i % 32)),
+            &mut via_shim(&spread_root, &spread_config)
+                .runc(truth)
+                .create(&shim_bundle, &format!("p{}", i % 32))
+                .into_command(),
         ));
         true_t.push(timed(&mut Command::new(truth)));
     }
@@ -224,9 +224,10 @@ fn bench_runc(rows: &mut Vec<Row>) {
     let mut true_t = Vec::new();
     for _ in 0..n {
         shim_t.push(timed(
-            shim_cmd(&root, &config)
-                .env("GPU_SHARE_RUNC", truth)
-                .args(["state", "x"]),
+            &mut via_shim(&root, &config)
+                .runc(truth)
+                .args(["state", "x"])
+                .into_command(),
         ));
         true_t.push(timed(&mut Command::new(truth)));
     }

@@ -7,21 +7,17 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use common::agent::Agent;
 use common::dockerd::{Dockerd, IMAGE};
 
 fn shim_path() -> PathBuf {
-    if let Some(given) = std::env::args_os().nth(1) {
-        return PathBuf::from(given);
-    }
-    // The demo binary sits in <target>/<profile>/examples/, the shim in <target>/<profile>/.
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent()
-        .and_then(|examples| examples.parent())
-        .map(|profile| profile.join("gpu-share-runtime"))
-        .expect("target directory")
+    std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(common::shim_bin)
 }
 
 fn step(text: &str) {
@@ -101,13 +97,6 @@ fn main() -> ExitCode {
     if cli.is_file() {
         step("gpu-share metrics: GPU memory per container (NVML simulated by the tests' fake library)");
         let lib = common::fake_nvml_library(&d.dir);
-        let config = d.dir.join("metrics.toml");
-        let toml = format!(
-            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ndiscover = false\ninstance_id = \"i-demo\"\ndocker_host = \"unix://{}\"\n",
-            lib.display().to_string(),
-            d.sock.display()
-        );
-        std::fs::write(&config, toml).expect("metrics config");
         let procs: Vec<String> = names
             .iter()
             .zip([3u64 << 30, 1 << 30])
@@ -116,16 +105,15 @@ fn main() -> ExitCode {
                 format!("0:{}:{bytes}", pid.trim())
             })
             .collect();
-        let out = std::process::Command::new(&cli)
-            .args(["metrics", "--once", "--output", "json", "--config"])
-            .arg(&config)
-            .env(
-                "FAKE_NVML_GPUS",
-                "GPU-00000000-0000-4000-8000-000000000000,Tesla T4,16106127360,11811160064,00000000:00:1B.0,0,63,21,58,41000",
-            )
-            .env("FAKE_NVML_PROCS", procs.join(";"))
-            .output()
-            .expect("gpu-share metrics");
+        let out = Agent::new(&lib)
+            .binary(&cli)
+            .devices_root(Path::new("/"))
+            .no_discovery()
+            .instance_id("i-demo")
+            .docker_host(&d.url())
+            .gpus("GPU-00000000-0000-4000-8000-000000000000,Tesla T4,16106127360,11811160064,00000000:00:1B.0,0,63,21,58,41000")
+            .procs(&procs.join(";"))
+            .run_once("json");
         if let Ok(sample) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
             let g = &sample["gpus"][0];
             println!(

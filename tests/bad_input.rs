@@ -4,36 +4,25 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use common::{require, snapshot, write_shim_config, FakeGpuHost, FakeRunc};
-
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/docker-config.json"
-);
+use common::{require, snapshot, Bundle, FakeGpuHost, FakeRunc, ShimHost};
 
 struct Case {
-    dir: tempfile::TempDir,
+    host: ShimHost,
     bundle: PathBuf,
-    config: PathBuf,
     runc: FakeRunc,
 }
 
 impl Case {
     /// A bundle holding the docker-like fixture spec, and a shim config over `devices_root`.
     fn new(devices_root: &Path) -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("bundle");
+        let host = ShimHost::on_root(devices_root, "");
+        let bundle = Bundle::docker().write(&host.path("bundle"));
         std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
         std::fs::write(bundle.join("rootfs/bin/sh"), b"not really a shell").unwrap();
-        std::fs::copy(FIXTURE, bundle.join("config.json")).unwrap();
-        let (config, _) = write_shim_config(dir.path(), devices_root, "");
         Case {
-            dir,
+            host,
             bundle,
-            config,
             runc: FakeRunc::new(),
         }
     }
@@ -43,31 +32,24 @@ impl Case {
     }
 
     fn set_env(&self, value: &str) {
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(FIXTURE).unwrap()).unwrap();
-        spec["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(format!("NVIDIA_VISIBLE_DEVICES={value}").into());
-        self.set_spec(&serde_json::to_vec(&spec).unwrap());
+        self.set_spec(&Bundle::docker().visible_devices(value).spec_bytes());
     }
 
     /// Runs `create` and checks every promise about a refused create; returns the message.
     fn expect_refusal(&self, bundle: &Path, format: &str) -> String {
         let before = snapshot(&self.bundle);
-        let log = self.dir.path().join("runc-log");
+        let log = self.host.path("runc-log");
         let _ = std::fs::remove_file(&log);
-        let out = Command::new(SHIM)
-            .env("GPU_SHARE_RUNC", self.runc.path())
-            .env("GPU_SHARE_CONFIG", &self.config)
-            .args(["--root", "/run/x", "--log"])
-            .arg(&log)
-            .args(["--log-format", format, "create", "--bundle"])
+        let out = self
+            .host
+            .shim()
+            .runc(self.runc.path())
+            .root("/run/x")
+            .log(&log, format)
+            .args(["create", "--bundle"])
             .arg(bundle)
             .args(["--pid-file", "/run/x/pid", "ctr-1"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .output();
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(out.stdout.is_empty(), "{out:?}");
         let err = String::from_utf8(out.stderr).unwrap();
@@ -145,7 +127,7 @@ fn spec_that_is_not_an_object_is_refused() {
 fn missing_bundle_is_refused() {
     let root = no_gpu_root();
     let c = Case::new(root.path());
-    let msg = c.expect_refusal(&c.dir.path().join("no-such-bundle"), "json");
+    let msg = c.expect_refusal(&c.host.path("no-such-bundle"), "json");
     assert!(msg.contains("no-such-bundle: no such directory"), "{msg}");
 }
 
@@ -162,8 +144,8 @@ fn bundle_without_spec_is_refused() {
 fn spec_symlinked_out_of_the_bundle_is_refused() {
     let root = no_gpu_root();
     let c = Case::new(root.path());
-    let outside = c.dir.path().join("elsewhere.json");
-    std::fs::copy(FIXTURE, &outside).unwrap();
+    let outside = c.host.path("elsewhere.json");
+    std::fs::write(&outside, Bundle::docker().spec_bytes()).unwrap();
     std::fs::remove_file(c.bundle.join("config.json")).unwrap();
     std::os::unix::fs::symlink(&outside, c.bundle.join("config.json")).unwrap();
     let before = std::fs::read(&outside).unwrap();
@@ -176,10 +158,10 @@ fn spec_symlinked_out_of_the_bundle_is_refused() {
 fn bad_config_file_is_refused_with_the_key_named() {
     let root = no_gpu_root();
     let c = Case::new(root.path());
-    std::fs::write(&c.config, "[sharing]\ndefault = \"most\"\n").unwrap();
+    std::fs::write(&c.host.config, "[sharing]\ndefault = \"most\"\n").unwrap();
     let msg = c.expect_refusal(&c.bundle, "json");
     assert!(msg.contains("line 2: sharing.default"), "{msg}");
-    std::fs::write(&c.config, "[log]\nlevle = \"info\"\n").unwrap();
+    std::fs::write(&c.host.config, "[log]\nlevle = \"info\"\n").unwrap();
     let msg = c.expect_refusal(&c.bundle, "text");
     assert!(msg.contains("log.levle"), "{msg}");
 }
@@ -188,8 +170,8 @@ fn bad_config_file_is_refused_with_the_key_named() {
 fn unreadable_config_file_is_refused() {
     let root = no_gpu_root();
     let c = Case::new(root.path());
-    std::fs::remove_file(&c.config).unwrap();
-    std::fs::create_dir(&c.config).unwrap();
+    std::fs::remove_file(&c.host.config).unwrap();
+    std::fs::create_dir(&c.host.config).unwrap();
     let msg = c.expect_refusal(&c.bundle, "json");
     assert!(msg.contains("cannot read"), "{msg}");
 }
@@ -238,15 +220,15 @@ fn gpu_index_the_host_lacks_is_refused() {
 
 /// A config whose state dir cannot be made (a regular file stands where it should be).
 fn broken_state_config(c: &Case, devices_root: &Path, sharing: &str) {
-    let blocker = c.dir.path().join("not-a-dir");
+    let blocker = c.host.path("not-a-dir");
     std::fs::write(&blocker, b"").unwrap();
     std::fs::write(
-        &c.config,
+        &c.host.config,
         format!(
             "[devices]\nroot = {:?}\n[state]\ndir = {:?}\n[log]\npath = {:?}\n[sharing]\n{sharing}\n",
             devices_root.display().to_string(),
             blocker.join("state").display().to_string(),
-            c.dir.path().join("shim.log").display().to_string()
+            c.host.path("shim.log").display().to_string()
         ),
     )
     .unwrap();
@@ -260,20 +242,17 @@ fn a_broken_state_dir_does_not_stop_containers_placement_does_not_need() {
     let host = FakeGpuHost::new(1);
     let c = Case::new(host.root());
     broken_state_config(&c, host.root(), "placement = \"all\"");
-    let out = Command::new(SHIM)
-        .env("GPU_SHARE_RUNC", c.runc.path())
-        .env("GPU_SHARE_CONFIG", &c.config)
-        .args(["create", "--bundle"])
-        .arg(&c.bundle)
-        .arg("ctr-2")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .create(&c.bundle, "ctr-2")
+        .output();
     assert!(out.status.success(), "{out:?}");
     assert!(c.runc.argv().is_some());
     let spec = std::fs::read_to_string(c.bundle.join("config.json")).unwrap();
     assert!(spec.contains("/dev/nvidia0"));
-    let log = std::fs::read_to_string(c.dir.path().join("shim.log")).unwrap();
+    let log = std::fs::read_to_string(c.host.path("shim.log")).unwrap();
     assert!(log.contains("state=unrecorded"), "{log}");
 }
 

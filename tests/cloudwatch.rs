@@ -3,85 +3,50 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use common::agent::Agent;
 use common::moto::Moto;
-use common::{fake_nvml_library, require};
+use common::{fake_nvml, require};
 
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const GIB: u64 = 1 << 30;
 
-struct Agent {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// The agent publishing to `moto` every `interval` seconds, buffering up to `buffer` datums:
+/// two GPUs, container A's process on GPU 0 and container B's on GPU 1.
+fn agent(moto: &Moto, interval: u64, buffer: usize) -> Agent {
+    Agent::new(&fake_nvml())
+        .cgroups(&[(101, &format!("/docker/{A}")), (102, &format!("/docker/{B}"))])
+        .interval(interval)
+        .instance_id("i-0abc")
+        .auto_scaling_group("gpu-asg")
+        .cloudwatch(&moto.url())
+        .buffer_max_datums(buffer)
+        .no_discovery()
+        .without_docker()
+        .gpus(&format!(
+            "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1E.0,0,20,5,41,27000;GPU-22222222-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1F.0,1,80,40,67,64500",
+            t = 16 * GIB,
+            f = 12 * GIB
+        ))
+        .procs(&format!("0:101:{GIB};1:102:{}", GIB / 2))
 }
 
-impl Agent {
-    fn new(moto: &Moto, interval: u64, buffer: usize) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        for (pid, id) in [(101, A), (102, B)] {
-            let p = root.join(format!("proc/{pid}"));
-            std::fs::create_dir_all(&p).unwrap();
-            std::fs::write(p.join("cgroup"), format!("0::/docker/{id}\n")).unwrap();
-        }
-        let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nbuffer_max_datums = {buffer}\ndiscover = false\ndocker_host = \"unix:///nonexistent.sock\"\n",
-                root.display().to_string(),
-                lib.display().to_string(),
-                moto.url()
-            ),
-        )
+/// The agent running, its stderr in a file.
+fn spawn(agent: &Agent) -> (Child, PathBuf) {
+    let stderr = agent.dir().join("agent.err");
+    let child = agent
+        .command("cloudwatch")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
         .unwrap();
-        Agent { dir, config }
-    }
-
-    /// The agent running, its stderr in a file.
-    fn spawn(&self) -> (Child, PathBuf) {
-        let stderr = self.dir.path().join("agent.err");
-        let child = self
-            .command(false)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        (child, stderr)
-    }
-
-    fn command(&self, once: bool) -> Command {
-        let mut c = Command::new(CLI);
-        c.args(["metrics", "--output", "cloudwatch", "--config"])
-            .arg(&self.config)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env(
-                "FAKE_NVML_GPUS",
-                format!(
-                    "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1E.0,0,20,5,41,27000;GPU-22222222-0000-4000-8000-000000000000,Tesla T4,{t},{f},00000000:00:1F.0,1,80,40,67,64500",
-                    t = 16 * GIB,
-                    f = 12 * GIB
-                ),
-            )
-            .env("FAKE_NVML_PROCS", format!("0:101:{GIB};1:102:{}", GIB / 2))
-            .env_remove("FAKE_NVML_INIT_ERROR")
-            .stdin(Stdio::null());
-        if once {
-            c.arg("--once");
-        }
-        c
-    }
+    (child, stderr)
 }
 
 fn dims(pairs: &[(&str, &str)]) -> Vec<Dimension> {
@@ -144,8 +109,8 @@ fn metric_names_dimensions_and_values_arrive() {
         return;
     }
     let moto = Moto::start(Moto::free_port());
-    let agent = Agent::new(&moto, 60, 10_000);
-    let out = agent.command(true).output().unwrap();
+    let agent = agent(&moto, 60, 10_000);
+    let out = agent.run_once("cloudwatch");
     assert!(out.status.success(), "{out:?}");
 
     let (rt, client) = moto.client();
@@ -280,8 +245,8 @@ fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
     }
     let mut moto = Moto::start(Moto::free_port());
     // 1-second samples of 19 datums each; room for the whole outage.
-    let agent = Agent::new(&moto, 1, 1000);
-    let (mut child, stderr) = agent.spawn();
+    let agent = agent(&moto, 1, 1000);
+    let (mut child, stderr) = spawn(&agent);
     std::thread::sleep(Duration::from_millis(2500));
     moto.stop();
     let down_from = unix_now();
@@ -330,8 +295,8 @@ fn a_full_buffer_drops_the_oldest_and_says_so() {
     // A port nothing listens on: CloudWatch is down for the whole run.
     let mut moto = Moto::start(Moto::free_port());
     moto.stop();
-    let agent = Agent::new(&moto, 1, 40);
-    let (mut child, stderr) = agent.spawn();
+    let agent = agent(&moto, 1, 40);
+    let (mut child, stderr) = spawn(&agent);
     let peak = watch(&mut child, 8);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -1,10 +1,13 @@
 //! `gpu-share configure docker` / `unconfigure docker` on the three ways ECS hosts configure
 //! dockerd, round trip, through the real binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+use common::cli_bin;
+
 const RUNTIME: &str = "/usr/local/bin/gpu-share-runtime";
 
 struct Etc {
@@ -31,7 +34,7 @@ impl Etc {
     }
 
     fn run(&self, verb: &str, extra: &[&str]) -> Output {
-        Command::new(CLI)
+        Command::new(cli_bin())
             .args([verb, "docker", "--config"])
             .arg(self.path("daemon.json"))
             .arg("--sysconfig")

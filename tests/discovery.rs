@@ -3,30 +3,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::{
-    fake_nvml_gpus, fake_nvml_library, require, write_shim_config, FakeGpuHost, FakeRunc,
+    cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, Bundle, FakeGpuHost, FakeRunc,
+    ShimHost, NO_NVML,
 };
 use gpu_share::config::{Config, DefaultGpus};
 use gpu_share::host;
 use gpu_share::placement::{self, SelectError};
 use gpu_share::request::Request;
 
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/docker-config.json"
-);
-
-struct Host {
-    dir: tempfile::TempDir,
-    /// Kept alive for the device nodes the config points at.
-    _host: FakeGpuHost,
-    config: PathBuf,
-}
+/// The shim on a fake host whose NVML is the fake library.
+struct Host(ShimHost);
 
 /// The fake NVML library is loaded into this process and reads its GPUs from the environment:
 /// tests that use it in-process take turns.
@@ -41,32 +31,32 @@ fn use_nvml_gpus(gpus: &str) -> std::sync::MutexGuard<'static, ()> {
 
 impl Host {
     fn new(gpus: u32) -> Host {
-        let host = FakeGpuHost::new(gpus);
-        Host::on(host)
+        Host::on(FakeGpuHost::new(gpus))
     }
 
     fn on(host: FakeGpuHost) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-        let extra = format!("[nvml]\nlibrary = {:?}\n", lib.display().to_string());
-        let (config, _) = write_shim_config(dir.path(), host.root(), &extra);
-        Host {
-            dir,
-            _host: host,
-            config,
-        }
+        Host(ShimHost::on(host, &nvml_section(&fake_nvml())))
+    }
+
+    /// A host whose devices root is `root` as it is (no GPUs made), and no NVML.
+    fn on_root(root: &Path) -> Host {
+        Host(ShimHost::on_root(root, NO_NVML))
+    }
+
+    fn config_path(&self) -> &Path {
+        &self.0.config
     }
 
     fn config(&self) -> Config {
-        Config::load(&self.config).unwrap()
+        Config::load(self.config_path()).unwrap()
     }
 
     fn cli(&self, nvml_gpus: Option<&str>, args: &[&str]) -> Output {
-        let mut c = Command::new(CLI);
+        let mut c = Command::new(cli_bin());
         c.args(args)
             .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null());
+            .arg(self.config_path())
+            .stdin(std::process::Stdio::null());
         match nvml_gpus {
             Some(g) => c
                 .env("FAKE_NVML_GPUS", g)
@@ -85,28 +75,18 @@ impl Host {
 
     /// Runs `create` through the shim with a recording runc; returns the spec runc was given.
     fn create(&self, visible: &str) -> Result<serde_json::Value, String> {
-        let bundle = self
-            .dir
-            .path()
-            .join(format!("bundle-{}", visible.replace(',', "_")));
-        std::fs::create_dir_all(&bundle).unwrap();
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(FIXTURE).unwrap()).unwrap();
-        spec["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(format!("NVIDIA_VISIBLE_DEVICES={visible}").into());
-        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        let bundle = Bundle::docker().visible_devices(visible).write(
+            &self
+                .0
+                .path(&format!("bundle-{}", visible.replace(',', "_"))),
+        );
         let runc = FakeRunc::new();
-        let out = Command::new(SHIM)
-            .env("GPU_SHARE_CONFIG", &self.config)
-            .env("GPU_SHARE_RUNC", runc.path())
-            .args(["create", "--bundle"])
-            .arg(&bundle)
-            .arg("c1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = self
+            .0
+            .shim()
+            .runc(runc.path())
+            .create(&bundle, "c1")
+            .output();
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
         }
@@ -297,9 +277,9 @@ fn doctor(
     path: Option<&str>,
     daemon_json: &Path,
 ) -> (bool, String) {
-    let mut c = Command::new(CLI);
+    let mut c = Command::new(cli_bin());
     c.args(["doctor", "--config"])
-        .arg(&h.config)
+        .arg(h.config_path())
         .arg("--daemon-json")
         .arg(daemon_json)
         .env("FAKE_NVML_GPUS", fake_nvml_gpus(&[0], &[15]))
@@ -338,13 +318,13 @@ fn doctor_on_a_healthy_host() {
     std::fs::write(&hook, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let h = Host::on(host);
-    let mut config = std::fs::read_to_string(&h.config).unwrap();
+    let mut config = std::fs::read_to_string(h.config_path()).unwrap();
     config.push_str(&format!(
         "[hook]\npath = {:?}\n",
         hook.display().to_string()
     ));
-    std::fs::write(&h.config, config).unwrap();
-    let daemon_json = h.dir.path().join("daemon.json");
+    std::fs::write(h.config_path(), config).unwrap();
+    let daemon_json = h.0.path("daemon.json");
     std::fs::write(
         &daemon_json,
         r#"{"default-runtime": "gpu-share", "runtimes": {}}"#,
@@ -409,7 +389,7 @@ fn doctor_fails_without_runc() {
 fn doctor_fails_on_a_bad_config() {
     let empty = tempfile::tempdir().unwrap();
     let h = Host::on_root(empty.path());
-    std::fs::write(&h.config, "[sharing]\nplacement = \"random\"\n").unwrap();
+    std::fs::write(h.config_path(), "[sharing]\nplacement = \"random\"\n").unwrap();
     let (ok, report) = doctor(&h, None, None, Path::new("/x"));
     assert!(!ok);
     assert!(line(&report, "config").starts_with("FAIL"), "{report}");
@@ -417,21 +397,4 @@ fn doctor_fails_on_a_bad_config() {
         line(&report, "config").contains("sharing.placement"),
         "{report}"
     );
-}
-
-impl Host {
-    /// A host whose devices root is `root` as it is (no GPUs made).
-    fn on_root(root: &Path) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, _) = write_shim_config(
-            dir.path(),
-            root,
-            "[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n",
-        );
-        Host {
-            dir,
-            _host: FakeGpuHost::new(0),
-            config,
-        }
-    }
 }

@@ -3,20 +3,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use common::dockerd::{Dockerd, IMAGE};
-use common::require;
-
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+use common::{require, shim_bin};
 
 fn dockerd() -> Option<&'static Dockerd> {
     static DOCKERD: OnceLock<Option<Dockerd>> = OnceLock::new();
     DOCKERD
         .get_or_init(|| {
             require("the dockerd tests", &["dockerd", "containerd", "runc"])
-                .then(|| Dockerd::start(Path::new(SHIM), 1, ""))
+                .then(|| Dockerd::start(&shim_bin(), 1, ""))
         })
         .as_ref()
 }

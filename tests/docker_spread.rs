@@ -3,12 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::dockerd::{Dockerd, IMAGE};
-use common::require;
-
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
+use common::{require, shim_bin, NO_NVML};
 
 #[test]
 fn four_containers_land_on_four_different_gpus() {
@@ -19,9 +15,9 @@ fn four_containers_land_on_four_different_gpus() {
         return;
     }
     let d = Dockerd::start(
-        Path::new(SHIM),
+        &shim_bin(),
         4,
-        "[sharing]\nplacement = \"spread\"\n[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n",
+        &format!("[sharing]\nplacement = \"spread\"\n{NO_NVML}"),
     );
     let names: Vec<String> = (0..4).map(|i| format!("spread-{i}")).collect();
     for name in &names {

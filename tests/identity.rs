@@ -6,14 +6,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::{fake_nvml_library, require};
+use common::agent::Agent;
+use common::{fake_nvml, require};
 use serde_json::Value;
-
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 
 /// Answers IMDSv2 and the ECS agent's /v1/metadata; records the paths asked for.
 fn serve() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -70,30 +67,17 @@ fn serve() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
-/// The first EMF line of one sample, with `metrics_extra` added to `[metrics]` and both lookup
-/// endpoints pointed at the stand-in on `port`.
-fn first_line(port: u16, metrics_extra: &str) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nvml]\nlibrary = {:?}\n[metrics]\n{metrics_extra}imds_endpoint = \"http://127.0.0.1:{port}\"\necs_agent_endpoint = \"http://127.0.0.1:{port}\"\ndocker_host = \"unix:///nonexistent.sock\"\n",
-            lib.display().to_string()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(CLI)
-        .args(["metrics", "--once", "--output", "emf", "--config"])
-        .arg(&config)
-        .env("FAKE_NVML_GPUS", "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,100,50,00000000:00:1E.0,0,40,1,50,30000")
-        .env_remove("FAKE_NVML_PROCS")
-        .env_remove("FAKE_NVML_INIT_ERROR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()
+/// The first EMF line of one sample of the agent `configure` makes, with both lookup endpoints
+/// pointed at the stand-in on `port`.
+fn first_line(port: u16, configure: impl FnOnce(Agent) -> Agent) -> Value {
+    let stand_in = format!("http://127.0.0.1:{port}");
+    let agent = configure(Agent::new(&fake_nvml()))
+        .imds_endpoint(&stand_in)
+        .ecs_agent_endpoint(&stand_in)
+        .without_docker()
+        .gpus("GPU-11111111-0000-4000-8000-000000000000,Tesla T4,100,50,00000000:00:1E.0,0,40,1,50,30000");
+    let out = agent.once("emf");
+    serde_json::from_str(out.lines().next().unwrap()).unwrap()
 }
 
 #[test]
@@ -105,7 +89,7 @@ fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
         return;
     }
     let (port, seen) = serve();
-    let first = first_line(port, "");
+    let first = first_line(port, |a| a);
     let asked = seen.lock().unwrap().clone();
     assert_eq!(first["InstanceId"], "i-0fake", "asked: {asked:?}");
     assert_eq!(first["AutoScalingGroupName"], "gpu-asg");
@@ -129,10 +113,11 @@ fn config_values_are_not_looked_up() {
         return;
     }
     let (port, seen) = serve();
-    let first = first_line(
-        port,
-        "instance_id = \"i-set\"\nauto_scaling_group_name = \"asg-set\"\ncluster_name = \"cluster-set\"\n",
-    );
+    let first = first_line(port, |a| {
+        a.instance_id("i-set")
+            .auto_scaling_group("asg-set")
+            .cluster("cluster-set")
+    });
     assert_eq!(first["InstanceId"], "i-set");
     assert_eq!(first["ClusterName"], "cluster-set");
     assert!(seen.lock().unwrap().is_empty());

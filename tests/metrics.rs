@@ -3,82 +3,46 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{fake_nvml_library, require};
+use common::agent::Agent;
+use common::{fake_nvml, require};
 use gpu_share::metrics::emf;
 use serde_json::Value;
 
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const GIB: u64 = 1 << 30;
 
-struct Host {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Host {
-    fn new(interval: u64) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        for (pid, cgroup) in [
-            (101, format!("/docker/{A}")),
-            (102, format!("/docker/{A}")),
-            (201, format!("/system.slice/docker-{B}.scope")),
-            (301, "/system.slice/sshd.service".to_owned()),
-        ] {
-            let p = root.join(format!("proc/{pid}"));
-            std::fs::create_dir_all(&p).unwrap();
-            std::fs::write(p.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
-        }
-        let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[devices]\nroot = {:?}\n[nvml]\nlibrary = {:?}\n[metrics]\ninterval_seconds = {interval}\ninstance_id = \"i-0abc\"\nauto_scaling_group_name = \"gpu-asg\"\ncluster_name = \"gpu-cluster\"\ndiscover = false\n",
-                root.display().to_string(),
-                lib.display().to_string()
-            ),
-        )
-        .unwrap();
-        Host { dir, config }
-    }
-
-    fn command(&self, output: &str, once: bool) -> Command {
-        let mut c = Command::new(CLI);
-        c.args(["metrics", "--output", output, "--config"])
-            .arg(&self.config)
-            .env(
-                "FAKE_NVML_GPUS",
-                format!(
-                    "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{t},{f0},00000000:00:1E.0,0,20,5,41,27000;GPU-22222222-0000-4000-8000-000000000000,Tesla T4,{t},{f1},00000000:00:1F.0,1,80,40,67,64500",
-                    t = 16 * GIB,
-                    f0 = 14 * GIB,
-                    f1 = 12 * GIB
-                ),
-            )
-            .env(
-                "FAKE_NVML_PROCS",
-                format!("0:101:{};1:102:{};1:201:{};0:301:{}", GIB, GIB / 2, 2 * GIB, GIB / 4),
-            )
-            .env_remove("FAKE_NVML_INIT_ERROR")
-            .stdin(Stdio::null());
-        if once {
-            c.arg("--once");
-        }
-        c
-    }
-
-    fn once(&self, output: &str) -> String {
-        let out = self.command(output, true).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
+/// The agent sampling every `interval` seconds: two GPUs; container A's processes on both,
+/// container B's (a systemd scope) on GPU 1, and one of the host's on GPU 0.
+fn agent(interval: u64) -> Agent {
+    Agent::new(&fake_nvml())
+        .cgroups(&[
+            (101, &format!("/docker/{A}")),
+            (102, &format!("/docker/{A}")),
+            (201, &format!("/system.slice/docker-{B}.scope")),
+            (301, "/system.slice/sshd.service"),
+        ])
+        .interval(interval)
+        .instance_id("i-0abc")
+        .auto_scaling_group("gpu-asg")
+        .cluster("gpu-cluster")
+        .no_discovery()
+        .gpus(&format!(
+            "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{t},{f0},00000000:00:1E.0,0,20,5,41,27000;GPU-22222222-0000-4000-8000-000000000000,Tesla T4,{t},{f1},00000000:00:1F.0,1,80,40,67,64500",
+            t = 16 * GIB,
+            f0 = 14 * GIB,
+            f1 = 12 * GIB
+        ))
+        .procs(&format!(
+            "0:101:{};1:102:{};1:201:{};0:301:{}",
+            GIB,
+            GIB / 2,
+            2 * GIB,
+            GIB / 4
+        ))
 }
 
 #[test]
@@ -89,7 +53,7 @@ fn json_sample_has_every_gpu_and_each_container_s_memory() {
     ) {
         return;
     }
-    let h = Host::new(60);
+    let h = agent(60);
     let s: Value = serde_json::from_str(&h.once("json")).unwrap();
     let gpus = s["gpus"].as_array().unwrap();
     assert_eq!(gpus.len(), 2);
@@ -130,7 +94,7 @@ fn emf_lines_follow_the_specification_and_carry_the_values() {
     ) {
         return;
     }
-    let h = Host::new(60);
+    let h = agent(60);
     let text = h.once("emf");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 2 + 2, "{text}");
@@ -178,10 +142,10 @@ fn the_agent_samples_every_interval_at_high_resolution() {
     ) {
         return;
     }
-    let h = Host::new(1);
-    let out = h.dir.path().join("out");
+    let h = agent(1);
+    let out = h.dir().join("out");
     let mut child = h
-        .command("emf", false)
+        .command("emf")
         .stdout(std::fs::File::create(&out).unwrap())
         .spawn()
         .unwrap();
@@ -206,13 +170,8 @@ fn the_agent_samples_every_interval_at_high_resolution() {
 
 #[test]
 fn no_nvml_is_a_clear_error() {
-    let h = Host::new(60);
-    let text = std::fs::read_to_string(&h.config).unwrap().replace(
-        "library = ",
-        "library = \"/nonexistent/libnvidia-ml.so\"\n# ",
-    );
-    std::fs::write(&h.config, text).unwrap();
-    let out = h.command("json", true).output().unwrap();
+    let h = agent(60).nvml_library(Path::new("/nonexistent/libnvidia-ml.so"));
+    let out = h.run_once("json");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

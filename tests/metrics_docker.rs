@@ -5,14 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::agent::Agent;
 use common::dockerd::{Dockerd, IMAGE};
-use common::{fake_nvml_library, require};
+use common::{fake_nvml, require, shim_bin};
 use serde_json::Value;
 
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/gpu-cluster/0123456789abcdef";
 
 #[test]
@@ -23,7 +21,7 @@ fn gpu_memory_is_reported_per_ecs_task() {
     ) {
         return;
     }
-    let d = Dockerd::start(Path::new(SHIM), 1, "");
+    let d = Dockerd::start(&shim_bin(), 1, "");
     let id = d
         .docker_ok(&[
             "run",
@@ -46,41 +44,21 @@ fn gpu_memory_is_reported_per_ecs_task() {
         .docker_ok(&["inspect", "--format", "{{.State.Pid}}", &id])
         .trim()
         .to_owned();
-    let lib = fake_nvml_library(Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[devices]\nroot = \"/\"\n[nvml]\nlibrary = {:?}\n[metrics]\ninstance_id = \"i-0abc\"\ndiscover = false\ndocker_host = \"unix://{}\"\n",
-            lib.display().to_string(),
-            d.sock.display()
-        ),
-    )
-    .unwrap();
-    let run = |output: &str| {
-        let out = Command::new(CLI)
-            .args(["metrics", "--once", "--output", output, "--config"])
-            .arg(&config)
-            .env(
-                "FAKE_NVML_GPUS",
-                "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,16000000000,12000000000,00000000:00:1E.0,0,55,20,50,40000",
-            )
-            .env("FAKE_NVML_PROCS", format!("0:{pid}:3000000000"))
-            .env_remove("FAKE_NVML_INIT_ERROR")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let sample: Value = serde_json::from_str(&run("json")).unwrap();
+    let agent = Agent::new(&fake_nvml())
+        .devices_root(Path::new("/"))
+        .instance_id("i-0abc")
+        .no_discovery()
+        .docker_host(&d.url())
+        .gpus("GPU-11111111-0000-4000-8000-000000000000,Tesla T4,16000000000,12000000000,00000000:00:1E.0,0,55,20,50,40000")
+        .procs(&format!("0:{pid}:3000000000"));
+    let sample: Value = serde_json::from_str(&agent.once("json")).unwrap();
     let c = &sample["containers"][0];
     assert_eq!(c["container_id"], id.as_str());
     assert_eq!(c["task_arn"], ARN);
     assert_eq!(c["task_family"], "inference");
     assert_eq!(c["container_name"], "model");
     assert_eq!(c["gpu_memory_bytes"], 3_000_000_000u64);
-    let emf = run("emf");
+    let emf = agent.once("emf");
     let task: Value = emf
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

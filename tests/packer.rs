@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::dockerd::{Dockerd, IMAGE};
-use common::{require, FakeGpuHost};
+use common::{cli_bin, require, shim_bin, FakeGpuHost};
 use gpu_share::config::{Config, Placement};
 use hcl::{Block, Body, Expression};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const RUNTIME: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 
 fn packer_dir() -> PathBuf {
     Path::new(ROOT).join("packer")
@@ -192,8 +190,8 @@ impl Ami {
         }
         let src = ami.dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
-        std::fs::copy(RUNTIME, src.join("gpu-share-runtime")).unwrap();
-        std::fs::copy(CLI, src.join("gpu-share")).unwrap();
+        std::fs::copy(shim_bin(), src.join("gpu-share-runtime")).unwrap();
+        std::fs::copy(cli_bin(), src.join("gpu-share")).unwrap();
         std::fs::create_dir_all(src.join("systemd")).unwrap();
         std::fs::copy(
             Path::new(ROOT).join("systemd/gpu-share-metrics.service"),

@@ -7,23 +7,14 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{require, write_shim_config, FakeGpuHost, FakeRunc};
+use common::{require, shim_bin, Bundle, FakeRunc, Shim, ShimHost};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/docker-config.json"
-);
-
-fn shim(runc: &FakeRunc) -> Command {
-    let mut c = Command::new(SHIM);
-    c.env("GPU_SHARE_RUNC", runc.path())
-        .env_remove("GPU_SHARE_CONFIG")
-        .stdin(Stdio::null());
-    c
+/// The shim with no config, exec'ing `runc`.
+fn shim(runc: &FakeRunc) -> Shim {
+    Shim::without_config().runc(runc.path())
 }
 
 fn bytes(args: &[OsString]) -> Vec<Vec<u8>> {
@@ -70,7 +61,7 @@ fn passthrough_argv_reaches_runc_identical() {
         vec![],
     ];
     for args in cases {
-        let status = shim(&runc).args(&args).status().unwrap();
+        let status = shim(&runc).args(&args).status();
         assert!(status.success(), "{args:?}");
         assert_eq!(runc.argv(), Some(bytes(&args)), "{args:?}");
     }
@@ -82,12 +73,8 @@ fn create_argv_reaches_runc_identical_after_the_edit() {
         return;
     }
     let runc = FakeRunc::new();
-    let host = FakeGpuHost::new(1);
-    let dir = tempfile::tempdir().unwrap();
-    let (config, _) = write_shim_config(dir.path(), host.root(), "");
-    let bundle = dir.path().join("bundle");
-    std::fs::create_dir(&bundle).unwrap();
-    std::fs::copy(FIXTURE, bundle.join("config.json")).unwrap();
+    let host = ShimHost::new(1, "");
+    let bundle = Bundle::docker().write(&host.path("bundle"));
     let b = bundle.to_str().unwrap();
     let bundle_eq = format!("--bundle={b}");
     let forms: Vec<Vec<&str>> = vec![
@@ -127,11 +114,7 @@ fn create_argv_reaches_runc_identical_after_the_edit() {
         ],
     ];
     for args in forms {
-        let status = shim(&runc)
-            .env("GPU_SHARE_CONFIG", &config)
-            .args(&args)
-            .status()
-            .unwrap();
+        let status = host.shim().runc(runc.path()).args(&args).status();
         assert!(status.success(), "{args:?}");
         let want: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         assert_eq!(runc.argv(), Some(want), "{args:?}");
@@ -149,29 +132,27 @@ fn create_without_bundle_flag_edits_the_working_directory() {
         return;
     }
     let runc = FakeRunc::new();
-    let host = FakeGpuHost::new(1);
-    let dir = tempfile::tempdir().unwrap();
-    let (config, _) = write_shim_config(dir.path(), host.root(), "");
-    std::fs::copy(FIXTURE, dir.path().join("config.json")).unwrap();
-    let status = shim(&runc)
-        .env("GPU_SHARE_CONFIG", &config)
-        .current_dir(dir.path())
+    let host = ShimHost::new(1, "");
+    let dir = Bundle::docker().write(host.dir.path());
+    let status = host
+        .shim()
+        .runc(runc.path())
+        .current_dir(&dir)
         .args(["create", "id"])
-        .status()
-        .unwrap();
+        .status();
     assert!(status.success());
-    let spec = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let spec = std::fs::read_to_string(dir.join("config.json")).unwrap();
     assert!(spec.contains("/dev/nvidia0"));
     let cwd = runc.recorded("cwd").unwrap();
-    assert_eq!(Path::new(cwd.trim()), dir.path().canonicalize().unwrap());
+    assert_eq!(Path::new(cwd.trim()), dir.canonicalize().unwrap());
 }
 
 #[test]
 fn the_shim_becomes_runc_in_the_same_process() {
     let runc = FakeRunc::new();
-    let mut child = shim(&runc).args(["state", "x"]).spawn().unwrap();
-    let pid = child.id();
-    assert!(child.wait().unwrap().success());
+    let running = shim(&runc).args(["state", "x"]).spawn();
+    let pid = running.child.id();
+    assert!(running.wait().status.success());
     assert_eq!(runc.recorded("pid").unwrap().trim(), pid.to_string());
 }
 
@@ -182,8 +163,7 @@ fn exit_status_is_runc_s() {
         let status = shim(&runc)
             .env("FAKE_RUNC_EXIT", code.to_string())
             .args(["kill", "x", "9"])
-            .status()
-            .unwrap();
+            .status();
         assert_eq!(status.code(), Some(code));
     }
 }
@@ -191,22 +171,27 @@ fn exit_status_is_runc_s() {
 #[test]
 fn stdin_is_left_for_runc() {
     let runc = FakeRunc::new();
-    let mut child = shim(&runc)
+    let mut running = shim(&runc)
         .env("FAKE_RUNC_STDIN", "1")
         .args(["update", "--resources=-", "x"])
         .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     let resources = br#"{"memory":{"limit":1048576}}"#;
-    child.stdin.take().unwrap().write_all(resources).unwrap();
-    assert!(child.wait().unwrap().success());
+    running
+        .child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(resources)
+        .unwrap();
+    assert!(running.wait().status.success());
     assert_eq!(runc.recorded("stdin").unwrap().as_bytes(), resources);
 }
 
 #[test]
 fn stdout_and_stderr_are_runc_s_alone() {
     let runc = FakeRunc::new();
-    let out = shim(&runc).args(["features"]).output().unwrap();
+    let out = shim(&runc).args(["features"]).output();
     assert_eq!(out.stdout, b"runc-stdout");
     assert_eq!(out.stderr, b"runc-stderr");
 }
@@ -214,15 +199,14 @@ fn stdout_and_stderr_are_runc_s_alone() {
 #[test]
 fn create_writes_nothing_to_stdout() {
     let runc = FakeRunc::new();
-    let dir = tempfile::tempdir().unwrap();
     let empty_root = tempfile::tempdir().unwrap();
-    let (config, _) = write_shim_config(dir.path(), empty_root.path(), "");
-    std::fs::copy(FIXTURE, dir.path().join("config.json")).unwrap();
-    let out = shim(&runc)
-        .env("GPU_SHARE_CONFIG", &config)
-        .args(["create", "--bundle", dir.path().to_str().unwrap(), "id"])
-        .output()
-        .unwrap();
+    let host = ShimHost::on_root(empty_root.path(), "");
+    let bundle = Bundle::docker().write(host.dir.path());
+    let out = host
+        .shim()
+        .runc(runc.path())
+        .args(["create", "--bundle", bundle.to_str().unwrap(), "id"])
+        .output();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"runc-stdout");
     assert_eq!(out.stderr, b"runc-stderr");
@@ -235,19 +219,18 @@ fn passthrough_reads_no_config() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("config.toml");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut child = shim(&runc)
-        .env("GPU_SHARE_CONFIG", &fifo)
+    let mut running = Shim::new(&fifo)
+        .runc(runc.path())
         .args(["delete", "--force", "x"])
-        .spawn()
-        .unwrap();
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = running.child.try_wait().unwrap() {
             assert!(status.success());
             break;
         }
         if Instant::now() > deadline {
-            child.kill().unwrap();
+            running.child.kill().unwrap();
             panic!("a pass-through command read the config file");
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -259,14 +242,12 @@ fn passthrough_reads_no_config() {
 fn a_shim_installed_as_runc_on_path_is_skipped() {
     let runc = FakeRunc::new();
     let decoy = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(SHIM, decoy.path().join("runc")).unwrap();
+    std::os::unix::fs::symlink(shim_bin(), decoy.path().join("runc")).unwrap();
     let path = std::env::join_paths([decoy.path(), runc.dir.path()]).unwrap();
-    let status = Command::new(SHIM)
-        .env_remove("GPU_SHARE_RUNC")
+    let status = Shim::without_config()
         .env("PATH", path)
         .args(["state", "x"])
-        .status()
-        .unwrap();
+        .status();
     assert!(status.success());
     assert!(runc.argv().is_some());
 }
@@ -275,19 +256,11 @@ fn a_shim_installed_as_runc_on_path_is_skipped() {
 fn no_runc_anywhere_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.json");
-    let out = Command::new(SHIM)
-        .env_remove("GPU_SHARE_RUNC")
+    let out = Shim::without_config()
         .env("PATH", dir.path())
-        .args([
-            "--log",
-            log.to_str().unwrap(),
-            "--log-format",
-            "json",
-            "start",
-            "x",
-        ])
-        .output()
-        .unwrap();
+        .log(&log, "json")
+        .args(["start", "x"])
+        .output();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -301,31 +274,22 @@ fn no_runc_anywhere_is_one_clear_line() {
 #[test]
 fn runtime_path_must_be_the_runc_other_commands_reach() {
     let runc = FakeRunc::new();
-    let dir = tempfile::tempdir().unwrap();
     let empty_root = tempfile::tempdir().unwrap();
     let other = FakeRunc::new();
     let extra = format!(
         "[runtime]\npath = {:?}\n",
         other.path().display().to_string()
     );
-    let (config, _) = write_shim_config(dir.path(), empty_root.path(), &extra);
-    std::fs::copy(FIXTURE, dir.path().join("config.json")).unwrap();
-    let args = ["create", "--bundle", dir.path().to_str().unwrap(), "id"];
-    let out = shim(&runc)
-        .env("GPU_SHARE_CONFIG", &config)
-        .args(args)
-        .output()
-        .unwrap();
+    let host = ShimHost::on_root(empty_root.path(), &extra);
+    let bundle = Bundle::docker().write(host.dir.path());
+    let args = ["create", "--bundle", bundle.to_str().unwrap(), "id"];
+    let out = host.shim().runc(runc.path()).args(args).output();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the runc other commands use"), "{err}");
     assert!(runc.argv().is_none() && other.argv().is_none());
     // Pointing GPU_SHARE_RUNC at the same runc makes them agree.
-    let out = shim(&other)
-        .env("GPU_SHARE_CONFIG", &config)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = host.shim().runc(other.path()).args(args).output();
     assert!(out.status.success(), "{out:?}");
     assert!(other.argv().is_some());
 }

@@ -5,105 +5,61 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{busybox_rootfs, require, write_shim_config, FakeGpuHost};
-
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
+use common::shim::Running;
+use common::{busybox_rootfs, cli_bin, require, Bundle, FakeGpuHost, Shim, ShimHost, NO_NVML};
 
 struct Cluster {
-    dir: tempfile::TempDir,
-    _host: FakeGpuHost,
-    config: PathBuf,
-    template: serde_json::Value,
+    host: ShimHost,
+    /// Every container's bundle: busybox sleeping, on one read-only root filesystem.
+    template: Bundle,
     ids: std::cell::RefCell<Vec<String>>,
 }
 
 impl Cluster {
     fn new(gpus: u32, sharing: &str) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let host = FakeGpuHost::new(gpus);
-        let extra =
-            format!("[sharing]\n{sharing}\n[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n");
-        let (config, _) = write_shim_config(dir.path(), host.root(), &extra);
-        // One read-only root filesystem shared by every bundle.
-        let rootfs = dir.path().join("rootfs");
+        let host = ShimHost::new(gpus, &format!("[sharing]\n{sharing}\n{NO_NVML}"));
+        let rootfs = host.path("rootfs");
         busybox_rootfs(&rootfs);
-        let spec_dir = dir.path().join("spec");
-        std::fs::create_dir(&spec_dir).unwrap();
-        let ok = Command::new("runc")
-            .args(["spec", "--bundle"])
-            .arg(&spec_dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "runc spec");
-        let mut template: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
-        template["root"] = serde_json::json!({"path": rootfs, "readonly": true});
-        template["process"]["terminal"] = false.into();
-        template["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        let template = Bundle::busybox()
+            .shared_rootfs(&rootfs)
+            .args(&["sleep", "1000"]);
         Cluster {
-            dir,
-            _host: host,
-            config,
+            host,
             template,
             ids: Default::default(),
         }
     }
 
     fn runc_root(&self) -> PathBuf {
-        self.dir.path().join("runc")
+        self.host.path("runc")
     }
 
     fn bundle(&self, id: &str, env: &[&str]) -> PathBuf {
-        let b = self.dir.path().join("bundles").join(id);
-        std::fs::create_dir_all(&b).unwrap();
-        let mut spec = self.template.clone();
-        for e in env {
-            spec["process"]["env"]
-                .as_array_mut()
-                .unwrap()
-                .push((*e).into());
-        }
-        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
-        b
+        self.template
+            .clone()
+            .env(env)
+            .write(&self.host.path("bundles").join(id))
     }
 
-    /// The shim with stderr in a file, not a pipe: the container's init keeps runc's stdio
-    /// open, so a pipe would never reach EOF.
-    fn shim(&self, args: &[&str]) -> (Command, std::fs::File) {
-        let err = tempfile::tempfile().unwrap();
-        let mut c = Command::new(SHIM);
-        c.env("GPU_SHARE_CONFIG", &self.config)
-            .env_remove("GPU_SHARE_TEST_HOLD_LOCK_MS")
-            .arg("--root")
-            .arg(self.runc_root())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err.try_clone().unwrap());
-        (c, err)
+    fn shim(&self) -> Shim {
+        self.host.shim().root(self.runc_root())
     }
 
-    fn spawn_create(&self, id: &str, env: &[&str]) -> (Child, std::fs::File) {
+    fn spawn_create(&self, id: &str, env: &[&str]) -> Running {
         let b = self.bundle(id, env);
         self.ids.borrow_mut().push(id.to_owned());
-        let (mut cmd, err) = self.shim(&["create", "--bundle", b.to_str().unwrap(), id]);
-        (cmd.spawn().unwrap(), err)
+        self.shim().create(&b, id).spawn()
     }
 
     fn create(&self, id: &str, env: &[&str]) -> Result<(), String> {
-        let (child, err) = self.spawn_create(id, env);
-        finish(child, err)
+        finish(self.spawn_create(id, env).wait())
     }
 
     fn delete(&self, id: &str) {
-        let (mut cmd, err) = self.shim(&["delete", "--force", id]);
-        let child = cmd.spawn().unwrap();
-        if let Err(e) = finish(child, err) {
+        if let Err(e) = finish(self.shim().args(["delete", "--force", id]).output()) {
             panic!("delete {id}: {e}");
         }
         self.ids.borrow_mut().retain(|i| i != id);
@@ -111,9 +67,9 @@ impl Cluster {
 
     /// Containers per GPU, as `gpu-share list --json` reports them.
     fn per_gpu(&self) -> Vec<(u64, u64)> {
-        let out = Command::new(CLI)
+        let out = Command::new(cli_bin())
             .args(["list", "--json", "--config"])
-            .arg(&self.config)
+            .arg(&self.host.config)
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -133,7 +89,7 @@ impl Cluster {
     }
 
     fn state(&self) -> serde_json::Value {
-        let text = std::fs::read(self.dir.path().join("state/placements.json")).unwrap();
+        let text = std::fs::read(self.host.path("state/placements.json")).unwrap();
         serde_json::from_slice(&text).expect("the state file is valid JSON")
     }
 
@@ -149,7 +105,7 @@ impl Cluster {
     /// The GPU given to a container, from its edited spec.
     fn gpus_of(&self, id: &str) -> String {
         let spec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.dir.path().join("bundles").join(id).join("config.json")).unwrap(),
+            &std::fs::read(self.host.path("bundles").join(id).join("config.json")).unwrap(),
         )
         .unwrap();
         gpu_share::spec::env_value(&spec, "NVIDIA_VISIBLE_DEVICES")
@@ -158,32 +114,27 @@ impl Cluster {
     }
 
     fn create_concurrently(&self, n: usize) {
-        let children: Vec<(String, Child, std::fs::File)> = (0..n)
+        let running: Vec<(String, Running)> = (0..n)
             .map(|i| {
                 let id = format!("c{i:02}");
-                let (child, err) = self.spawn_create(&id, &[]);
-                (id, child, err)
+                let r = self.spawn_create(&id, &[]);
+                (id, r)
             })
             .collect();
-        for (id, child, err) in children {
-            if let Err(e) = finish(child, err) {
+        for (id, r) in running {
+            if let Err(e) = finish(r.wait()) {
                 panic!("create {id}: {e}");
             }
         }
     }
 }
 
-/// Waits for a shim run; its stderr on failure.
-fn finish(mut child: Child, mut err: std::fs::File) -> Result<(), String> {
-    use std::io::{Read, Seek};
-    let status = child.wait().unwrap();
-    if status.success() {
+/// A finished shim run; its stderr on failure.
+fn finish(out: Output) -> Result<(), String> {
+    if out.status.success() {
         return Ok(());
     }
-    let mut text = String::new();
-    err.rewind().unwrap();
-    err.read_to_string(&mut text).unwrap();
-    Err(text.trim().to_owned())
+    Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
 }
 
 impl Drop for Cluster {
@@ -280,14 +231,14 @@ fn a_create_killed_holding_the_lock_leaks_nothing() {
     }
     let c = Cluster::new(2, "placement = \"spread\"");
     let b = c.bundle("victim", &[]);
-    let (mut cmd, _err) = c.shim(&["create", "--bundle", b.to_str().unwrap(), "victim"]);
-    let mut victim = cmd
+    let mut victim = c
+        .shim()
         .env("GPU_SHARE_TEST_HOLD_LOCK_MS", "30000")
-        .spawn()
-        .unwrap();
+        .create(&b, "victim")
+        .spawn();
     // Wait until it has recorded itself: it now holds the lock.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !c.dir.path().join("state/placements.json").exists()
+    while !c.host.path("state/placements.json").exists()
         || !c.state_ids().contains(&"victim".to_owned())
     {
         assert!(
@@ -296,8 +247,8 @@ fn a_create_killed_holding_the_lock_leaks_nothing() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
     let started = Instant::now();
     c.create("next", &[]).unwrap();
     assert!(

@@ -3,80 +3,23 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::{require, runc_bundle, write_shim_config, FakeGpuHost};
+use common::{require, Bundle, Shim, ShimHost};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_gpu-share-runtime");
-
-struct Setup {
-    dir: tempfile::TempDir,
-    /// Kept alive for the device nodes the config points at.
-    _host: FakeGpuHost,
-    config: PathBuf,
-    log: PathBuf,
+/// A bundle named `name` in the host's dir: busybox running `args`, with `env` added.
+fn bundle(s: &ShimHost, name: &str, args: &[&str], env: &[&str]) -> PathBuf {
+    Bundle::busybox().args(args).env(env).write(&s.path(name))
 }
 
-impl Setup {
-    fn new(gpus: u32, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let host = FakeGpuHost::new(gpus);
-        let (config, log) = write_shim_config(dir.path(), host.root(), extra);
-        Setup {
-            dir,
-            _host: host,
-            config,
-            log,
-        }
-    }
-
-    fn bundle(&self, name: &str, args: &[&str], env: &[&str]) -> PathBuf {
-        runc_bundle(&self.dir.path().join(name), args, env)
-    }
-
-    fn state_root(&self) -> PathBuf {
-        self.dir.path().join("runc-state")
-    }
-
-    /// `gpu-share-runtime --root R run --bundle B ID`, as dockerd's shim would call runc.
-    fn run(&self, bundle: &Path, id: &str) -> Output {
-        self.shim(&[
-            "--root",
-            self.state_root().to_str().unwrap(),
-            "run",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            id,
-        ])
-    }
-
-    /// Runs the shim with stdout and stderr in files, not pipes: after `create`, runc's init
-    /// process keeps the container's stdio open, and a pipe would never reach EOF.
-    fn shim(&self, args: &[&str]) -> Output {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = Command::new(SHIM)
-            .args(args)
-            .env("GPU_SHARE_CONFIG", &self.config)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: read_all(out),
-            stderr: read_all(err),
-        }
-    }
+/// The shim with runc's state under the host's dir.
+fn shim(s: &ShimHost) -> Shim {
+    s.shim().root(s.path("runc-state"))
 }
 
-fn read_all(mut f: std::fs::File) -> Vec<u8> {
-    use std::io::{Read, Seek};
-    let mut v = Vec::new();
-    f.rewind().unwrap();
-    f.read_to_end(&mut v).unwrap();
-    v
+/// `gpu-share-runtime --root R run --bundle B ID`, as dockerd's shim would call runc.
+fn run(s: &ShimHost, bundle: &Path, id: &str) -> Output {
+    shim(s).run(bundle, id).output()
 }
 
 fn stdout(out: &Output) -> String {
@@ -88,9 +31,14 @@ fn container_sees_gpu0_as_char_195_0() {
     if !require("container_sees_gpu0_as_char_195_0", &["runc"]) {
         return;
     }
-    let s = Setup::new(1, "");
-    let b = s.bundle("b", &["ls", "-l", "/dev/nvidia0", "/dev/nvidiactl"], &[]);
-    let out = s.run(&b, "gpu0");
+    let s = ShimHost::new(1, "");
+    let b = bundle(
+        &s,
+        "b",
+        &["ls", "-l", "/dev/nvidia0", "/dev/nvidiactl"],
+        &[],
+    );
+    let out = run(&s, &b, "gpu0");
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     let line = text.lines().find(|l| l.ends_with("/dev/nvidia0")).unwrap();
@@ -106,13 +54,14 @@ fn container_env_says_which_gpus_it_got() {
     if !require("container_env_says_which_gpus_it_got", &["runc"]) {
         return;
     }
-    let s = Setup::new(4, "");
-    let b = s.bundle(
+    let s = ShimHost::new(4, "");
+    let b = bundle(
+        &s,
         "b",
         &["sh", "-c", "echo $NVIDIA_VISIBLE_DEVICES; ls /dev"],
         &[],
     );
-    let out = s.run(&b, "env-all");
+    let out = run(&s, &b, "env-all");
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     assert_eq!(text.lines().next(), Some("0,1,2,3"));
@@ -133,9 +82,14 @@ fn an_index_gets_only_that_gpu() {
     if !require("an_index_gets_only_that_gpu", &["runc"]) {
         return;
     }
-    let s = Setup::new(4, "");
-    let b = s.bundle("b", &["sh", "-c", "ls /dev"], &["NVIDIA_VISIBLE_DEVICES=2"]);
-    let out = s.run(&b, "idx2");
+    let s = ShimHost::new(4, "");
+    let b = bundle(
+        &s,
+        "b",
+        &["sh", "-c", "ls /dev"],
+        &["NVIDIA_VISIBLE_DEVICES=2"],
+    );
+    let out = run(&s, &b, "idx2");
     assert!(out.status.success(), "{out:?}");
     let gpus: Vec<String> = stdout(&out)
         .lines()
@@ -150,15 +104,16 @@ fn none_container_has_no_nvidia_devices() {
     if !require("none_container_has_no_nvidia_devices", &["runc"]) {
         return;
     }
-    let s = Setup::new(1, "");
+    let s = ShimHost::new(1, "");
     for value in ["none", "void"] {
-        let b = s.bundle(
+        let b = bundle(
+            &s,
             value,
             &["sh", "-c", "ls /dev; echo env=$NVIDIA_VISIBLE_DEVICES"],
             &[&format!("NVIDIA_VISIBLE_DEVICES={value}")],
         );
         let before = std::fs::read(b.join("config.json")).unwrap();
-        let out = s.run(&b, &format!("c-{value}"));
+        let out = run(&s, &b, &format!("c-{value}"));
         assert!(out.status.success(), "{out:?}");
         let text = stdout(&out);
         assert!(!text.contains("nvidia"), "{text}");
@@ -172,13 +127,13 @@ fn default_none_leaves_unasking_containers_alone() {
     if !require("default_none_leaves_unasking_containers_alone", &["runc"]) {
         return;
     }
-    let s = Setup::new(1, "[sharing]\ndefault = \"none\"\n");
-    let b = s.bundle("plain", &["ls", "/dev"], &[]);
-    let out = s.run(&b, "plain");
+    let s = ShimHost::new(1, "[sharing]\ndefault = \"none\"\n");
+    let b = bundle(&s, "plain", &["ls", "/dev"], &[]);
+    let out = run(&s, &b, "plain");
     assert!(out.status.success(), "{out:?}");
     assert!(!stdout(&out).contains("nvidia"));
-    let b = s.bundle("asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
-    let out = s.run(&b, "asks");
+    let b = bundle(&s, "asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
+    let out = run(&s, &b, "asks");
     assert!(stdout(&out).lines().any(|l| l == "nvidia0"), "{out:?}");
 }
 
@@ -187,14 +142,15 @@ fn runc_exit_status_comes_back_unchanged() {
     if !require("runc_exit_status_comes_back_unchanged", &["runc"]) {
         return;
     }
-    let s = Setup::new(1, "");
+    let s = ShimHost::new(1, "");
     for code in [0, 3, 42] {
-        let b = s.bundle(
+        let b = bundle(
+            &s,
             &format!("exit{code}"),
             &["sh", "-c", &format!("exit {code}")],
             &[],
         );
-        let out = s.run(&b, &format!("exit{code}"));
+        let out = run(&s, &b, &format!("exit{code}"));
         assert_eq!(out.status.code(), Some(code), "{out:?}");
     }
 }
@@ -204,14 +160,14 @@ fn host_without_gpus_runs_containers_unchanged() {
     if !require("host_without_gpus_runs_containers_unchanged", &["runc"]) {
         return;
     }
-    let s = Setup::new(0, "");
-    let b = s.bundle("b", &["ls", "/dev"], &[]);
+    let s = ShimHost::new(0, "");
+    let b = bundle(&s, "b", &["ls", "/dev"], &[]);
     let before = std::fs::read(b.join("config.json")).unwrap();
-    let out = s.run(&b, "nogpu");
+    let out = run(&s, &b, "nogpu");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(b.join("config.json")).unwrap(), before);
-    let b = s.bundle("asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
-    let out = s.run(&b, "asks");
+    let b = bundle(&s, "asks", &["ls", "/dev"], &["NVIDIA_VISIBLE_DEVICES=0"]);
+    let out = run(&s, &b, "asks");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -237,12 +193,12 @@ fn nvidia_hook_runs_as_prestart_when_present() {
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let s = Setup::new(
+    let s = ShimHost::new(
         1,
         &format!("[hook]\npath = {:?}\n", hook.display().to_string()),
     );
-    let b = s.bundle("b", &["true"], &[]);
-    let out = s.run(&b, "hooked");
+    let b = bundle(&s, "b", &["true"], &[]);
+    let out = run(&s, &b, "hooked");
     assert!(out.status.success(), "{out:?}");
     let ran = std::fs::read_to_string(&marker).unwrap();
     let (args, state) = ran.split_once('\n').unwrap();
@@ -257,24 +213,21 @@ fn create_start_state_delete_all_go_through() {
     if !require("create_start_state_delete_all_go_through", &["runc"]) {
         return;
     }
-    let s = Setup::new(1, "");
-    let b = s.bundle("b", &["sleep", "30"], &[]);
-    let root = s.state_root();
-    let root = root.to_str().unwrap();
-    let bundle = b.to_str().unwrap();
-    let out = s.shim(&["--root", root, "create", "--bundle", bundle, "lc"]);
+    let s = ShimHost::new(1, "");
+    let b = bundle(&s, "b", &["sleep", "30"], &[]);
+    let out = shim(&s).create(&b, "lc").output();
     assert!(out.status.success(), "{out:?}");
-    let out = s.shim(&["--root", root, "start", "lc"]);
+    let out = shim(&s).args(["start", "lc"]).output();
     assert!(out.status.success(), "{out:?}");
-    let out = s.shim(&["--root", root, "state", "lc"]);
+    let out = shim(&s).args(["state", "lc"]).output();
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["status"], "running");
-    let out = s.shim(&["--root", root, "exec", "lc", "ls", "/dev/nvidia0"]);
+    let out = shim(&s).args(["exec", "lc", "ls", "/dev/nvidia0"]).output();
     assert_eq!(stdout(&out).trim(), "/dev/nvidia0");
-    let out = s.shim(&["--root", root, "kill", "lc", "KILL"]);
+    let out = shim(&s).args(["kill", "lc", "KILL"]).output();
     assert!(out.status.success(), "{out:?}");
-    let out = s.shim(&["--root", root, "delete", "--force", "lc"]);
+    let out = shim(&s).args(["delete", "--force", "lc"]).output();
     assert!(out.status.success(), "{out:?}");
-    let out = s.shim(&["--root", root, "state", "lc"]);
+    let out = shim(&s).args(["state", "lc"]).output();
     assert!(!out.status.success());
 }

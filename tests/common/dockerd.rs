@@ -110,6 +110,11 @@ impl Dockerd {
         dockerd
     }
 
+    /// The daemon's address, `unix:///.../docker.sock`, for `-H` and `docker_host`.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
@@ -145,7 +150,7 @@ impl Dockerd {
             .expect("tar");
         let out = Command::new(docker_cli())
             .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
+            .arg(self.url())
             .args(["import", "-", IMAGE])
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
@@ -162,7 +167,7 @@ impl Dockerd {
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new(docker_cli())
             .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
+            .arg(self.url())
             .args(args)
             .stdin(Stdio::null())
             .output()

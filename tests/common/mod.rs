@@ -1,15 +1,58 @@
-//! Helpers shared by the integration tests, the benchmark and the demo: a fake GPU host made with
-//! `mknod`, a busybox root filesystem, bundles, the shim's config, and a private dockerd.
+//! Helpers shared by the integration tests, the benchmarks and the demo. Each thing the tests do
+//! to the outside world has one home here:
+//! - the built binaries: [`shim_bin`], [`cli_bin`];
+//! - a fake GPU host made with `mknod`: [`FakeGpuHost`], and the shim's config over it:
+//!   [`write_shim_config`], [`shim::ShimHost`];
+//! - invoking the shim: [`shim::Shim`] (and [`shim::FakeRunc`], a recording stand-in for runc);
+//! - bundles: [`bundle::Bundle`] (the docker-like fixture, or runc's spec over busybox);
+//! - the metrics agent's config and command line: [`agent::Agent`];
+//! - the fake NVML library: [`fake_nvml`], [`fake_nvml_gpus`];
+//! - a private dockerd: [`dockerd::Dockerd`]; moto's CloudWatch: [`moto::Moto`].
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod bundle;
 pub mod dockerd;
 pub mod moto;
+pub mod shim;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+// The helpers most tests use, at `common::`; each test binary uses a subset.
+#[allow(unused_imports)]
+pub use bundle::{busybox_rootfs, Bundle};
+#[allow(unused_imports)]
+pub use shim::{FakeRunc, Shim, ShimHost};
+
+/// The runtime shim, `gpu-share-runtime`, that cargo built for this test or bench.
+pub fn shim_bin() -> PathBuf {
+    built(
+        option_env!("CARGO_BIN_EXE_gpu-share-runtime"),
+        "gpu-share-runtime",
+    )
+}
+
+/// The operator CLI, `gpu-share`, that cargo built for this test or bench.
+pub fn cli_bin() -> PathBuf {
+    built(option_env!("CARGO_BIN_EXE_gpu-share"), "gpu-share")
+}
+
+/// Cargo names its binaries to tests and benches only; an example finds them beside its own
+/// directory (`<target>/<profile>/examples/` holds it, `<target>/<profile>/` the binaries).
+fn built(from_cargo: Option<&str>, name: &str) -> PathBuf {
+    if let Some(path) = from_cargo {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join(name))
+        .expect("target directory")
+}
 
 /// Whether this test can run here: root and the named tools. Where it cannot, it says why, loudly;
 /// under CI (`CI` set) a missing piece is a failure, since `.ci/run` installs everything.
@@ -122,59 +165,6 @@ impl FakeGpuHost {
     }
 }
 
-/// The static busybox from Debian's busybox-static.
-pub fn busybox() -> PathBuf {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| which("busybox"))
-        .expect("busybox (busybox-static) is installed")
-}
-
-/// A root filesystem with busybox and a symlink per applet.
-pub fn busybox_rootfs(rootfs: &Path) {
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for d in ["proc", "sys", "dev", "etc", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy(busybox(), bin.join("busybox")).unwrap();
-    // Ask the host's busybox: executing the fresh copy races with other threads' forks, which
-    // can still hold it open for writing (ETXTBSY).
-    let list = Command::new(busybox())
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" && !applet.is_empty() {
-            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
-        }
-    }
-}
-
-/// A runc bundle at `dir` running `args`: runc's own default spec (`runc spec`), made
-/// non-interactive, over a busybox root filesystem.
-pub fn runc_bundle(dir: &Path, args: &[&str], env: &[&str]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    busybox_rootfs(&dir.join("rootfs"));
-    let status = Command::new("runc")
-        .args(["spec", "--bundle"])
-        .arg(dir)
-        .status()
-        .expect("runc spec");
-    assert!(status.success(), "runc spec failed");
-    let path = dir.join("config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
-    let envs = spec["process"]["env"].as_array_mut().unwrap();
-    envs.extend(env.iter().map(|e| serde_json::Value::from(*e)));
-    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-    dir.to_path_buf()
-}
-
 /// Writes a shim config for a fake host, with its log and placement state under `dir`;
 /// `extra` is appended TOML (sections other than devices, log and state).
 pub fn write_shim_config(dir: &Path, devices_root: &Path, extra: &str) -> (PathBuf, PathBuf) {
@@ -223,64 +213,6 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// A stand-in for runc that records how it was called: its argv (NUL-separated), pid, working
-/// directory and (with `FAKE_RUNC_STDIN` set) stdin; prints `runc-stdout` / `runc-stderr` and
-/// exits with `FAKE_RUNC_EXIT`.
-pub struct FakeRunc {
-    pub dir: tempfile::TempDir,
-}
-
-impl FakeRunc {
-    pub fn new() -> FakeRunc {
-        let dir = tempfile::Builder::new()
-            .prefix("gpu-share-fake-runc.")
-            .tempdir()
-            .unwrap();
-        let script = dir.path().join("runc");
-        let d = dir.path().display();
-        // Written to a temp name and renamed: a file still open for writing cannot be executed.
-        let tmp = dir.path().join("runc.tmp");
-        std::fs::write(
-            &tmp,
-            format!(
-                "#!/bin/sh\n\
-                 echo $$ > '{d}/pid'\n\
-                 pwd > '{d}/cwd'\n\
-                 for a in \"$@\"; do printf '%s\\0' \"$a\"; done > '{d}/argv'\n\
-                 if [ -n \"$FAKE_RUNC_STDIN\" ]; then cat > '{d}/stdin'; fi\n\
-                 printf runc-stdout\n\
-                 printf runc-stderr >&2\n\
-                 exit ${{FAKE_RUNC_EXIT:-0}}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&tmp, &script).unwrap();
-        FakeRunc { dir }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().join("runc")
-    }
-
-    /// The argv it was called with (without argv[0]), or `None` if it never ran.
-    pub fn argv(&self) -> Option<Vec<Vec<u8>>> {
-        let raw = std::fs::read(self.dir.path().join("argv")).ok()?;
-        Some(
-            raw.split(|&b| b == 0)
-                .map(<[u8]>::to_vec)
-                .collect::<Vec<_>>()
-                .split_last()
-                .map(|(_, rest)| rest.to_vec())
-                .unwrap_or_default(),
-        )
-    }
-
-    pub fn recorded(&self, what: &str) -> Option<String> {
-        std::fs::read_to_string(self.dir.path().join(what)).ok()
-    }
-}
-
 /// Builds the fake `libnvidia-ml.so` (tests/fake_nvml/fake_nvml.c) once into `out_dir`.
 pub fn fake_nvml_library(out_dir: &Path) -> PathBuf {
     static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -300,6 +232,23 @@ pub fn fake_nvml_library(out_dir: &Path) -> PathBuf {
     *built = Some(lib.clone());
     lib
 }
+
+/// The fake `libnvidia-ml.so`, built once per process into cargo's temp dir for tests (the
+/// system temp dir elsewhere).
+pub fn fake_nvml() -> PathBuf {
+    let dir = option_env!("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    fake_nvml_library(&dir)
+}
+
+/// The shim's `[nvml]` section loading `library`.
+pub fn nvml_section(library: &Path) -> String {
+    format!("[nvml]\nlibrary = {:?}\n", library.display().to_string())
+}
+
+/// An `[nvml]` section naming a library that is not there: discovery from devices and /proc alone.
+pub const NO_NVML: &str = "[nvml]\nlibrary = \"/nonexistent/libnvidia-ml.so\"\n";
 
 /// `FAKE_NVML_GPUS` for the GPUs of a `FakeGpuHost` with `n` GPUs: NVML index i is minor
 /// `minors[i]`, with the host's UUID for that minor, 16 GiB of which `free_gib[i]` free.
