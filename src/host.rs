@@ -32,7 +32,7 @@ pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError>
         },
         Err(e) => HostView {
             inventory: nodes,
-            nvml_error: Some(e),
+            nvml_error: Some(e.to_string()),
         },
     })
 }
