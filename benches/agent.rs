@@ -1,8 +1,8 @@
 //! `make bench`, second part: the metrics agent's CPU time per sample and its peak memory.
 //!
-//! CPU: in-process, the whole per-sample path (NVML through the fake library with 4 GPUs and 8
-//! processes in 4 containers, /proc attribution, records, EMF lines and PutMetricData datums),
-//! measured with getrusage over many samples. Memory: the real `gpu-share metrics` publishing to
+//! CPU: in-process, the whole per-sample path as the agent runs it (`Pipeline::sample_once`:
+//! NVML through the fake library with 4 GPUs and 8 processes in 4 containers, /proc
+//! attribution, records, PutMetricData datums), measured with getrusage over many samples. Memory: the real `gpu-share metrics` publishing to
 //! moto's CloudWatch API every second, its peak RSS (VmHWM) after a while.
 
 #[path = "../tests/common/mod.rs"]
@@ -14,7 +14,9 @@ use std::time::Duration;
 use common::moto::Moto;
 use common::{fake_nvml_library, require};
 use gpu_share::gpu::nvml::Nvml;
-use gpu_share::metrics::{self, cloudwatch, emf, records, ContainerInfo};
+use gpu_share::metrics::pipeline::{Pipeline, Render, Rendered};
+use gpu_share::metrics::publication::{Publication, StorageResolution};
+use gpu_share::metrics::ContainerInfo;
 
 const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 
@@ -60,23 +62,34 @@ fn main() {
     std::env::set_var("FAKE_NVML_PROCS", procs.join(";"));
     let lib = fake_nvml_library(dir.path());
     let nvml = Nvml::load(lib.as_os_str()).expect("fake NVML");
-    let base = vec![
-        ("InstanceId".to_owned(), "i-0abc".to_owned()),
-        ("AutoScalingGroupName".to_owned(), "gpu-asg".to_owned()),
-        ("ClusterName".to_owned(), "gpu-cluster".to_owned()),
-    ];
-    let opts = emf::EmfOptions {
+    let publication = Publication {
         namespace: "GPUShare".into(),
-        dimensions: base.clone(),
-        high_resolution: true,
+        dimensions: vec![
+            ("InstanceId".to_owned(), "i-0abc".to_owned()),
+            ("AutoScalingGroupName".to_owned(), "gpu-asg".to_owned()),
+            ("ClusterName".to_owned(), "gpu-cluster".to_owned()),
+        ],
+        storage_resolution: StorageResolution::High,
+    };
+    // The agent's default sink, and the one the memory figure below runs: CloudWatch datums.
+    let pipeline = Pipeline {
+        sampler: &nvml,
+        root: &root,
+        describe: &|_| ContainerInfo::default(),
+        publication: &publication,
+        render: Render::Datums,
     };
     let one = || {
-        let sample = metrics::collect(&nvml, &root, |_| ContainerInfo::default()).unwrap();
-        let recs = records::records(&sample, &base);
-        let datums = cloudwatch::datums(&recs, sample.timestamp_ms, 1);
-        let lines = emf::lines(&sample, &opts);
-        assert_eq!(sample.containers.len(), 8);
-        std::hint::black_box((datums.len(), lines.len()));
+        let Ok(Rendered::Datums(datums)) = pipeline.sample_once() else {
+            panic!("a sample of datums");
+        };
+        // Every container is attributed: one TaskGPUMemoryUsed datum for each of the 4.
+        let per_task = datums
+            .iter()
+            .filter(|d| d.metric_name() == Some("TaskGPUMemoryUsed"))
+            .count();
+        assert_eq!(per_task, 4);
+        std::hint::black_box(datums.len());
     };
     for _ in 0..50 {
         one();

@@ -34,7 +34,7 @@ pub fn discover(config: &Config) -> Result<HostView, gpu::devfs::DiscoveryError>
         },
         Err(e) => HostView {
             inventory: nodes,
-            nvml_error: Some(e),
+            nvml_error: Some(e.to_string()),
             nvml_answer: Vec::new(),
         },
     })

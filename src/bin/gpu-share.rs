@@ -8,11 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpu_share::config::{Config, CONFIG_ENV};
 use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
-use gpu_share::gpu::nvml::Nvml;
 use gpu_share::host;
-use gpu_share::metrics::cloudwatch::{self, Buffer, Publisher};
-use gpu_share::metrics::docker_labels::DockerLabels;
-use gpu_share::metrics::{self, emf};
+use gpu_share::metrics::agent::{self, Mode, Sink};
 use gpu_share::timestamp::now_rfc3339;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
@@ -193,77 +190,15 @@ fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("{e} (set --config or {CONFIG_ENV})")),
     };
-    let nvml = match Nvml::load(config.nvml.library.as_os_str()) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
+    let sink = match output {
+        Output::Cloudwatch => Sink::CloudWatch,
+        Output::Emf => Sink::Emf,
+        Output::Json => Sink::Json,
     };
-    let labels = DockerLabels::connect(&config.metrics.docker_host)
-        .map_err(|e| eprintln!("gpu-share metrics: {e}; containers are reported by id alone"))
-        .ok();
-    let describe = |id: &str| labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
-    let identity = metrics::identity::resolve(&config.metrics);
-    let opts = metrics::emf_options(&config.metrics, &identity);
-    let mut cloudwatch = match output {
-        Output::Cloudwatch => match Publisher::new(
-            &config.metrics.namespace,
-            config.metrics.endpoint_url.as_deref(),
-            config.metrics.region.as_deref(),
-        ) {
-            Ok(p) => Some((p, Buffer::new(config.metrics.buffer_max_datums))),
-            Err(e) => return fail(e),
-        },
-        _ => None,
-    };
-    let interval = std::time::Duration::from_secs(config.metrics.interval_seconds);
-    let started = std::time::Instant::now();
-    let mut tick: u32 = 0;
-    let mut reported_drops = 0;
-    loop {
-        match metrics::collect(&nvml, &config.devices.root, describe) {
-            Ok(sample) => match (&mut cloudwatch, output) {
-                (Some((publisher, buffer)), _) => {
-                    let records = metrics::records::records(&sample, &opts.dimensions);
-                    buffer.push(cloudwatch::datums(
-                        &records,
-                        sample.timestamp_ms,
-                        opts.storage_resolution(),
-                    ));
-                    if buffer.dropped > reported_drops {
-                        eprintln!(
-                            "gpu-share metrics: buffer full ({} datums): {} oldest datums dropped so far",
-                            config.metrics.buffer_max_datums, buffer.dropped
-                        );
-                        reported_drops = buffer.dropped;
-                    }
-                    match publisher.flush(buffer) {
-                        Err(e) if once => return fail(e),
-                        Err(e) => eprintln!("gpu-share metrics: {e}"),
-                        Ok(_) => {}
-                    }
-                }
-                (None, Output::Json) if once => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&sample).unwrap_or_default()
-                    )
-                }
-                (None, Output::Json) => {
-                    println!("{}", serde_json::to_string(&sample).unwrap_or_default())
-                }
-                (None, _) => println!("{}", emf::lines(&sample, &opts).join("\n")),
-            },
-            Err(e) if once => return fail(e),
-            // A long-running agent keeps going: the next sample may succeed.
-            Err(e) => eprintln!("gpu-share metrics: {e}"),
-        }
-        if once {
-            return ExitCode::SUCCESS;
-        }
-        tick += 1;
-        let next = interval * tick;
-        if let Some(wait) = next.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
-        }
+    let mode = if once { Mode::Once } else { Mode::Forever };
+    match agent::run(&config, sink, mode) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
     }
 }
 

@@ -3,10 +3,34 @@
 //! NVML can take seconds on its first open of a GPU where the driver is not kept loaded
 //! (no persistence mode), so the runtime's create path never calls it: the `gpu-share` commands
 //! and the metrics agent do, and leave what only NVML knows (memory) in the cache file.
+//!
+//! Owns loading the library and the discovery query, and the one error type every NVML failure
+//! becomes. Never decides what a failure means for the caller (fall back, fail, retry).
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
+
+use nvml_wrapper::error::NvmlError as Cause;
 
 use super::{Gpu, GpuInfo, Inventory, Source};
+
+/// NVML failed: the library would not load, or one of its calls failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NvmlError {
+    /// No driver, or `nvml.library` names a file that is not there or not NVML.
+    #[error("NVML ({}): {source}", .library.display())]
+    Load { library: PathBuf, source: Cause },
+    /// One call on a loaded library; `what` names it (`device count`, `uuid`, ...).
+    #[error("NVML {what}: {source}")]
+    Call { what: &'static str, source: Cause },
+}
+
+impl NvmlError {
+    /// For `map_err`: the failure of the call named `what`.
+    pub fn call(what: &'static str) -> impl FnOnce(Cause) -> NvmlError {
+        move |source| NvmlError::Call { what, source }
+    }
+}
 
 /// One GPU as NVML reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +46,7 @@ pub struct NvmlGpu {
 
 /// What the rest of the code needs of NVML.
 pub trait GpuQuery {
-    fn gpus(&self) -> Result<Vec<NvmlGpu>, String>;
+    fn gpus(&self) -> Result<Vec<NvmlGpu>, NvmlError>;
 }
 
 /// The real NVML, loaded from `library` (a name for the dynamic loader, or a path).
@@ -31,12 +55,15 @@ pub struct Nvml {
 }
 
 impl Nvml {
-    pub fn load(library: &OsStr) -> Result<Nvml, String> {
+    pub fn load(library: &OsStr) -> Result<Nvml, NvmlError> {
         nvml_wrapper::Nvml::builder()
             .lib_path(library)
             .init()
             .map(|nvml| Nvml { nvml })
-            .map_err(|e| format!("NVML ({}): {e}", library.to_string_lossy()))
+            .map_err(|source| NvmlError::Load {
+                library: PathBuf::from(library),
+                source,
+            })
     }
 }
 
@@ -48,25 +75,19 @@ impl Nvml {
 }
 
 impl GpuQuery for Nvml {
-    fn gpus(&self) -> Result<Vec<NvmlGpu>, String> {
-        let fail = |what: &str, e: nvml_wrapper::error::NvmlError| format!("NVML {what}: {e}");
-        let count = self
-            .nvml
-            .device_count()
-            .map_err(|e| fail("device count", e))?;
+    fn gpus(&self) -> Result<Vec<NvmlGpu>, NvmlError> {
+        let fail = NvmlError::call;
+        let count = self.nvml.device_count().map_err(fail("device count"))?;
         (0..count)
             .map(|index| {
-                let d = self
-                    .nvml
-                    .device_by_index(index)
-                    .map_err(|e| fail("device", e))?;
-                let memory = d.memory_info().map_err(|e| fail("memory", e))?;
+                let d = self.nvml.device_by_index(index).map_err(fail("device"))?;
+                let memory = d.memory_info().map_err(fail("memory"))?;
                 Ok(NvmlGpu {
                     index,
-                    minor: d.minor_number().map_err(|e| fail("minor number", e))?,
-                    uuid: d.uuid().map_err(|e| fail("uuid", e))?,
-                    name: d.name().map_err(|e| fail("name", e))?,
-                    pci_bus_id: d.pci_info().map_err(|e| fail("pci info", e))?.bus_id,
+                    minor: d.minor_number().map_err(fail("minor number"))?,
+                    uuid: d.uuid().map_err(fail("uuid"))?,
+                    name: d.name().map_err(fail("name"))?,
+                    pci_bus_id: d.pci_info().map_err(fail("pci info"))?.bus_id,
                     memory_total_bytes: memory.total,
                     memory_free_bytes: memory.free,
                 })

@@ -1,8 +1,15 @@
 //! From a process to its container: `/proc/<pid>/cgroup` names the container's cgroup, and
 //! every layout docker and ECS use ends in the 64-hex container id (`/docker/<id>`,
-//! `/system.slice/docker-<id>.scope`, `/ecs/<task>/<id>`).
+//! `/system.slice/docker-<id>.scope`, `/ecs/<task>/<id>`). Processes are then grouped per
+//! (container, GPU).
+//!
+//! Owns reading a process's cgroup and the grouping. Never asks dockerd (what a container is,
+//! beyond its id, comes in as a function) and never touches NVML.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use super::sample::{ContainerInfo, ContainerUse, ProcessUse};
 
 /// The container id in one cgroup path, if it has one.
 pub fn container_id_in(cgroup_path: &str) -> Option<String> {
@@ -23,6 +30,38 @@ pub fn container_of(root: &Path, pid: u32) -> Option<String> {
     text.lines()
         .filter_map(|l| l.splitn(3, ':').nth(2))
         .find_map(container_id_in)
+}
+
+/// Groups processes by (container, GPU). `container_of` maps a pid to its container id and
+/// `info` describes a container. Also returns how many processes belong to no container.
+pub fn by_container(
+    processes: &[ProcessUse],
+    container_of: impl Fn(u32) -> Option<String>,
+    info: impl Fn(&str) -> ContainerInfo,
+) -> (Vec<ContainerUse>, u32) {
+    let mut grouped: BTreeMap<(String, u32), (u64, u32)> = BTreeMap::new();
+    let mut host = 0;
+    for p in processes {
+        match container_of(p.pid) {
+            Some(id) => {
+                let e = grouped.entry((id, p.gpu_index)).or_default();
+                e.0 += p.used_gpu_memory_bytes.unwrap_or(0);
+                e.1 += 1;
+            }
+            None => host += 1,
+        }
+    }
+    let uses = grouped
+        .into_iter()
+        .map(|((id, gpu), (bytes, n))| ContainerUse {
+            info: info(&id),
+            container_id: id,
+            gpu_index: gpu,
+            gpu_memory_bytes: bytes,
+            processes: n,
+        })
+        .collect();
+    (uses, host)
 }
 
 #[cfg(test)]
@@ -60,5 +99,37 @@ mod tests {
         .unwrap();
         assert_eq!(container_of(dir.path(), 42).as_deref(), Some(ID));
         assert_eq!(container_of(dir.path(), 43), None);
+    }
+
+    fn p(gpu: u32, pid: u32, bytes: u64) -> ProcessUse {
+        ProcessUse {
+            gpu_index: gpu,
+            pid,
+            used_gpu_memory_bytes: Some(bytes),
+        }
+    }
+
+    #[test]
+    fn processes_are_summed_per_container_and_gpu() {
+        let procs = [p(0, 10, 100), p(0, 11, 50), p(1, 12, 7), p(0, 99, 1)];
+        let container_of = |pid: u32| match pid {
+            10 | 11 => Some("aaa".to_owned()),
+            12 => Some("bbb".to_owned()),
+            _ => None,
+        };
+        let (uses, host) = by_container(&procs, container_of, |_| ContainerInfo::default());
+        assert_eq!(host, 1);
+        let got: Vec<(&str, u32, u64, u32)> = uses
+            .iter()
+            .map(|u| {
+                (
+                    u.container_id.as_str(),
+                    u.gpu_index,
+                    u.gpu_memory_bytes,
+                    u.processes,
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![("aaa", 0, 150, 2), ("bbb", 1, 7, 1)]);
     }
 }

@@ -5,14 +5,22 @@
 //! a local server in the tests. Datums wait in a bounded buffer: while CloudWatch cannot be
 //! reached the agent keeps sampling, drops the oldest datums past the bound (and counts them),
 //! and retries with exponential backoff; what is buffered is sent once it answers again.
+//!
+//! Owns the datum format, the buffer and its drop policy, the backoff, and how CloudWatch is
+//! reached (`Endpoint`). Never builds its own async runtime (it runs on the agent's) and never
+//! logs: a failed attempt is returned, and the agent decides what it means.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use aws_sdk_cloudwatch::error::{DisplayErrorContext, SdkError};
+use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_cloudwatch::Client;
+use tokio::runtime::Runtime;
 
+use super::publication::StorageResolution;
 use super::records::Record;
 
 /// PutMetricData takes at most 1000 datums a request.
@@ -20,8 +28,38 @@ pub const MAX_BATCH: usize = 1000;
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// A PutMetricData attempt failed; its datums stay buffered.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudWatchError {
+    #[error(
+        "PutMetricData failed ({}); {buffered} datums buffered, next try in {} s",
+        DisplayErrorContext(.source.as_ref()),
+        .retry_in.as_secs()
+    )]
+    Put {
+        // Boxed: the SDK's error is large, and this travels in every `Result` up to the agent.
+        source: Box<SdkError<PutMetricDataError>>,
+        buffered: usize,
+        retry_in: Duration,
+    },
+}
+
+/// Where PutMetricData goes: only this sink needs it (what it publishes is the `Publication`,
+/// which EMF reads too). Unset fields fall back to the SDK's default chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// An endpoint override (else `AWS_ENDPOINT_URL`, else the region's).
+    pub url: Option<String>,
+    pub region: Option<String>,
+}
+
 /// The datums for records of one sample: one per metric per dimension set.
-pub fn datums(records: &[Record], timestamp_ms: u64, storage_resolution: i32) -> Vec<MetricDatum> {
+pub fn datums(
+    records: &[Record],
+    timestamp_ms: u64,
+    resolution: StorageResolution,
+) -> Vec<MetricDatum> {
+    let storage_resolution = resolution.seconds();
     let mut out = Vec::new();
     for r in records {
         for set in &r.dimension_sets {
@@ -96,25 +134,18 @@ impl Buffer {
     }
 }
 
-/// Sends buffered datums, backing off after failures.
-pub struct Publisher {
-    runtime: tokio::runtime::Runtime,
+/// Sends buffered datums, backing off after failures, on the agent's runtime.
+pub struct Publisher<'rt> {
+    runtime: &'rt Runtime,
     client: Client,
     namespace: String,
     failures: u32,
     next_attempt: Instant,
 }
 
-impl Publisher {
-    pub fn new(
-        namespace: &str,
-        endpoint_url: Option<&str>,
-        region: Option<&str>,
-    ) -> Result<Publisher, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("CloudWatch client: {e}"))?;
+impl<'rt> Publisher<'rt> {
+    /// A client for `endpoint` that publishes under `namespace`. Nothing is sent yet.
+    pub fn new(runtime: &'rt Runtime, endpoint: &Endpoint, namespace: &str) -> Publisher<'rt> {
         let shared = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .timeout_config(
@@ -122,27 +153,27 @@ impl Publisher {
                         .operation_timeout(Duration::from_secs(20))
                         .build(),
                 );
-            if let Some(r) = region {
-                loader = loader.region(aws_config::Region::new(r.to_owned()));
+            if let Some(r) = &endpoint.region {
+                loader = loader.region(aws_config::Region::new(r.clone()));
             }
             loader.load().await
         });
         let mut config = aws_sdk_cloudwatch::config::Builder::from(&shared);
-        if let Some(url) = endpoint_url {
+        if let Some(url) = &endpoint.url {
             config = config.endpoint_url(url);
         }
-        Ok(Publisher {
+        Publisher {
             runtime,
             client: Client::from_conf(config.build()),
             namespace: namespace.to_owned(),
             failures: 0,
             next_attempt: Instant::now(),
-        })
+        }
     }
 
     /// Sends what the buffer holds, batch by batch, unless backing off. Returns the error of a
     /// failed attempt (the datums stay buffered).
-    pub fn flush(&mut self, buffer: &mut Buffer) -> Result<usize, String> {
+    pub fn flush(&mut self, buffer: &mut Buffer) -> Result<usize, CloudWatchError> {
         if Instant::now() < self.next_attempt {
             return Ok(0);
         }
@@ -169,12 +200,11 @@ impl Publisher {
                         .saturating_mul(1 << self.failures.min(9))
                         .min(MAX_BACKOFF);
                     self.next_attempt = Instant::now() + backoff;
-                    let why = aws_sdk_cloudwatch::error::DisplayErrorContext(e);
-                    return Err(format!(
-                        "PutMetricData failed ({why}); {} datums buffered, next try in {} s",
-                        buffer.len(),
-                        backoff.as_secs()
-                    ));
+                    return Err(CloudWatchError::Put {
+                        source: Box::new(e),
+                        buffered: buffer.len(),
+                        retry_in: backoff,
+                    });
                 }
             }
         }
@@ -216,7 +246,7 @@ mod tests {
 
     #[test]
     fn one_datum_per_metric_per_dimension_set() {
-        let d = datums(&[record()], 1_000, 1);
+        let d = datums(&[record()], 1_000, StorageResolution::High);
         assert_eq!(d.len(), 4);
         assert_eq!(d[0].metric_name(), Some("GPUUtilization"));
         assert_eq!(d[0].value(), Some(42.5));
@@ -235,10 +265,10 @@ mod tests {
     #[test]
     fn a_full_buffer_drops_the_oldest_and_counts_them() {
         let mut b = Buffer::new(3);
-        b.push(datums(&[record()], 1, 60));
+        b.push(datums(&[record()], 1, StorageResolution::Standard));
         assert_eq!(b.len(), 3);
         assert_eq!(b.dropped, 1);
-        b.push(datums(&[record()], 2, 60));
+        b.push(datums(&[record()], 2, StorageResolution::Standard));
         assert_eq!(b.len(), 3);
         assert_eq!(b.dropped, 5);
         // The newest survive.

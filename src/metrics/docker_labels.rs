@@ -1,36 +1,55 @@
 //! Container id → ECS task, from the docker labels the ECS agent sets
 //! (`com.amazonaws.ecs.task-arn`, `...task-definition-family`, `...container-name`), asked of
 //! dockerd over its socket with bollard and cached per container: labels never change.
+//!
+//! Owns the dockerd client, the label names and the cache. Never fails a sample (a dockerd that
+//! does not answer leaves the labels empty) and never builds its own async runtime (it runs on
+//! the agent's).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use bollard::query_parameters::InspectContainerOptions;
 use bollard::Docker;
+use tokio::runtime::Runtime;
 
-use super::ContainerInfo;
+use super::sample::ContainerInfo;
 
 const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
 const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
 const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
 
-pub struct DockerLabels {
-    runtime: tokio::runtime::Runtime,
+/// dockerd's client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerLabelsError {
+    #[error("dockerd at {host}: {source}")]
+    Connect {
+        host: String,
+        source: bollard::errors::Error,
+    },
+}
+
+pub struct DockerLabels<'rt> {
+    runtime: &'rt Runtime,
     docker: Docker,
     cache: RefCell<HashMap<String, ContainerInfo>>,
 }
 
-impl DockerLabels {
-    /// Connects to dockerd at `host` (`unix:///var/run/docker.sock`).
-    pub fn connect(host: &str) -> Result<DockerLabels, String> {
+impl<'rt> DockerLabels<'rt> {
+    /// Connects to dockerd at `host` (`unix:///var/run/docker.sock`); asks it on `runtime`.
+    pub fn connect(
+        host: &str,
+        runtime: &'rt Runtime,
+    ) -> Result<DockerLabels<'rt>, DockerLabelsError> {
         let socket = host.strip_prefix("unix://").unwrap_or(host);
         // A short timeout: a dockerd that hangs must not hold up the sample.
-        let docker = Docker::connect_with_unix(socket, 2, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| format!("dockerd at {host}: {e}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("dockerd client: {e}"))?;
+        let docker =
+            Docker::connect_with_unix(socket, 2, bollard::API_DEFAULT_VERSION).map_err(|e| {
+                DockerLabelsError::Connect {
+                    host: host.to_owned(),
+                    source: e,
+                }
+            })?;
         Ok(DockerLabels {
             runtime,
             docker,

@@ -1,36 +1,21 @@
 //! CloudWatch Embedded Metric Format: one JSON object per line whose `_aws` member tells
 //! CloudWatch (through the CloudWatch agent or Logs) which members are metrics and dimensions.
 //! One line per `records::Record`.
+//!
+//! Owns the EMF line format and the check of a line against the specification. Never writes
+//! the lines anywhere (the agent prints them) and never chooses namespace, dimensions or
+//! resolution (they come in as the `Publication`).
 
 use serde_json::{json, Map, Value};
 
+use super::publication::Publication;
 use super::records::{self, Record};
-use super::Sample;
+use super::sample::Sample;
 
-/// What every line carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmfOptions {
-    pub namespace: String,
-    /// `InstanceId`, `AutoScalingGroupName`, `ClusterName`, ...: those known, in this order.
-    pub dimensions: Vec<(String, String)>,
-    /// Store at 1-second resolution (for sampling intervals under a minute).
-    pub high_resolution: bool,
-}
-
-impl EmfOptions {
-    pub fn storage_resolution(&self) -> i32 {
-        if self.high_resolution {
-            1
-        } else {
-            60
-        }
-    }
-}
-
-fn render(record: &Record, opts: &EmfOptions, timestamp_ms: u64) -> String {
-    let resolution = opts.storage_resolution();
+fn render(record: &Record, publication: &Publication, timestamp_ms: u64) -> String {
+    let resolution = publication.storage_resolution.seconds();
     let directive = json!({
-        "Namespace": opts.namespace,
+        "Namespace": publication.namespace,
         "Dimensions": record.dimension_sets,
         "Metrics": record
             .metrics
@@ -56,14 +41,15 @@ fn render(record: &Record, opts: &EmfOptions, timestamp_ms: u64) -> String {
 }
 
 /// The EMF lines for one sample.
-pub fn lines(sample: &Sample, opts: &EmfOptions) -> Vec<String> {
-    records::records(sample, &opts.dimensions)
+pub fn lines(sample: &Sample, publication: &Publication) -> Vec<String> {
+    records::records(sample, &publication.dimensions)
         .iter()
-        .map(|r| render(r, opts, sample.timestamp_ms))
+        .map(|r| render(r, publication, sample.timestamp_ms))
         .collect()
 }
 
-/// Checks one line against the EMF specification; the first rule it breaks.
+/// Checks one line against the EMF specification; the first rule it breaks, in words (the
+/// words are the product here: tests print them next to the line).
 pub fn validate(line: &str) -> Result<(), String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let root = v.as_object().ok_or("not an object")?;
@@ -127,7 +113,8 @@ pub fn validate(line: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{ContainerInfo, ContainerUse, GpuSample};
+    use crate::metrics::publication::StorageResolution;
+    use crate::metrics::sample::{ContainerInfo, ContainerUse, GpuSample};
 
     const ASG: &str = "AutoScalingGroupName";
 
@@ -179,15 +166,15 @@ mod tests {
         }
     }
 
-    fn opts(asg: bool) -> EmfOptions {
+    fn opts(asg: bool) -> Publication {
         let mut dimensions = vec![("InstanceId".to_owned(), "i-0abc".to_owned())];
         if asg {
             dimensions.push((ASG.to_owned(), "gpu-asg".to_owned()));
         }
-        EmfOptions {
+        Publication {
             namespace: "GPUShare".into(),
             dimensions,
-            high_resolution: false,
+            storage_resolution: StorageResolution::Standard,
         }
     }
 

@@ -2,8 +2,14 @@
 //! from the instance metadata service (IMDSv2; the group only where instance tags are exposed in
 //! metadata), `ClusterName` from the ECS agent's introspection API. A value in the config wins;
 //! a lookup that fails leaves the dimension out (the agent still runs off EC2).
+//!
+//! Owns the lookups and the precedence (config, then lookup, then nothing). Never fails: a
+//! missing dimension is not an error. Never builds its own async runtime (IMDS is asked on the
+//! agent's).
 
 use std::time::Duration;
+
+use tokio::runtime::Runtime;
 
 use crate::config::MetricsSection;
 
@@ -32,8 +38,8 @@ impl Identity {
 }
 
 /// Config values, then lookups for what the config leaves unset (unless `metrics.discover` is
-/// off).
-pub fn resolve(config: &MetricsSection) -> Identity {
+/// off). IMDS is asked on `runtime`.
+pub fn resolve(config: &MetricsSection, runtime: &Runtime) -> Identity {
     let mut id = Identity {
         instance_id: config.instance_id.clone(),
         auto_scaling_group_name: config.auto_scaling_group_name.clone(),
@@ -43,7 +49,7 @@ pub fn resolve(config: &MetricsSection) -> Identity {
         return id;
     }
     if id.instance_id.is_none() || id.auto_scaling_group_name.is_none() {
-        let (instance, group) = from_imds(config.imds_endpoint.as_deref());
+        let (instance, group) = from_imds(runtime, config.imds_endpoint.as_deref());
         id.instance_id = id.instance_id.or(instance);
         id.auto_scaling_group_name = id.auto_scaling_group_name.or(group);
     }
@@ -53,13 +59,7 @@ pub fn resolve(config: &MetricsSection) -> Identity {
     id
 }
 
-fn from_imds(endpoint: Option<&str>) -> (Option<String>, Option<String>) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return (None, None);
-    };
+fn from_imds(runtime: &Runtime, endpoint: Option<&str>) -> (Option<String>, Option<String>) {
     let mut builder = aws_config::imds::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .read_timeout(Duration::from_secs(1));
@@ -117,7 +117,11 @@ mod tests {
             discover: false,
             ..MetricsSection::default()
         };
-        let id = resolve(&config);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let id = resolve(&config, &runtime);
         assert_eq!(
             id.dimensions(),
             vec![

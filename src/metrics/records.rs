@@ -5,10 +5,13 @@
 //! `AutoScalingGroupName` alone, since CloudWatch does not aggregate across dimension sets and a
 //! group's scaling policy needs the group-wide series), each GPU (`GpuIndex`), and each task or
 //! container using a GPU (`TaskArn`, else `ContainerId`), its GPU memory summed over its GPUs.
+//!
+//! Owns which metrics, dimensions and properties a sample becomes. Never formats them for a
+//! sink and never knows the namespace or resolution (that is the `Publication`).
 
 use serde_json::{json, Value};
 
-use super::{ContainerInfo, Sample};
+use super::sample::{ContainerInfo, Sample};
 
 const ASG: &str = "AutoScalingGroupName";
 

@@ -1,11 +1,11 @@
-//! Per-GPU figures and per-process GPU memory from NVML, behind a trait so everything after
-//! the NVML calls is testable.
+//! What one sample of the host is: each GPU's figures, the GPU memory each container uses on
+//! each GPU, and how many processes belong to no container.
+//!
+//! Owns these data types and the one figure derived from them alone (the instance's mean
+//! utilisation). Never gathers, attributes, formats or sends: they are plain data that the
+//! sampler fills, `records` reads, and `--output json` prints as they are.
 
-use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
-use nvml_wrapper::enums::device::UsedGpuMemory;
 use serde::Serialize;
-
-use crate::gpu::nvml::Nvml;
 
 /// One GPU's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,50 +30,42 @@ pub struct ProcessUse {
     pub used_gpu_memory_bytes: Option<u64>,
 }
 
-pub trait GpuSampler {
-    fn sample(&self) -> Result<(Vec<GpuSample>, Vec<ProcessUse>), String>;
+/// What is known of a container beyond its id: docker labels the ECS agent sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    pub task_arn: Option<String>,
+    pub task_family: Option<String>,
+    pub container_name: Option<String>,
 }
 
-impl GpuSampler for Nvml {
-    fn sample(&self) -> Result<(Vec<GpuSample>, Vec<ProcessUse>), String> {
-        let nvml = self.handle();
-        let fail = |what: &str, e: nvml_wrapper::error::NvmlError| format!("NVML {what}: {e}");
-        let count = nvml.device_count().map_err(|e| fail("device count", e))?;
-        let mut gpus = Vec::with_capacity(count as usize);
-        let mut processes = Vec::new();
-        for index in 0..count {
-            let d = nvml.device_by_index(index).map_err(|e| fail("device", e))?;
-            let util = d.utilization_rates().map_err(|e| fail("utilization", e))?;
-            let memory = d.memory_info().map_err(|e| fail("memory", e))?;
-            gpus.push(GpuSample {
-                index,
-                uuid: d.uuid().map_err(|e| fail("uuid", e))?,
-                name: d.name().map_err(|e| fail("name", e))?,
-                utilization_gpu_percent: util.gpu,
-                utilization_memory_percent: util.memory,
-                memory_used_bytes: memory.used,
-                memory_total_bytes: memory.total,
-                temperature_celsius: d
-                    .temperature(TemperatureSensor::Gpu)
-                    .map_err(|e| fail("temperature", e))?,
-                power_watts: f64::from(d.power_usage().map_err(|e| fail("power", e))?) / 1000.0,
-            });
-            let compute = d
-                .running_compute_processes()
-                .map_err(|e| fail("compute processes", e))?;
-            // Graphics processes are not on every GPU (a T4 in TCC mode has none): not fatal.
-            let graphics = d.running_graphics_processes().unwrap_or_default();
-            for p in compute.into_iter().chain(graphics) {
-                processes.push(ProcessUse {
-                    gpu_index: index,
-                    pid: p.pid,
-                    used_gpu_memory_bytes: match p.used_gpu_memory {
-                        UsedGpuMemory::Used(b) => Some(b),
-                        UsedGpuMemory::Unavailable => None,
-                    },
-                });
-            }
+/// GPU memory one container uses on one GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerUse {
+    pub container_id: String,
+    pub gpu_index: u32,
+    pub gpu_memory_bytes: u64,
+    pub processes: u32,
+    #[serde(flatten)]
+    pub info: ContainerInfo,
+}
+
+/// One sample of the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    pub timestamp_ms: u64,
+    pub gpus: Vec<GpuSample>,
+    pub containers: Vec<ContainerUse>,
+    /// Processes on a GPU that belong to no container (the host's own).
+    pub host_processes: u32,
+}
+
+impl Sample {
+    /// The mean GPU utilisation over the instance's GPUs: the series scaling policies use.
+    pub fn instance_utilization(&self) -> Option<f64> {
+        if self.gpus.is_empty() {
+            return None;
         }
-        Ok((gpus, processes))
+        let sum: u32 = self.gpus.iter().map(|g| g.utilization_gpu_percent).sum();
+        Some(f64::from(sum) / self.gpus.len() as f64)
     }
 }
