@@ -31,9 +31,13 @@ demo: deps release
 	$(CARGO) build --release --example demo
 	target/release/examples/demo $(abspath $(DIST))/gpu-share-runtime
 
+# fmt, clippy, unused dependencies (cargo-machete), and the layout rules of scripts/check-layout.py
+# (no import cycles between modules, no file under src/ over 400 lines).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) machete
+	python3 scripts/check-layout.py
 
 test: deps lint
 	$(CARGO) test

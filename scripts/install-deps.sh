@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmark run for real: runc, dockerd (docker.io,
 # which brings containerd), a static busybox for container root filesystems, a C compiler (the
-# fake NVML library), and from PyPI moto's server (a local CloudWatch API) and cfn-lint.
+# fake NVML library), from PyPI moto's server (a local CloudWatch API) and cfn-lint, and from
+# crates.io cargo-machete (`make lint` fails on unused dependencies).
 # Installs only what is missing, so it costs nothing on a machine that has them.
 set -euo pipefail
 
@@ -19,6 +20,11 @@ command -v cfn-lint >/dev/null 2>&1 || py+=(cfn-lint)
 if ((${#py[@]})); then
   echo "install-deps: installing ${py[*]} from PyPI"
   python3 -m pip install -q --disable-pip-version-check "${py[@]}"
+fi
+
+if ! cargo machete --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-machete from crates.io"
+  cargo install --locked --quiet cargo-machete@0.9.2
 fi
 
 if ((${#need[@]} == 0)); then

@@ -49,7 +49,7 @@ enum Commands {
         #[command(flatten)]
         config: ConfigArg,
         /// dockerd's configuration, read when `docker info` does not answer
-        #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
+        #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_DAEMON_JSON)]
         daemon_json: PathBuf,
     },
     /// Sample GPU and per-container GPU use every metrics.interval_seconds and print it

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Lists import cycles between the crate's modules (`make lint` fails on any).
+"""The layout rules `make lint` holds the crate to, which neither rustc nor clippy checks:
+
+- no module imports a module that imports it back (directly or round a longer loop);
+- no file under src/ is longer than MAX_LINES.
 
 A module is a file under src/. An edge A -> B is any path in A's code (`use crate::..`,
-`use super::..`, `crate::x::y` inline) that reaches module B or an item of B. Cycles are the
-strongly connected components with more than one module. Tests (`#[cfg(test)]` blocks and
-`tests.rs` files) are left out: a test may look at whatever it checks.
+`use super::..`, `use child::..`, `crate::x::y` inline, `child::item` for a declared child)
+that reaches module B or an item of B. Cycles are the strongly connected components with more
+than one module. Tests (`#[cfg(test)] mod tests` and `tests.rs` files) are left out: a test may
+look at whatever it checks. Set MODULE_EDGES=1 to print the graph.
 """
 import os
 import re
 import sys
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+MAX_LINES = 400
 
 
 def module_of(path):
@@ -127,9 +132,17 @@ def main():
     for comp in sccs:
         names = sorted("::".join(c) or "crate" for c in comp)
         print("cycle: " + " <-> ".join(names))
-    if sccs:
+    long_files = []
+    for dirpath, _, files in os.walk(SRC):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            n = sum(1 for _ in open(path))
+            if f.endswith(".rs") and n > MAX_LINES:
+                long_files.append(path)
+                print(f"too long: {os.path.relpath(path, os.path.join(SRC, '..'))}: {n} lines (at most {MAX_LINES})")
+    if sccs or long_files:
         sys.exit(1)
-    print(f"no import cycles among {len(modules)} modules")
+    print(f"layout: no import cycles among {len(modules)} modules, no file over {MAX_LINES} lines")
 
 
 main()
