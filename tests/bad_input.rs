@@ -167,6 +167,36 @@ fn bad_config_file_is_refused_with_the_key_named() {
 }
 
 #[test]
+fn a_bad_metrics_section_does_not_stop_containers() {
+    if !require("a_bad_metrics_section_does_not_stop_containers", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(1);
+    let c = Case::new(host.root());
+    let mut config = std::fs::read_to_string(&c.host.config).unwrap();
+    config.push_str("[metrics]\nnamespace = \"\"\nno_such_key = 1\n[nvml]\nlibrary = 5\n");
+    std::fs::write(&c.host.config, config).unwrap();
+    let out = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .create(&c.bundle, "ctr-1")
+        .output();
+    assert!(out.status.success(), "{out:?}");
+    assert!(c.runc.argv().is_some(), "runc did not run");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.bundle.join("config.json")).unwrap()).unwrap();
+    assert!(
+        spec["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["path"] == "/dev/nvidia0"),
+        "{spec}"
+    );
+}
+
+#[test]
 fn unreadable_config_file_is_refused() {
     let root = no_gpu_root();
     let c = Case::new(root.path());

@@ -398,3 +398,28 @@ fn doctor_fails_on_a_bad_config() {
         "{report}"
     );
 }
+
+#[test]
+fn doctor_only_looks_and_list_refreshes_the_memory_cache() {
+    if !require(
+        "doctor_only_looks_and_list_refreshes_the_memory_cache",
+        &["cc"],
+    ) {
+        return;
+    }
+    let h = Host::new(1);
+    let state_dir = h.0.path("state");
+    let runc = FakeRunc::new();
+    let (_, report) = doctor(&h, Some(&runc.path()), None, Path::new("/x"));
+    assert!(line(&report, "nvml").starts_with("OK"), "{report}");
+    assert!(line(&report, "state").starts_with("OK"), "{report}");
+    assert!(
+        !state_dir.exists(),
+        "doctor created {}",
+        state_dir.display()
+    );
+    h.list_json(Some(&fake_nvml_gpus(&[0], &[15])));
+    let cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("gpus.json")).unwrap()).unwrap();
+    assert_eq!(cache["gpus"][0]["memory_free_bytes"], 15u64 << 30);
+}
