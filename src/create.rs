@@ -13,9 +13,9 @@ use crate::config::{Config, ConfigError, LogLevel};
 use crate::decision::{Decision, Given, Outcome};
 use crate::gpu::{self, devfs::DiscoveryError, Inventory};
 use crate::placement::state::{self, Entry, Locked, StateError};
-use crate::placement::{self, Claim, PlacementError, SelectError};
+use crate::placement::{self, Claim, Decided, PlacementError, SelectError};
 use crate::plan::{Hook, Plan, PlanError};
-use crate::request::{Request, RequestError};
+use crate::request::{Channel, Request, RequestError};
 use crate::runc_call::RuncCall;
 use crate::runc_exec::{self, ExecError};
 use crate::shim_log::ShimLog;
@@ -44,12 +44,12 @@ pub enum CreateError {
 }
 
 /// Runs the create path and logs the decision (or the failure) to the shim's log.
-/// Returns the runc to exec.
-pub fn prepare(call: &RuncCall) -> Result<PathBuf, CreateError> {
+/// Returns the runc to exec. `channel` is how the shim was started (argv[0]).
+pub fn prepare(call: &RuncCall, channel: Channel) -> Result<PathBuf, CreateError> {
     let config = Config::load_for_runtime(&Config::path_from_env())?;
     let log = ShimLog::new(&config.log);
     let id = call.container_label();
-    match edit_bundle(call, &config) {
+    match edit_bundle(call, channel, &config) {
         Ok(decision) => {
             log.write(LogLevel::Info, &format!("create id={id} {decision}"));
             Ok(decision.runc)
@@ -62,10 +62,14 @@ pub fn prepare(call: &RuncCall) -> Result<PathBuf, CreateError> {
 }
 
 /// Edits the bundle's spec for the GPUs this container gets.
-pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateError> {
+pub fn edit_bundle(
+    call: &RuncCall,
+    channel: Channel,
+    config: &Config,
+) -> Result<Decision, CreateError> {
     let runc = runc_exec::resolve(config.runtime.path.as_deref())?;
     let mut spec = SpecFile::load(&call.bundle_dir())?;
-    let request = Request::from_spec(&spec.value, config.sharing.default)?;
+    let request = Request::from_spec(&spec.value, &config.sharing, channel)?;
     let reason = request.reason(config.sharing.default);
     let mut inventory = if request.wants_gpus() {
         gpu::discover(&config.devices.root)?
@@ -90,13 +94,24 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     let (mut state, mut unrecorded) = lock_state(config, load_decides)?;
     let reconciled = state.as_mut().map_or(0, Locked::reconcile);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
-    let assignment = placement::decide(claim, &inventory, &config.sharing, &load)?;
+    let assignment = match placement::decide(claim, &inventory, &config.sharing, &load)? {
+        Decided::Gpus(a) => a,
+        Decided::Nothing(why) => {
+            let devices_root = config.devices.root.clone();
+            let outcome = Outcome::NoGpu { why, devices_root };
+            return Ok(Decision {
+                runc,
+                reason,
+                outcome,
+            });
+        }
+    };
     let hook = Hook::at(&config.hook.path);
     let plan = Plan::new(&assignment, &inventory, &hook);
     let spec_changed = plan.apply(&mut spec.value)?;
-    if spec_changed {
-        spec.save()?;
-    }
+    // The state is written before the spec: a state that cannot be saved then stops the create
+    // with the bundle as it was, and an entry whose spec could not be saved dies with this
+    // process (its pid is how `reconcile` knows).
     if let Some(state) = state.as_mut() {
         let id = call.container_label();
         state.record(Entry::for_this_create(id, call.root, &assignment));
@@ -104,6 +119,11 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
             Err(e) if !load_decides => unrecorded = Some(e.to_string()),
             other => other?,
         }
+    }
+    if spec_changed {
+        spec.save()?;
+    }
+    if state.is_some() {
         pause_for_tests();
     }
     drop(state);

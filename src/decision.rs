@@ -53,6 +53,15 @@ impl fmt::Display for Decision {
                 why: NoGpu::Asked, ..
             } => return write!(f, "gpus=none reason=\"{reason}\" spec=unchanged"),
             Outcome::NoGpu {
+                why: NoGpu::AllReserved,
+                ..
+            } => {
+                return write!(
+                    f,
+                    "gpus=none reason=\"{reason}; every GPU is reserved for another ECS task\" spec=unchanged"
+                )
+            }
+            Outcome::NoGpu {
                 why: NoGpu::HostHasNone,
                 devices_root,
             } => {

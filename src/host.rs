@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::gpu::nvml::{GpuQuery, Nvml, NvmlGpu};
 use crate::gpu::{self, Inventory};
 use crate::placement::state::{self, StateError};
-use crate::placement::{GpuLoad, Load};
+use crate::placement::Load;
 use crate::timestamp::now_rfc3339;
 
 /// The inventory, and why NVML was not used where it was not.
@@ -77,7 +77,7 @@ pub fn rows(inventory: &Inventory, load: &Load) -> Vec<GpuRow> {
         .gpus
         .iter()
         .map(|g| {
-            let l = load.get(&g.index).copied().unwrap_or(GpuLoad::default());
+            let l = load.get(&g.index).cloned().unwrap_or_default();
             GpuRow {
                 index: g.index,
                 minor: g.node.minor,
@@ -120,6 +120,7 @@ pub fn table(rows: &[GpuRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::GpuLoad;
 
     #[test]
     fn rows_carry_load_and_source() {
@@ -129,6 +130,7 @@ mod tests {
             GpuLoad {
                 containers: 3,
                 reserved: 1,
+                reserved_for: vec![Some("t".into())],
             },
         )]
         .into();

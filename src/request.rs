@@ -1,22 +1,48 @@
 //! What a container asks for: its `NVIDIA_VISIBLE_DEVICES` (or the configured default when it
-//! sets none) and how it was started.
+//! sets none), read under the operator's policy, and what the shim knows of how it was started
+//! that the container cannot forge: the runtime name it came through (argv[0]) and the ECS task
+//! its cgroup parent names.
 //!
-//! Pure code over the spec's JSON: no file is read and no GPU is looked at here. Whether the
-//! request can be met, and with which GPUs, is `placement`'s question.
+//! Pure code over the spec's JSON and argv[0]: no file is read and no GPU is looked at here.
+//! Whether the request can be met, and with which GPUs, is `placement`'s question. Nothing in a
+//! container's env ever makes it a reservation.
+
+use std::ffi::OsStr;
+use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::DefaultGpus;
+use crate::config::{ContainerRequests, DefaultGpus, SharingSection};
 use crate::spec::env_value;
 
 /// The variable the NVIDIA stack reads; the shim reads it and writes back what was given.
 pub const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 
-/// Variables ECS puts in every task container's env.
-const ECS_METADATA_VARS: &[&str] = &[
-    "ECS_CONTAINER_METADATA_URI_V4",
-    "ECS_CONTAINER_METADATA_URI",
-];
+/// The runtime name the ECS agent asks dockerd for when a task reserved GPUs
+/// (`ECS_NVIDIA_RUNTIME`'s default), and so the file name of the link that is the trusted
+/// channel.
+pub const NVIDIA_RUNTIME: &str = "nvidia";
+
+/// How the shim was started, which the container cannot choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channel {
+    /// Any other name: dockerd's default runtime, `gpu-share`, `runc`.
+    #[default]
+    Default,
+    /// Through a path whose file name is `nvidia`: dockerd's `nvidia` runtime, which the ECS
+    /// agent uses for the containers of tasks that reserved GPUs.
+    Nvidia,
+}
+
+impl Channel {
+    /// The channel argv[0] names: the file name the runtime was executed as.
+    pub fn from_argv0(argv0: Option<&OsStr>) -> Channel {
+        match argv0.and_then(|a| Path::new(a).file_name()) {
+            Some(name) if name == NVIDIA_RUNTIME => Channel::Nvidia,
+            _ => Channel::Default,
+        }
+    }
+}
 
 /// One entry of a device list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +70,12 @@ pub struct Request {
     pub wants: Wants,
     /// `NVIDIA_VISIBLE_DEVICES` as the container set it (`None`: unset), for messages.
     pub value: Option<String>,
-    /// The container belongs to an ECS task (ECS's metadata variables are in its env).
-    pub ecs_task: bool,
+    pub channel: Channel,
+    /// The ECS task the container belongs to, from the cgroup parent the ECS agent gives every
+    /// container of a task (`linux.cgroupsPath`), never from its env.
+    pub task: Option<String>,
+    /// The policy made the shim ignore the container's value (`container_requests = "deny"`).
+    pub ignored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,16 +87,34 @@ pub enum RequestError {
 }
 
 impl Request {
-    /// Reads the request from a spec, with the host's default for a container that sets none.
-    pub fn from_spec(spec: &Value, default: DefaultGpus) -> Result<Request, RequestError> {
+    /// Reads the request from a spec under the operator's sharing policy. Through the `nvidia`
+    /// channel the value is ECS's reservation and is read as it is; otherwise, under
+    /// `container_requests = "deny"`, the container can only opt out.
+    pub fn from_spec(
+        spec: &Value,
+        sharing: &SharingSection,
+        channel: Channel,
+    ) -> Result<Request, RequestError> {
         let value = env_value(spec, VISIBLE_DEVICES);
+        let binding =
+            channel == Channel::Default && sharing.container_requests == ContainerRequests::Deny;
+        let (wants, ignored) = match value {
+            Some(v) if binding && !is_opt_out(v) => (Wants::parse(None, sharing.default)?, true),
+            _ => (Wants::parse(value, sharing.default)?, false),
+        };
         Ok(Request {
-            wants: Wants::parse(value, default)?,
+            wants,
             value: value.map(str::to_owned),
-            ecs_task: ECS_METADATA_VARS
-                .iter()
-                .any(|k| env_value(spec, k).is_some()),
+            channel,
+            task: task_of(spec),
+            ignored,
         })
+    }
+
+    /// Whether the GPUs it names are a reservation: only ECS, through the `nvidia` channel,
+    /// reserves.
+    pub fn reserves(&self) -> bool {
+        self.channel == Channel::Nvidia && matches!(self.wants, Wants::All | Wants::Named(_))
     }
 
     /// Whether it wants any GPU at all (else the host is not even looked at).
@@ -81,14 +129,41 @@ impl Request {
 
     /// Why the container gets what it gets, for the shim's log.
     pub fn reason(&self, default: DefaultGpus) -> String {
-        match &self.value {
-            Some(v) => format!("{VISIBLE_DEVICES}={v}"),
-            None => format!(
-                "{VISIBLE_DEVICES} unset, sharing.default={}",
-                default.as_str()
+        let default = default.as_str();
+        let mut reason = match &self.value {
+            Some(v) if self.ignored => format!(
+                "{VISIBLE_DEVICES}={v} ignored (sharing.container_requests=deny), sharing.default={default}"
             ),
+            Some(v) => format!("{VISIBLE_DEVICES}={v}"),
+            None => format!("{VISIBLE_DEVICES} unset, sharing.default={default}"),
+        };
+        if self.channel == Channel::Nvidia {
+            reason.push_str(", runtime nvidia");
         }
+        reason
     }
+}
+
+/// `none`, `void` or empty: the one thing a container may always ask for.
+fn is_opt_out(value: &str) -> bool {
+    matches!(value.trim(), "" | "none" | "void")
+}
+
+/// The ECS task id in the cgroup parent the ECS agent gives a task's containers: `/ecs/<id>/...`
+/// under cgroupfs, `ecstasks-<id>.slice:...` under systemd (amazon-ecs-agent's
+/// `BuildCgroupRoot`). ECS task definitions cannot set a container's cgroup parent.
+fn task_of(spec: &Value) -> Option<String> {
+    let path = spec.get("linux")?.get("cgroupsPath")?.as_str()?;
+    let id = if let Some(rest) = path.strip_prefix("/ecs/") {
+        rest.split('/').next()?
+    } else {
+        path.split(':')
+            .next()?
+            .strip_prefix("ecstasks-")?
+            .strip_suffix(".slice")?
+    };
+    let well_formed = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    well_formed.then(|| id.to_owned())
 }
 
 impl Wants {
@@ -202,20 +277,100 @@ mod tests {
         }
     }
 
+    fn sharing(default: DefaultGpus, requests: ContainerRequests) -> SharingSection {
+        SharingSection {
+            default,
+            container_requests: requests,
+            ..SharingSection::default()
+        }
+    }
+
+    fn env(values: &[&str]) -> Value {
+        json!({"process": {"env": values}})
+    }
+
     #[test]
-    fn the_spec_gives_value_default_and_ecs_membership() {
-        let spec = json!({"process": {"env": ["ECS_CONTAINER_METADATA_URI_V4=http://x", "NVIDIA_VISIBLE_DEVICES=1"]}});
-        let r = Request::from_spec(&spec, DefaultGpus::None).unwrap();
+    fn the_spec_gives_the_value_and_the_default() {
+        let allow = sharing(DefaultGpus::None, ContainerRequests::Allow);
+        let spec = env(&[
+            "ECS_CONTAINER_METADATA_URI_V4=http://x",
+            "NVIDIA_VISIBLE_DEVICES=1",
+        ]);
+        let r = Request::from_spec(&spec, &allow, Channel::Default).unwrap();
         assert_eq!(r.wants, Wants::Named(vec![DeviceRef::Index(1)]));
-        assert!(r.ecs_task);
+        assert!(!r.reserves(), "the env never makes a reservation");
         assert_eq!(r.reason(DefaultGpus::None), "NVIDIA_VISIBLE_DEVICES=1");
-        let r = Request::from_spec(&json!({"process": {"env": []}}), DefaultGpus::All).unwrap();
+        let all = sharing(DefaultGpus::All, ContainerRequests::Allow);
+        let r = Request::from_spec(&env(&[]), &all, Channel::Default).unwrap();
         assert_eq!(r.wants, Wants::Placed);
-        assert!(!r.ecs_task);
         assert_eq!(r.shown_value(), "");
         assert_eq!(
             r.reason(DefaultGpus::All),
             "NVIDIA_VISIBLE_DEVICES unset, sharing.default=all"
         );
+    }
+
+    #[test]
+    fn the_last_of_repeated_entries_is_the_value_as_runc_reads_it() {
+        let allow = sharing(DefaultGpus::All, ContainerRequests::Allow);
+        let spec = env(&["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_VISIBLE_DEVICES=all"]);
+        let r = Request::from_spec(&spec, &allow, Channel::Default).unwrap();
+        assert_eq!(r.wants, Wants::All);
+    }
+
+    #[test]
+    fn under_deny_a_container_can_only_opt_out() {
+        let deny = sharing(DefaultGpus::All, ContainerRequests::Deny);
+        for v in ["all", "0,1", "GPU-00000000", "junk", "3"] {
+            let spec = env(&[&format!("NVIDIA_VISIBLE_DEVICES={v}")]);
+            let r = Request::from_spec(&spec, &deny, Channel::Default).unwrap();
+            assert_eq!(r.wants, Wants::Placed, "{v}");
+            assert!(r.ignored);
+            assert!(r.reason(DefaultGpus::All).contains("ignored"), "{v}");
+        }
+        for v in ["none", "void", "", " none "] {
+            let spec = env(&[&format!("NVIDIA_VISIBLE_DEVICES={v}")]);
+            let r = Request::from_spec(&spec, &deny, Channel::Default).unwrap();
+            assert_eq!(r.wants, Wants::Nothing, "{v:?}");
+        }
+        let spec = env(&["NVIDIA_VISIBLE_DEVICES=GPU-00000001"]);
+        let r = Request::from_spec(&spec, &deny, Channel::Nvidia).unwrap();
+        assert_eq!(
+            r.wants,
+            Wants::Named(vec![DeviceRef::Uuid("GPU-00000001".into())])
+        );
+        assert!(r.reserves());
+        assert_eq!(
+            r.reason(DefaultGpus::All),
+            "NVIDIA_VISIBLE_DEVICES=GPU-00000001, runtime nvidia"
+        );
+    }
+
+    #[test]
+    fn the_channel_is_argv0_s_file_name() {
+        let c = |s: &str| Channel::from_argv0(Some(OsStr::new(s)));
+        assert_eq!(c("/etc/docker-runtimes.d/nvidia"), Channel::Nvidia);
+        assert_eq!(c("nvidia"), Channel::Nvidia);
+        assert_eq!(c("/usr/local/bin/gpu-share-runtime"), Channel::Default);
+        assert_eq!(c("/usr/bin/nvidia-container-runtime"), Channel::Default);
+        assert_eq!(c("/x/nvidia/runc"), Channel::Default);
+        assert_eq!(Channel::from_argv0(None), Channel::Default);
+    }
+
+    #[test]
+    fn the_task_comes_from_the_cgroup_parent() {
+        let task = |p: &str| task_of(&json!({"linux": {"cgroupsPath": p}}));
+        assert_eq!(
+            task("/ecs/0123456789abcdef0123456789abcdef/3f1c").as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            task("ecstasks-0123456789abcdef.slice:docker:3f1c").as_deref(),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(task("/docker/3f1c"), None);
+        assert_eq!(task("system.slice:docker:3f1c"), None);
+        assert_eq!(task("/ecs/../x"), None);
+        assert_eq!(task_of(&json!({"linux": {}})), None);
     }
 }

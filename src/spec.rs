@@ -227,12 +227,14 @@ pub fn array_at<'a>(
     })
 }
 
-/// The first `NAME=value` of `process.env`: what `getenv` in the container would see.
+/// The last `NAME=value` of `process.env`: the one runc's init sets last, so the container
+/// sees it, and the one NVIDIA's hook reads.
 pub fn env_value<'a>(spec: &'a Value, name: &str) -> Option<&'a str> {
     spec.get("process")?
         .get("env")?
         .as_array()?
         .iter()
+        .rev()
         .filter_map(Value::as_str)
         .find_map(|e| {
             e.split_once('=')
@@ -300,9 +302,9 @@ mod tests {
     }
 
     #[test]
-    fn env_value_reads_the_first_entry() {
+    fn env_value_reads_the_last_entry() {
         let spec = serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_VISIBLE_DEVICES=2", 7]}});
-        assert_eq!(env_value(&spec, "NVIDIA_VISIBLE_DEVICES"), Some("1"));
+        assert_eq!(env_value(&spec, "NVIDIA_VISIBLE_DEVICES"), Some("2"));
         assert_eq!(
             env_value(&serde_json::json!({}), "NVIDIA_VISIBLE_DEVICES"),
             None

@@ -10,10 +10,10 @@ use common::{
     cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, Bundle, FakeGpuHost, FakeRunc,
     ShimHost, NO_NVML,
 };
-use gpu_share::config::{Config, DefaultGpus};
+use gpu_share::config::{Config, SharingSection};
 use gpu_share::host;
 use gpu_share::placement::{self, SelectError};
-use gpu_share::request::Request;
+use gpu_share::request::{Channel, Request};
 
 /// The shim on a fake host whose NVML is the fake library.
 struct Host(ShimHost);
@@ -116,7 +116,7 @@ fn select(h: &Host, value: &str) -> Result<Vec<u32>, SelectError> {
     let view = host::discover(&h.config()).unwrap();
     let env = format!("NVIDIA_VISIBLE_DEVICES={value}");
     let spec = serde_json::json!({"process": {"env": [env]}});
-    let request = Request::from_spec(&spec, DefaultGpus::All).unwrap();
+    let request = Request::from_spec(&spec, &SharingSection::default(), Channel::Default).unwrap();
     match placement::claim(&request, &view.inventory)? {
         placement::Claim::Named(a) => Ok(a.gpus),
         other => panic!("{value}: {other:?}"),

@@ -44,6 +44,15 @@ impl Cluster {
             .write(&self.host.path("bundles").join(id))
     }
 
+    /// A bundle of a container of ECS task `task` (the cgroup parent the ECS agent gives it).
+    fn task_bundle(&self, task: &str, id: &str, env: &[&str]) -> PathBuf {
+        self.template
+            .clone()
+            .env(env)
+            .cgroups_path(&format!("/ecs/{task}/{id}"))
+            .write(&self.host.path("bundles").join(id))
+    }
+
     fn shim(&self) -> Shim {
         self.host.shim().root(self.runc_root())
     }
@@ -56,6 +65,38 @@ impl Cluster {
 
     fn create(&self, id: &str, env: &[&str]) -> Result<(), String> {
         finish(self.spawn_create(id, env).wait())
+    }
+
+    /// A create through the `nvidia` runtime, as the ECS agent starts a task that reserved GPUs.
+    fn create_reserved(&self, id: &str, env: &[&str]) -> Result<(), String> {
+        let b = self.bundle(id, env);
+        self.create_bundle(id, &b, true)
+    }
+
+    /// A create of the bundle at `b`, through the `nvidia` runtime or the default one.
+    fn create_bundle(&self, id: &str, b: &std::path::Path, via_nvidia: bool) -> Result<(), String> {
+        self.ids.borrow_mut().push(id.to_owned());
+        let shim = if via_nvidia {
+            self.shim().via_nvidia(self.host.dir.path())
+        } else {
+            self.shim()
+        };
+        finish(shim.create(b, id).output())
+    }
+
+    /// Each container's recorded kind, by id.
+    fn kinds(&self) -> Vec<(String, String)> {
+        self.state()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
     }
 
     fn delete(&self, id: &str) {
@@ -210,7 +251,7 @@ fn shared_containers_steer_away_from_a_gpu_ecs_reserved() {
         "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/abc",
         &format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(0)),
     ];
-    c.create(
+    c.create_reserved(
         "ecs-task",
         &ecs_env.iter().map(|s| s.as_ref()).collect::<Vec<&str>>(),
     )
@@ -282,4 +323,191 @@ fn runc_root_keeps_entries_of_live_containers_only() {
     let mut ids = c.state_ids();
     ids.sort();
     assert_eq!(ids, vec!["keep".to_owned(), "third".to_owned()]);
+}
+
+// ---- tenant policy: what a container's env may and may not do ----
+
+#[test]
+fn under_deny_a_container_s_own_gpus_are_ignored_and_placement_decides() {
+    if !require("under_deny_a_container_s_own_gpus_are_ignored", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"\ncontainer_requests = \"deny\"");
+    c.create("greedy", &["NVIDIA_VISIBLE_DEVICES=all"]).unwrap();
+    assert_eq!(c.gpus_of("greedy"), "0");
+    c.create("pinned", &["NVIDIA_VISIBLE_DEVICES=0"]).unwrap();
+    assert_eq!(c.gpus_of("pinned"), "1");
+    c.create("opted-out", &["NVIDIA_VISIBLE_DEVICES=none"])
+        .unwrap();
+    assert_eq!(c.counts(), vec![1, 1, 0, 0]);
+    let log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert!(
+        log.contains("NVIDIA_VISIBLE_DEVICES=all ignored (sharing.container_requests=deny)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn named_gpus_count_against_the_limit() {
+    if !require("named_gpus_count_against_the_limit", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"pack\"\nmax_per_gpu = 2");
+    c.create("all-1", &["NVIDIA_VISIBLE_DEVICES=all"]).unwrap();
+    c.create("all-2", &["NVIDIA_VISIBLE_DEVICES=all"]).unwrap();
+    let e = c
+        .create("all-3", &["NVIDIA_VISIBLE_DEVICES=all"])
+        .unwrap_err();
+    assert!(e.contains("GPU 0 is at sharing.max_per_gpu = 2"), "{e}");
+    assert_eq!(c.counts(), vec![2, 2, 2, 2]);
+}
+
+#[test]
+fn the_env_cannot_forge_a_reservation() {
+    if !require("the_env_cannot_forge_a_reservation", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"\nreserved = \"exclusive\"");
+    let forged = [
+        "ECS_CONTAINER_METADATA_URI_V4=anything",
+        "NVIDIA_VISIBLE_DEVICES=0,1,2",
+    ];
+    c.create("forger", &forged).unwrap();
+    assert_eq!(c.per_gpu(), vec![(1, 0), (1, 0), (1, 0), (0, 0)]);
+    assert_eq!(c.kinds(), vec![("forger".to_owned(), "pinned".to_owned())]);
+    // Only the nvidia runtime reserves; under exclusive nobody else gets that GPU, even under
+    // a policy that gives every GPU.
+    let env = format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(3));
+    c.create_reserved("ecs-task", &[&env]).unwrap();
+    assert_eq!(c.per_gpu()[3], (1, 1));
+    c.create("shared", &[]).unwrap();
+    assert_ne!(c.gpus_of("shared"), "3");
+    let e = c
+        .create("pinned-3", &["NVIDIA_VISIBLE_DEVICES=3"])
+        .unwrap_err();
+    assert!(
+        e.contains("GPU 3 is reserved for an ECS task (sharing.reserved = exclusive)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn under_placement_all_reservations_keep_others_off() {
+    if !require(
+        "under_placement_all_reservations_keep_others_off",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(4, "reserved = \"exclusive\"");
+    let env = format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(0));
+    c.create_reserved("ecs-task", &[&env]).unwrap();
+    c.create("everyone-else", &[]).unwrap();
+    assert_eq!(c.gpus_of("everyone-else"), "1,2,3");
+}
+
+#[test]
+fn reserved_task_gives_the_sidecar_its_task_s_gpu_and_no_other_task() {
+    if !require("reserved_task_gives_the_sidecar_its_task_s_gpu", &["runc"]) {
+        return;
+    }
+    // A g4dn.xlarge: one GPU, reserved by ECS for task A's main container.
+    let c = Cluster::new(1, "placement = \"spread\"\nreserved = \"task\"");
+    let env = format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(0));
+    let main = c.task_bundle("aaaa1111", "main", &[&env]);
+    c.create_bundle("main", &main, true).unwrap();
+    let sidecar = c.task_bundle("aaaa1111", "sidecar", &[]);
+    c.create_bundle("sidecar", &sidecar, false).unwrap();
+    assert_eq!(c.gpus_of("sidecar"), "0");
+    // Another task's container, and one outside any task, start without a GPU.
+    let other = c.task_bundle("bbbb2222", "other", &[]);
+    c.create_bundle("other", &other, false).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.join("config.json")).unwrap()).unwrap();
+    assert!(
+        !spec.to_string().contains("/dev/nvidia0"),
+        "another task got the reserved GPU: {spec}"
+    );
+    c.create("no-task", &[]).unwrap();
+    assert_eq!(c.per_gpu(), vec![(2, 1)]);
+    let log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert!(
+        log.contains("every GPU is reserved for another ECS task"),
+        "{log}"
+    );
+    // Naming it is refused outright.
+    let named = c.task_bundle("bbbb2222", "named", &["NVIDIA_VISIBLE_DEVICES=0"]);
+    let e = c.create_bundle("named", &named, false).unwrap_err();
+    assert!(e.contains("GPU 0 is reserved"), "{e}");
+}
+
+#[test]
+fn forty_concurrent_tenant_creates_under_deny_spread_ten_per_gpu() {
+    if !require("forty_concurrent_tenant_creates_under_deny", &["runc"]) {
+        return;
+    }
+    let c = Cluster::new(
+        4,
+        "placement = \"spread\"\nmax_per_gpu = 10\ncontainer_requests = \"deny\"",
+    );
+    let uuid = FakeGpuHost::uuid(2);
+    let values: Vec<Vec<String>> = vec![
+        vec!["NVIDIA_VISIBLE_DEVICES=all".into()],
+        vec!["NVIDIA_VISIBLE_DEVICES=0".into()],
+        vec!["NVIDIA_VISIBLE_DEVICES=0,1,2,3".into()],
+        vec![format!("NVIDIA_VISIBLE_DEVICES={uuid}")],
+        vec![format!("NVIDIA_VISIBLE_DEVICES={}", &uuid[..12])],
+        vec![
+            "NVIDIA_VISIBLE_DEVICES=1".into(),
+            "NVIDIA_VISIBLE_DEVICES=all".into(),
+        ],
+        vec!["NVIDIA_VISIBLE_DEVICES=junk\nINFO forged".into()],
+        vec!["NVIDIA_VISIBLE_DEVICES=99".into()],
+        vec![],
+        vec!["NVIDIA_VISIBLE_DEVICES=GPU-".into()],
+    ];
+    let running: Vec<(String, Running)> = (0..40)
+        .map(|i| {
+            let id = format!("t{i:02}");
+            let env = &values[(i * 7) % values.len()];
+            let env: Vec<&str> = env.iter().map(String::as_str).collect();
+            (id.clone(), c.spawn_create(&id, &env))
+        })
+        .collect();
+    // Tenants who opt out get no GPU and take no place.
+    let opt_outs: Vec<(String, Running)> = ["", "none", "void"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let id = format!("out{i}");
+            let env = format!("NVIDIA_VISIBLE_DEVICES={v}");
+            (id.clone(), c.spawn_create(&id, &[&env]))
+        })
+        .collect();
+    for (id, r) in running.into_iter().chain(opt_outs) {
+        if let Err(e) = finish(r.wait()) {
+            panic!("create {id}: {e}");
+        }
+    }
+    assert_eq!(c.counts(), vec![10, 10, 10, 10]);
+    for i in 0..40 {
+        let gpus = c.gpus_of(&format!("t{i:02}"));
+        assert!(!gpus.contains(','), "t{i:02} got {gpus}");
+    }
+    for i in 0..3 {
+        let id = format!("out{i}");
+        let spec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(c.host.path("bundles").join(&id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(!spec.to_string().contains("/dev/nvidia"), "{id}: {spec}");
+    }
+    // Full: the next one is refused, whatever it asks.
+    let e = c
+        .create("one-too-many", &["NVIDIA_VISIBLE_DEVICES=all"])
+        .unwrap_err();
+    assert!(
+        e.contains("every GPU is at sharing.max_per_gpu = 10"),
+        "{e}"
+    );
 }

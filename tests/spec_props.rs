@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
-use gpu_share::placement::{self, Assignment, Load};
+use gpu_share::placement::{self, Assignment, Decided, Load};
 use gpu_share::plan::{Hook, Plan};
-use gpu_share::request::Request;
+use gpu_share::request::{Channel, Request};
 use gpu_share::spec::env_value;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -19,9 +19,16 @@ fn host(gpus: u32) -> Inventory {
 /// What the create path decides for `spec` on `inventory` under the default policy; `None`
 /// where it refuses the request.
 fn assignment(spec: &Value, default: DefaultGpus, inventory: &Inventory) -> Option<Assignment> {
-    let request = Request::from_spec(spec, default).ok()?;
+    let sharing = SharingSection {
+        default,
+        ..SharingSection::default()
+    };
+    let request = Request::from_spec(spec, &sharing, Channel::Default).ok()?;
     let claim = placement::claim(&request, inventory).ok()?;
-    placement::decide(claim, inventory, &SharingSection::default(), &Load::new()).ok()
+    match placement::decide(claim, inventory, &sharing, &Load::new()).ok()? {
+        Decided::Gpus(a) => Some(a),
+        Decided::Nothing(_) => None,
+    }
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -175,9 +182,7 @@ proptest! {
         let inventory = host(gpus);
         let default = if default_all { DefaultGpus::All } else { DefaultGpus::None };
         let Some(chosen) = assignment(&original, default, &inventory) else { return Ok(()) };
-        if chosen.gpus.is_empty() {
-            return Ok(());
-        }
+
         let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
         let hook = if hook { Hook::Present(path) } else { Hook::Missing(path) };
         let plan = Plan::new(&chosen, &inventory, &hook);
@@ -197,15 +202,17 @@ proptest! {
             prop_assert_eq!(&after[..before.len()], &before[..]);
         }
 
-        // In env, only NVIDIA_VISIBLE_DEVICES's first entry may change, or one entry is appended.
+        // In env, only NVIDIA_VISIBLE_DEVICES entries may change (every one of them, so that
+        // whichever one a reader takes is ours), or one entry is appended.
         let env_before = array_at(&original, &["process", "env"]);
         let env_after = array_at(&once, &["process", "env"]);
-        let first = env_before.iter().position(|e| {
-            e.as_str().is_some_and(|s| s.starts_with("NVIDIA_VISIBLE_DEVICES="))
-        });
+        let ours = |e: &Value| e.as_str().is_some_and(|s| s.starts_with("NVIDIA_VISIBLE_DEVICES="));
         prop_assert!(env_after.len() == env_before.len() || env_after.len() == env_before.len() + 1);
+        let wanted = Value::from(format!("NVIDIA_VISIBLE_DEVICES={}", plan.visible()));
         for (i, e) in env_before.iter().enumerate() {
-            if Some(i) != first {
+            if ours(e) {
+                prop_assert_eq!(&env_after[i], &wanted);
+            } else {
                 prop_assert_eq!(e, &env_after[i]);
             }
         }

@@ -13,6 +13,7 @@
 use std::ffi::OsString;
 
 use gpu_share::create;
+use gpu_share::request::Channel;
 use gpu_share::runc_call::{Action, RuncCall};
 use gpu_share::runc_exec::{default_runc, exec_runc};
 use gpu_share::runc_log;
@@ -20,11 +21,14 @@ use gpu_share::runc_log;
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // glibc hands argv to Rust's std before `main` runs, so `args_os` works without lang_start.
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next();
+    let args: Vec<OsString> = argv.collect();
     let call = RuncCall::parse(&args);
     let runc = match call.action() {
         Action::PassThrough => default_runc().map_err(|e| e.to_string()),
-        Action::EditBundle => create::prepare(&call)
+        // The runtime name dockerd ran us as (argv[0]) is the channel no container can forge.
+        Action::EditBundle => create::prepare(&call, Channel::from_argv0(argv0.as_deref()))
             .map_err(|e| format!("{} {}: {e}", command_name(&call), call.container_label())),
     };
     let message = match runc {

@@ -119,6 +119,54 @@ pub struct SharingSection {
     pub placement: Placement,
     /// Admission limit: live containers per GPU past which a create fails.
     pub max_per_gpu: Option<u32>,
+    /// Whether a container's own `NVIDIA_VISIBLE_DEVICES` may name GPUs.
+    pub container_requests: ContainerRequests,
+    /// Who else may use a GPU that ECS reserved for a task.
+    pub reserved: Reserved,
+}
+
+/// What a container's own `NVIDIA_VISIBLE_DEVICES` may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerRequests {
+    /// It names GPUs (indices, UUIDs, `all`), as with NVIDIA's runtime.
+    #[default]
+    Allow,
+    /// It can only opt out (`none`, `void`, empty); any other value is ignored, and placement
+    /// decides.
+    Deny,
+}
+
+impl ContainerRequests {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRequests::Allow => "allow",
+            ContainerRequests::Deny => "deny",
+        }
+    }
+}
+
+/// Who may use a GPU that ECS reserved for a task (through the trusted `nvidia` runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reserved {
+    /// Anyone: placement only prefers other GPUs while they have room.
+    #[default]
+    Shared,
+    /// Containers of the same ECS task (its sidecars) only.
+    Task,
+    /// Nobody else.
+    Exclusive,
+}
+
+impl Reserved {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reserved::Shared => "shared",
+            Reserved::Task => "task",
+            Reserved::Exclusive => "exclusive",
+        }
+    }
 }
 
 /// How containers that name no GPU are placed.

@@ -3,12 +3,14 @@
 //! Two steps, both pure, so that a bad request never waits on the lock:
 //! - `claim`, before the lock: a request that names GPUs (indices, UUIDs, `all`) is resolved
 //!   against the inventory now; one that names none is left to the policy.
-//! - `decide`, under the lock: the policy (`policy`) places what is left, given the live load
-//!   the flock'd state file (`state`) holds.
+//! - `decide`, under the lock: named GPUs are admitted (the limit and the reservations apply to
+//!   them, unless ECS reserved them through the trusted `nvidia` channel), and the policy
+//!   (`policy`) places what is left, given the live load the flock'd state file (`state`) holds.
 //!
-//! The answer is an `Assignment`: GPU indices and how the container came to hold them. Only
-//! `state` touches the world here; nothing in this module writes the spec.
+//! The answer is an `Assignment`: GPU indices, how the container came to hold them, and its ECS
+//! task. Only `state` touches the world here; nothing in this module writes the spec.
 
+pub mod access;
 mod load;
 pub mod named;
 pub mod policy;
@@ -30,7 +32,7 @@ pub enum Kind {
     Shared,
     /// It named its GPUs itself.
     Pinned,
-    /// ECS reserved these GPUs for its task (the agent named them in the task's env).
+    /// ECS reserved these GPUs for its task (through the trusted `nvidia` runtime).
     Reserved,
 }
 
@@ -50,6 +52,8 @@ pub struct Assignment {
     /// GPU indices; never empty once decided.
     pub gpus: Vec<u32>,
     pub kind: Kind,
+    /// The container's ECS task (from its cgroup parent), where it has one.
+    pub task: Option<String>,
 }
 
 /// Why a container gets no GPU.
@@ -59,6 +63,8 @@ pub enum NoGpu {
     Asked,
     /// It named none, and the host has none to place it on.
     HostHasNone,
+    /// It named none, and every GPU is reserved for other ECS tasks (`sharing.reserved`).
+    AllReserved,
 }
 
 /// A request read against the inventory, before the load is known.
@@ -69,27 +75,36 @@ pub enum Claim {
     /// GPUs the container named, already resolved.
     Named(Assignment),
     /// The policy places it.
-    ByPolicy,
+    ByPolicy { task: Option<String> },
+}
+
+/// What `decide` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    Gpus(Assignment),
+    Nothing(NoGpu),
 }
 
 /// Step one: what the request amounts to on this host. Named GPUs that do not exist are an
 /// error here, before any lock is taken.
 pub fn claim(request: &Request, inventory: &Inventory) -> Result<Claim, SelectError> {
-    let named_kind = if request.ecs_task {
-        Kind::Reserved
-    } else {
-        Kind::Pinned
-    };
     let named = |gpus| {
         Claim::Named(Assignment {
             gpus,
-            kind: named_kind,
+            kind: if request.reserves() {
+                Kind::Reserved
+            } else {
+                Kind::Pinned
+            },
+            task: request.task.clone(),
         })
     };
     Ok(match &request.wants {
         Wants::Nothing => Claim::Nothing(NoGpu::Asked),
         Wants::Placed if inventory.gpus.is_empty() => Claim::Nothing(NoGpu::HostHasNone),
-        Wants::Placed => Claim::ByPolicy,
+        Wants::Placed => Claim::ByPolicy {
+            task: request.task.clone(),
+        },
         Wants::All => named(named::every(inventory, request.shown_value())?),
         Wants::Named(refs) => named(named::resolve(refs, inventory, request.shown_value())?),
     })
@@ -100,52 +115,95 @@ impl Claim {
     /// or written must stop the create. Otherwise the state only counts containers for
     /// `gpu-share list`, and a broken state dir must not stop containers.
     pub fn load_decides(&self, sharing: &SharingSection) -> bool {
-        matches!(self, Claim::ByPolicy)
-            && (sharing.placement != Placement::All || sharing.max_per_gpu.is_some())
+        let limited = sharing.max_per_gpu.is_some();
+        let reservations_bind = sharing.reserved != crate::config::Reserved::Shared;
+        match self {
+            Claim::Nothing(_) => false,
+            Claim::Named(a) => a.kind == Kind::Pinned && (limited || reservations_bind),
+            Claim::ByPolicy { .. } => {
+                sharing.placement != Placement::All || limited || reservations_bind
+            }
+        }
     }
 
     /// Whether placement will compare free memory (spread's tie-break), so the NVML cache is
     /// worth reading into the inventory.
     pub fn reads_free_memory(&self, sharing: &SharingSection) -> bool {
-        matches!(self, Claim::ByPolicy) && sharing.placement == Placement::Spread
+        matches!(self, Claim::ByPolicy { .. }) && sharing.placement == Placement::Spread
     }
 }
 
-/// Step two, under the lock: the assignment. Named GPUs (ECS reservations above all) are given
-/// even past `sharing.max_per_gpu`: the limit steers placement, it does not overrule a
-/// scheduler that already decided.
+/// Step two, under the lock: the assignment. GPUs ECS reserved through the trusted channel are
+/// given whatever the load: the limit steers placement, it does not overrule a scheduler that
+/// already decided. GPUs a container named itself count against the limit and the reservations
+/// like placed ones.
 pub fn decide(
     claim: Claim,
     inventory: &Inventory,
     sharing: &SharingSection,
     load: &Load,
-) -> Result<Assignment, PlacementError> {
+) -> Result<Decided, PlacementError> {
     match claim {
-        Claim::Nothing(_) => Ok(Assignment {
-            gpus: Vec::new(),
-            kind: Kind::Shared,
-        }),
-        Claim::Named(assignment) => Ok(assignment),
-        Claim::ByPolicy => Ok(Assignment {
-            gpus: policy::choose(sharing.placement, sharing.max_per_gpu, inventory, load)?,
-            kind: Kind::Shared,
-        }),
+        Claim::Nothing(why) => Ok(Decided::Nothing(why)),
+        Claim::Named(a) if a.kind == Kind::Reserved => Ok(Decided::Gpus(a)),
+        Claim::Named(a) => {
+            policy::admit_named(&a.gpus, sharing, inventory, load, a.task.as_deref())?;
+            Ok(Decided::Gpus(a))
+        }
+        Claim::ByPolicy { task } => Ok(
+            match policy::choose(sharing, inventory, load, task.as_deref())? {
+                Some(gpus) => Decided::Gpus(Assignment {
+                    gpus,
+                    kind: Kind::Shared,
+                    task,
+                }),
+                None => Decided::Nothing(NoGpu::AllReserved),
+            },
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DefaultGpus;
+    use crate::config::{DefaultGpus, Reserved};
+    use crate::request::Channel;
     use serde_json::json;
 
-    fn request(env: &[&str], default: DefaultGpus) -> Request {
-        Request::from_spec(&json!({"process": {"env": env}}), default).unwrap()
+    fn request(env: &[&str], channel: Channel) -> Request {
+        let spec = json!({"process": {"env": env}, "linux": {"cgroupsPath": "/ecs/t1/c"}});
+        Request::from_spec(&spec, &SharingSection::default(), channel).unwrap()
+    }
+
+    fn full_load() -> Load {
+        (0..4)
+            .map(|i| {
+                (
+                    i,
+                    GpuLoad {
+                        containers: 1,
+                        ..GpuLoad::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn gpus(d: Decided) -> Assignment {
+        match d {
+            Decided::Gpus(a) => a,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn default_all_on_a_host_without_gpus_gives_nothing() {
-        let r = request(&[], DefaultGpus::All);
+        let spec = json!({"process": {"env": []}});
+        let sharing = SharingSection {
+            default: DefaultGpus::All,
+            ..SharingSection::default()
+        };
+        let r = Request::from_spec(&spec, &sharing, Channel::Default).unwrap();
         assert_eq!(
             claim(&r, &Inventory::synthetic(0)).unwrap(),
             Claim::Nothing(NoGpu::HostHasNone)
@@ -153,51 +211,74 @@ mod tests {
     }
 
     #[test]
-    fn named_gpus_are_pinned_or_reserved_and_pass_the_limit() {
+    fn only_the_nvidia_channel_reserves_and_passes_the_limit() {
         let inv = Inventory::synthetic(4);
         let sharing = SharingSection {
             placement: Placement::Pack,
             max_per_gpu: Some(1),
             ..SharingSection::default()
         };
-        let full: Load = (0..4)
-            .map(|i| {
-                (
-                    i,
-                    GpuLoad {
-                        containers: 1,
-                        reserved: 0,
-                    },
-                )
-            })
-            .collect();
         let pinned = claim(
-            &request(&["NVIDIA_VISIBLE_DEVICES=3,1"], DefaultGpus::All),
+            &request(&["NVIDIA_VISIBLE_DEVICES=3,1"], Channel::Default),
             &inv,
         )
         .unwrap();
-        assert!(!pinned.load_decides(&sharing));
-        let a = decide(pinned, &inv, &sharing, &full).unwrap();
-        assert_eq!(
-            a,
-            Assignment {
-                gpus: vec![3, 1],
-                kind: Kind::Pinned
-            }
-        );
-        let ecs = request(
+        assert!(pinned.load_decides(&sharing));
+        assert!(decide(pinned, &inv, &sharing, &full_load()).is_err());
+        let via_ecs = claim(
+            &request(&["NVIDIA_VISIBLE_DEVICES=3,1"], Channel::Nvidia),
+            &inv,
+        )
+        .unwrap();
+        assert!(!via_ecs.load_decides(&sharing));
+        let a = gpus(decide(via_ecs, &inv, &sharing, &full_load()).unwrap());
+        assert_eq!(a.gpus, vec![3, 1]);
+        assert_eq!(a.kind, Kind::Reserved);
+        assert_eq!(a.task.as_deref(), Some("t1"));
+        let env_only = request(
             &[
                 "ECS_CONTAINER_METADATA_URI_V4=x",
                 "NVIDIA_VISIBLE_DEVICES=all",
             ],
-            DefaultGpus::All,
+            Channel::Default,
         );
-        let a = decide(claim(&ecs, &inv).unwrap(), &inv, &sharing, &full).unwrap();
-        assert_eq!(a.kind, Kind::Reserved);
-        assert_eq!(a.gpus, vec![0, 1, 2, 3]);
-        let placed = claim(&request(&[], DefaultGpus::All), &inv).unwrap();
+        let a = gpus(
+            decide(
+                claim(&env_only, &inv).unwrap(),
+                &inv,
+                &SharingSection::default(),
+                &Load::new(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(a.kind, Kind::Pinned);
+        let placed = claim(&request(&[], Channel::Default), &inv).unwrap();
         assert!(placed.load_decides(&sharing));
-        assert!(decide(placed, &inv, &sharing, &full).is_err());
+        assert!(decide(placed, &inv, &sharing, &full_load()).is_err());
+    }
+
+    #[test]
+    fn a_placed_container_with_every_gpu_reserved_for_others_gets_none() {
+        let inv = Inventory::synthetic(1);
+        let load: Load = [(
+            0,
+            GpuLoad {
+                containers: 1,
+                reserved: 1,
+                reserved_for: vec![Some("other".into())],
+            },
+        )]
+        .into();
+        let sharing = SharingSection {
+            reserved: Reserved::Task,
+            ..SharingSection::default()
+        };
+        let placed = claim(&request(&[], Channel::Default), &inv).unwrap();
+        assert!(placed.load_decides(&sharing));
+        assert_eq!(
+            decide(placed, &inv, &sharing, &load).unwrap(),
+            Decided::Nothing(NoGpu::AllReserved)
+        );
     }
 
     #[test]
@@ -207,10 +288,11 @@ mod tests {
             placement: Placement::Spread,
             ..SharingSection::default()
         };
-        assert!(!Claim::ByPolicy.load_decides(&all));
-        assert!(Claim::ByPolicy.load_decides(&spread));
-        assert!(Claim::ByPolicy.reads_free_memory(&spread));
-        assert!(!Claim::ByPolicy.reads_free_memory(&all));
+        let by_policy = Claim::ByPolicy { task: None };
+        assert!(!by_policy.load_decides(&all));
+        assert!(by_policy.load_decides(&spread));
+        assert!(by_policy.reads_free_memory(&spread));
+        assert!(!by_policy.reads_free_memory(&all));
         assert!(!Claim::Nothing(NoGpu::Asked).reads_free_memory(&spread));
     }
 }

@@ -1,69 +1,118 @@
 //! The placement policies for a container that names no GPU: `all`, `spread`, `pack`, under the
-//! admission limit `sharing.max_per_gpu`.
+//! admission limit `sharing.max_per_gpu` and `sharing.reserved`.
 //!
-//! Pure: the policy, the inventory (with the free memory the NVML cache gave it) and the live
-//! load in, GPU indices out.
+//! Pure: the policy, the inventory (with the free memory the NVML cache gave it), the live load
+//! and the container's ECS task in, GPU indices out.
 
+use super::access::{open_to, preference};
 use super::load::Load;
-use crate::config::Placement;
+use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     #[error("every GPU is at sharing.max_per_gpu = {limit} ({loads}); not starting another container here")]
     Full { limit: u32, loads: String },
+    #[error("GPU {gpu} is at sharing.max_per_gpu = {limit} ({loads}); not starting another container on it")]
+    GpuFull { gpu: u32, limit: u32, loads: String },
+    #[error("GPU {gpu} is reserved for an ECS task (sharing.reserved = {policy}); not giving it to this container")]
+    Reserved { gpu: u32, policy: &'static str },
 }
 
-/// The GPUs a container that named none gets under `policy`.
+/// "GPU 0: 2, GPU 1: 0": for messages about the limit.
+pub fn describe_loads(inventory: &Inventory, load: &Load) -> String {
+    inventory
+        .gpus
+        .iter()
+        .map(|g| format!("GPU {}: {}", g.index, count(load, g.index)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Live containers on GPU `i`.
+pub fn count(load: &Load, i: u32) -> u32 {
+    load.get(&i).map_or(0, |l| l.containers)
+}
+
+/// The GPUs a container of `task` that named none gets; `None` when every GPU is reserved
+/// for others.
 pub fn choose(
-    policy: Placement,
-    max_per_gpu: Option<u32>,
+    sharing: &SharingSection,
     inventory: &Inventory,
     load: &Load,
-) -> Result<Vec<u32>, PlacementError> {
-    let count = |i: u32| load.get(&i).map_or(0, |l| l.containers);
-    let reserved = |i: u32| load.get(&i).is_some_and(|l| l.reserved > 0);
-    let under_limit = |i: u32| max_per_gpu.is_none_or(|m| count(i) < m);
-    let indices: Vec<u32> = inventory.gpus.iter().map(|g| g.index).collect();
+    task: Option<&str>,
+) -> Result<Option<Vec<u32>>, PlacementError> {
+    let under_limit = |i: u32| sharing.max_per_gpu.is_none_or(|m| count(load, i) < m);
+    let open: Vec<&crate::gpu::Gpu> = inventory
+        .gpus
+        .iter()
+        .filter(|g| open_to(sharing.reserved, load.get(&g.index), task))
+        .collect();
+    if open.is_empty() {
+        return Ok(None);
+    }
     let full = || PlacementError::Full {
-        limit: max_per_gpu.unwrap_or(0),
-        loads: indices
-            .iter()
-            .map(|&i| format!("GPU {i}: {}", count(i)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        limit: sharing.max_per_gpu.unwrap_or(0),
+        loads: describe_loads(inventory, load),
     };
-    match policy {
+    let rank = |i: u32| preference(sharing.reserved, load.get(&i));
+    let chosen = match sharing.placement {
         Placement::All => {
-            if indices.iter().all(|&i| under_limit(i)) {
-                Ok(indices)
+            if open.iter().all(|g| under_limit(g.index)) {
+                open.iter().map(|g| g.index).collect()
             } else {
-                Err(full())
+                return Err(full());
             }
         }
-        Placement::Spread => inventory
-            .gpus
+        Placement::Spread => open
             .iter()
             .filter(|g| under_limit(g.index))
             .min_by_key(|g| {
                 let free = g.info.memory_free_bytes.unwrap_or(0);
                 (
-                    reserved(g.index),
-                    count(g.index),
+                    rank(g.index),
+                    count(load, g.index),
                     std::cmp::Reverse(free),
                     g.index,
                 )
             })
             .map(|g| vec![g.index])
-            .ok_or_else(full),
-        Placement::Pack => indices
+            .ok_or_else(full)?,
+        Placement::Pack => open
             .iter()
-            .copied()
-            .filter(|&i| under_limit(i))
-            .min_by_key(|&i| (reserved(i), i))
-            .map(|i| vec![i])
-            .ok_or_else(full),
+            .filter(|g| under_limit(g.index))
+            .min_by_key(|g| (rank(g.index), g.index))
+            .map(|g| vec![g.index])
+            .ok_or_else(full)?,
+    };
+    Ok(Some(chosen))
+}
+
+/// Checks GPUs a container named itself (not through the trusted channel) against the limit
+/// and the reservations: a named GPU counts like a placed one.
+pub fn admit_named(
+    gpus: &[u32],
+    sharing: &SharingSection,
+    inventory: &Inventory,
+    load: &Load,
+    task: Option<&str>,
+) -> Result<(), PlacementError> {
+    for &gpu in gpus {
+        if !open_to(sharing.reserved, load.get(&gpu), task) {
+            return Err(PlacementError::Reserved {
+                gpu,
+                policy: sharing.reserved.as_str(),
+            });
+        }
+        if let Some(limit) = sharing.max_per_gpu.filter(|&m| count(load, gpu) >= m) {
+            return Err(PlacementError::GpuFull {
+                gpu,
+                limit,
+                loads: describe_loads(inventory, load),
+            });
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -80,14 +129,23 @@ mod tests {
                     GpuLoad {
                         containers,
                         reserved,
+                        reserved_for: vec![Some("t".to_owned()); reserved as usize],
                     },
                 )
             })
             .collect()
     }
 
+    fn sharing(placement: Placement, max_per_gpu: Option<u32>) -> SharingSection {
+        SharingSection {
+            placement,
+            max_per_gpu,
+            ..SharingSection::default()
+        }
+    }
+
     fn pick(policy: Placement, max: Option<u32>, l: &Load) -> Result<Vec<u32>, PlacementError> {
-        choose(policy, max, &Inventory::synthetic(4), l)
+        choose(&sharing(policy, max), &Inventory::synthetic(4), l, None).map(Option::unwrap)
     }
 
     #[test]
@@ -120,8 +178,13 @@ mod tests {
         for (gpu, free_gib) in inventory.gpus.iter_mut().zip([1u64, 8, 4, 8]) {
             gpu.info.memory_free_bytes = Some(free_gib << 30);
         }
-        let got = choose(Placement::Spread, None, &inventory, &Load::new());
-        assert_eq!(got.unwrap(), vec![1]);
+        let got = choose(
+            &sharing(Placement::Spread, None),
+            &inventory,
+            &Load::new(),
+            None,
+        );
+        assert_eq!(got.unwrap(), Some(vec![1]));
     }
 
     #[test]
@@ -149,5 +212,54 @@ mod tests {
     fn pack_skips_a_reserved_gpu_while_another_has_room() {
         let l = load(&[(0, 1, 1)]);
         assert_eq!(pick(Placement::Pack, Some(5), &l).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn reserved_gpus_are_closed_to_other_tasks_under_task_and_to_all_under_exclusive() {
+        use crate::config::Reserved;
+        // GPU 0 reserved for task "t" (see `load`), the others free.
+        let l = load(&[(0, 1, 1)]);
+        let inv = Inventory::synthetic(4);
+        for placement in [Placement::All, Placement::Spread, Placement::Pack] {
+            let task = SharingSection {
+                reserved: Reserved::Task,
+                ..sharing(placement, None)
+            };
+            let sidecar = choose(&task, &inv, &l, Some("t")).unwrap().unwrap();
+            assert_eq!(
+                sidecar[0], 0,
+                "{placement:?}: the sidecar goes to its task's GPU"
+            );
+            let other = choose(&task, &inv, &l, Some("u")).unwrap().unwrap();
+            assert!(!other.contains(&0), "{placement:?}: {other:?}");
+            let exclusive = SharingSection {
+                reserved: Reserved::Exclusive,
+                ..sharing(placement, None)
+            };
+            let s = choose(&exclusive, &inv, &l, Some("t")).unwrap().unwrap();
+            assert!(!s.contains(&0), "{placement:?}: {s:?}");
+        }
+        let one = Inventory::synthetic(1);
+        let task = SharingSection {
+            reserved: Reserved::Task,
+            ..sharing(Placement::Spread, None)
+        };
+        assert_eq!(choose(&task, &one, &l, Some("u")).unwrap(), None);
+        let e = admit_named(&[0], &task, &one, &l, Some("u")).unwrap_err();
+        assert!(e.to_string().contains("GPU 0 is reserved"), "{e}");
+        assert!(admit_named(&[0], &task, &one, &l, Some("t")).is_ok());
+    }
+
+    #[test]
+    fn named_gpus_count_against_the_limit() {
+        let l = load(&[(1, 2, 0)]);
+        let s = sharing(Placement::Pack, Some(2));
+        let inv = Inventory::synthetic(4);
+        assert!(admit_named(&[0, 2], &s, &inv, &l, None).is_ok());
+        let e = admit_named(&[0, 1], &s, &inv, &l, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "GPU 1 is at sharing.max_per_gpu = 2 (GPU 0: 0, GPU 1: 2, GPU 2: 0, GPU 3: 0); not starting another container on it"
+        );
     }
 }

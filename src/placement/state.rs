@@ -38,6 +38,9 @@ pub struct Entry {
     pub pid: i32,
     pub start_time: u64,
     pub created: String,
+    /// The container's ECS task (from its cgroup parent), for `sharing.reserved = "task"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 impl Entry {
@@ -57,6 +60,7 @@ impl Entry {
             pid,
             start_time: process_start_time(pid).unwrap_or(0),
             created: now_rfc3339(),
+            task: assignment.task.clone(),
         }
     }
 }
@@ -201,6 +205,7 @@ pub fn load_of(assignments: &Assignments) -> Load {
             l.containers += 1;
             if e.kind == Kind::Reserved {
                 l.reserved += 1;
+                l.reserved_for.push(e.task.clone());
             }
         }
     }
@@ -234,6 +239,7 @@ mod tests {
             pid,
             start_time: process_start_time(pid).unwrap_or(0),
             created: "now".into(),
+            task: None,
         }
     }
 
@@ -266,14 +272,16 @@ mod tests {
             load[&0],
             GpuLoad {
                 containers: 1,
-                reserved: 0
+                reserved: 0,
+                reserved_for: vec![]
             }
         );
         assert_eq!(
             load[&1],
             GpuLoad {
                 containers: 1,
-                reserved: 1
+                reserved: 1,
+                reserved_for: vec![None]
             }
         );
     }

@@ -12,8 +12,9 @@ pub fn visible_value(gpus: &[u32]) -> String {
         .join(",")
 }
 
-/// Sets `name=value` in place of the first entry for `name`, or appends it. A spec without
-/// `process` is left for runc to refuse.
+/// Sets `name=value` in place of every entry for `name` (a spec can repeat a variable, and runc
+/// gives the container the last), or appends it. A spec without `process` is left for runc to
+/// refuse.
 pub fn set(root: &mut Map<String, Value>, name: &str, value: &str) -> Result<bool, ShapeError> {
     let Some(process) = root.get_mut("process") else {
         return Ok(false);
@@ -21,16 +22,21 @@ pub fn set(root: &mut Map<String, Value>, name: &str, value: &str) -> Result<boo
     let process = as_object(process, "process")?;
     let env = array_at(process, "env", "process.env")?;
     let wanted = format!("{name}={value}");
+    let mut found = false;
+    let mut changed = false;
     for entry in env.iter_mut() {
         let Some(s) = entry.as_str() else { continue };
         if s.split_once('=').map(|(k, _)| k) == Some(name) {
-            if s == wanted {
-                return Ok(false);
+            found = true;
+            if s != wanted {
+                *entry = Value::String(wanted.clone());
+                changed = true;
             }
-            *entry = Value::String(wanted);
-            return Ok(true);
         }
     }
-    env.push(Value::String(wanted));
-    Ok(true)
+    if !found {
+        env.push(Value::String(wanted));
+        changed = true;
+    }
+    Ok(changed)
 }

@@ -17,6 +17,7 @@ fn plan(hook: bool) -> Plan {
     let assignment = Assignment {
         gpus: vec![0],
         kind: Kind::Shared,
+        task: None,
     };
     let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
     let hook = if hook {

@@ -64,6 +64,13 @@ impl Bundle {
         self
     }
 
+    /// Its cgroup path, as dockerd writes it from a cgroup parent: the ECS agent's
+    /// `/ecs/<task id>/<container>` marks a container of an ECS task.
+    pub fn cgroups_path(mut self, path: &str) -> Bundle {
+        self.spec["linux"]["cgroupsPath"] = Value::from(path);
+        self
+    }
+
     /// The container asks for `NVIDIA_VISIBLE_DEVICES=value`.
     pub fn visible_devices(self, value: &str) -> Bundle {
         self.env(&[&format!("NVIDIA_VISIBLE_DEVICES={value}")])

@@ -101,6 +101,16 @@ impl Shim {
         self
     }
 
+    /// Runs the runtime as dockerd runs its `nvidia` runtime: through a link named `nvidia`
+    /// (made in `dir`), the trusted channel of ECS reservations.
+    pub fn via_nvidia(self, dir: &Path) -> Shim {
+        let link = dir.join(gpu_share::request::NVIDIA_RUNTIME);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(self.binary.clone(), &link).unwrap();
+        }
+        self.binary(link)
+    }
+
     /// The runc it execs (`GPU_SHARE_RUNC`): a [`FakeRunc`], or `/bin/true`.
     pub fn runc(self, path: impl AsRef<OsStr>) -> Shim {
         self.env("GPU_SHARE_RUNC", path)
