@@ -75,6 +75,7 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
             Config::default()
         }
     };
+    checks.push(policy(&config));
     checks.push(driver_devices(&config));
     checks.push(driver_proc(&config));
     checks.push(nvml(&config));
@@ -84,6 +85,22 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
     checks.push(docker_default_runtime(&inputs.daemon_json));
     checks.push(state_file(&config));
     checks
+}
+
+/// The sharing policy in force, as one line an operator can compare with what tenants expect.
+fn policy(config: &Config) -> Check {
+    let s = &config.sharing;
+    let limit = s
+        .max_per_gpu
+        .map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let detail = format!(
+        "placement={} max_per_gpu={limit} default={} container_requests={} reserved={}",
+        s.placement.as_str(),
+        s.default.as_str(),
+        s.container_requests.as_str(),
+        s.reserved.as_str(),
+    );
+    check(Status::Ok, "policy", detail)
 }
 
 fn driver_devices(config: &Config) -> Check {

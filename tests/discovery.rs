@@ -423,3 +423,19 @@ fn doctor_only_looks_and_list_refreshes_the_memory_cache() {
         serde_json::from_slice(&std::fs::read(state_dir.join("gpus.json")).unwrap()).unwrap();
     assert_eq!(cache["gpus"][0]["memory_free_bytes"], 15u64 << 30);
 }
+
+#[test]
+fn doctor_reports_the_policy_in_force() {
+    let empty = tempfile::tempdir().unwrap();
+    let h = Host::on_root(empty.path());
+    let mut config = std::fs::read_to_string(h.config_path()).unwrap();
+    config.push_str(
+        "[sharing]\nplacement = \"spread\"\ncontainer_requests = \"deny\"\nreserved = \"task\"\n",
+    );
+    std::fs::write(h.config_path(), config).unwrap();
+    let (_, report) = doctor(&h, None, None, Path::new("/x"));
+    assert_eq!(
+        line(&report, "policy"),
+        "OK   policy           placement=spread max_per_gpu=none default=all container_requests=deny reserved=task"
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::dockerd::{Dockerd, IMAGE};
-use common::{require, shim_bin};
+use common::{require, shim_bin, FakeGpuHost};
 
 fn dockerd() -> Option<&'static Dockerd> {
     static DOCKERD: OnceLock<Option<Dockerd>> = OnceLock::new();
@@ -143,4 +143,87 @@ fn exit_status_reaches_docker() {
         "exit 3",
     ]);
     assert_eq!(out.status.code(), Some(3));
+}
+
+/// The recorded kind of the container with this id, from the shim's state file.
+fn recorded_kind(d: &Dockerd, id: &str) -> String {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.dir.join("state/placements.json")).unwrap())
+            .unwrap();
+    state["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .and_then(|e| e["kind"].as_str())
+        .unwrap_or_else(|| panic!("{id} is not in {state}"))
+        .to_owned()
+}
+
+#[test]
+fn the_nvidia_runtime_is_the_only_way_to_a_reservation() {
+    let Some(d) = dockerd() else { return };
+    let env = format!("NVIDIA_VISIBLE_DEVICES={}", FakeGpuHost::uuid(0));
+    let ecs = "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x";
+    let mut ids = Vec::new();
+    for runtime in ["nvidia", "gpu-share"] {
+        let name = unique(&format!("reserve-{runtime}"));
+        let id = d.docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--runtime",
+            runtime,
+            "--name",
+            &name,
+            "-e",
+            &env,
+            "-e",
+            ecs,
+            IMAGE,
+            "sleep",
+            "60",
+        ]);
+        ids.push((name, id.trim().to_owned()));
+    }
+    assert_eq!(recorded_kind(d, &ids[0].1), "reserved");
+    assert_eq!(recorded_kind(d, &ids[1].1), "pinned");
+    for (name, _) in &ids {
+        let ls = d.docker_ok(&["exec", name, "ls", "/dev/nvidia0"]);
+        assert_eq!(ls.trim(), "/dev/nvidia0");
+        d.docker_ok(&["rm", "-f", name]);
+    }
+}
+
+#[test]
+fn repeated_visible_devices_give_the_container_what_its_spec_says() {
+    let Some(d) = dockerd() else { return };
+    let name = unique("repeated");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=1",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        IMAGE,
+        "sleep",
+        "60",
+    ]);
+    // runc gives the container the last entry: the shim decided on that one and wrote its
+    // answer into every entry, so what the container sees is what it got.
+    let env = d.docker_ok(&["exec", &name, "cat", "/proc/1/environ"]);
+    let seen: Vec<&str> = env
+        .split('\0')
+        .filter(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="))
+        .collect();
+    assert_eq!(seen, ["NVIDIA_VISIBLE_DEVICES=0"], "{env}");
+    let ls = d.docker_ok(&["exec", &name, "ls", "/dev/nvidia0"]);
+    assert_eq!(ls.trim(), "/dev/nvidia0");
+    d.docker_ok(&["rm", "-f", &name]);
 }

@@ -38,8 +38,10 @@ pub fn docker_cli() -> PathBuf {
 }
 
 impl Dockerd {
-    /// Starts dockerd with `shim` registered as `gpu-share` and made the default runtime, on a
-    /// fake host with `gpus` GPUs. `shim_extra` is appended to the shim's TOML config.
+    /// Starts dockerd with `shim` registered as `gpu-share` and made the default runtime, and as
+    /// `nvidia` through a link named `nvidia` (the trusted channel, as `gpu-share configure
+    /// docker` registers it), on a fake host with `gpus` GPUs. `shim_extra` is appended to the
+    /// shim's TOML config.
     pub fn start(shim: &Path, gpus: u32, shim_extra: &str) -> Dockerd {
         // dockerd runs the runtime from its own working directory: the path must be absolute.
         let shim = &shim
@@ -49,12 +51,15 @@ impl Dockerd {
         let host = FakeGpuHost::new_in(&dir, gpus);
         let (shim_config, shim_log) = write_shim_config(&dir, host.root(), shim_extra);
         let daemon_json = dir.join("daemon.json");
+        let nvidia = dir.join("runtimes/nvidia");
+        std::fs::create_dir_all(dir.join("runtimes")).unwrap();
+        std::os::unix::fs::symlink(shim, &nvidia).unwrap();
         let config = serde_json::json!({
             "iptables": false,
             "ip-masq": false,
             "bridge": "none",
             "storage-driver": "vfs",
-            "runtimes": {"gpu-share": {"path": shim}},
+            "runtimes": {"gpu-share": {"path": shim}, "nvidia": {"path": nvidia}},
             "default-runtime": "gpu-share",
         });
         std::fs::write(&daemon_json, config.to_string()).unwrap();
