@@ -18,12 +18,15 @@ install -D -m 0755 "$SRC/gpu-share" "$BIN/gpu-share"
 install -D -m 0644 "$SRC/config.toml" "$ROOT/etc/gpu-share/config.toml"
 
 # Each setting is changed where the AMI already sets it (docker-runtimes.d, OPTIONS in
-# /etc/sysconfig/docker, or daemon.json), never in two places.
+# /etc/sysconfig/docker, or daemon.json), never in two places. Where daemon.json names nvidia's
+# path, it becomes the link /usr/local/libexec/gpu-share/nvidia -> gpu-share-runtime, so that
+# the runtime is run with argv[0] .../nvidia for the ECS agent's GPU tasks.
 "$BIN/gpu-share" configure docker \
   --config "$ROOT/etc/docker/daemon.json" \
   --sysconfig "$ROOT/etc/sysconfig/docker" \
   --runtimes-dir "$ROOT/etc/docker-runtimes.d" \
   --record "$ROOT/etc/gpu-share/docker-configure.json" \
+  --channel-dir "$ROOT/usr/local/libexec/gpu-share" \
   --runtime-path "$BIN/gpu-share-runtime"
 
 # systemd units the product ships: the metrics agent.

@@ -8,17 +8,69 @@ use std::process::{Command, Output};
 
 use common::cli_bin;
 
-const RUNTIME: &str = "/usr/local/bin/gpu-share-runtime";
-
 struct Etc {
     dir: tempfile::TempDir,
+    /// The runtime configure is given, outside `dir` so that snapshots do not hold it.
+    bin: tempfile::TempDir,
 }
 
 impl Etc {
     fn new() -> Etc {
+        let bin = tempfile::tempdir().unwrap();
+        let runtime = bin.path().join("gpu-share-runtime");
+        std::fs::write(&runtime, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         Etc {
             dir: tempfile::tempdir().unwrap(),
+            bin,
         }
+    }
+
+    /// The runtime path configure is given.
+    fn runtime(&self) -> String {
+        self.bin
+            .path()
+            .join("gpu-share-runtime")
+            .display()
+            .to_string()
+    }
+
+    /// Where configure is told to make the link named `nvidia`.
+    fn channel_dir(&self) -> PathBuf {
+        self.path("libexec/gpu-share")
+    }
+
+    /// `nvidia`'s runtime path is one dockerd execs with argv[0]'s file name `nvidia`, and it
+    /// runs the runtime given.
+    fn assert_nvidia_channel(&self, nvidia: &Path) {
+        assert_eq!(
+            nvidia.file_name().and_then(|n| n.to_str()),
+            Some("nvidia"),
+            "{}",
+            nvidia.display()
+        );
+        assert_eq!(
+            nvidia.canonicalize().unwrap(),
+            Path::new(&self.runtime()).canonicalize().unwrap(),
+            "{}",
+            nvidia.display()
+        );
+    }
+
+    /// After unconfigure: the link and the directories configure made for it are gone.
+    fn assert_no_channel(&self) {
+        assert!(
+            std::fs::symlink_metadata(self.channel_dir().join("nvidia")).is_err(),
+            "the nvidia link is still there"
+        );
+        assert!(
+            !self.path("libexec").exists(),
+            "the channel dir is still there"
+        );
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -43,7 +95,10 @@ impl Etc {
             .arg(self.path("docker-runtimes.d"))
             .arg("--record")
             .arg(self.path("gpu-share/docker-configure.json"))
-            .args(["--runtime-path", RUNTIME])
+            .arg("--channel-dir")
+            .arg(self.channel_dir())
+            .arg("--runtime-path")
+            .arg(self.runtime())
             .args(extra)
             .output()
             .unwrap()
@@ -111,8 +166,9 @@ fn daemon_json_keeps_other_keys_and_their_order_and_round_trips() {
         ]
     );
     assert_eq!(j["default-runtime"], "gpu-share");
-    assert_eq!(j["runtimes"]["gpu-share"]["path"], RUNTIME);
-    assert_eq!(j["runtimes"]["nvidia"]["path"], RUNTIME);
+    assert_eq!(j["runtimes"]["gpu-share"]["path"], etc.runtime().as_str());
+    // nvidia's path is the link named nvidia, so the runtime is run with that argv[0].
+    etc.assert_nvidia_channel(Path::new(j["runtimes"]["nvidia"]["path"].as_str().unwrap()));
     assert_eq!(j["log-opts"]["max-size"], "10m");
     // A timestamped backup of the original beside it.
     let backups: Vec<_> = std::fs::read_dir(etc.dir.path())
@@ -135,6 +191,7 @@ fn daemon_json_keeps_other_keys_and_their_order_and_round_trips() {
         serde_json::json!({"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}})
     );
     assert_eq!(restored["zzz-last"], true);
+    etc.assert_no_channel();
     let after: Vec<_> = etc.snapshot();
     let json_before = &before.iter().find(|(n, _)| n == "daemon.json").unwrap().1;
     let v_before: serde_json::Value = serde_json::from_str(json_before).unwrap();
@@ -148,12 +205,14 @@ fn missing_daemon_json_is_created_and_removed_settings_undone() {
     etc.ok("configure", &[]);
     let j = etc.json();
     assert_eq!(j["default-runtime"], "gpu-share");
-    assert_eq!(j["runtimes"]["nvidia"]["path"], RUNTIME);
+    etc.assert_nvidia_channel(Path::new(j["runtimes"]["nvidia"]["path"].as_str().unwrap()));
     etc.ok("unconfigure", &[]);
     assert!(
         !etc.path("daemon.json").exists(),
         "the daemon.json configure made is gone again"
     );
+    etc.assert_no_channel();
+    assert_eq!(etc.snapshot(), []);
 }
 
 #[test]
@@ -177,16 +236,18 @@ fn sysconfig_default_runtime_flag_is_changed_there_not_added_to_daemon_json() {
         "# Docker options\nOPTIONS=\"--default-ulimit nofile=32768:65536 --default-runtime=nvidia --add-runtime nvidia=/usr/bin/nvidia-container-runtime\"\nDAEMON_PIDFILE_TIMEOUT=10\n",
     );
     etc.write("daemon.json", r#"{"debug": true}"#);
+    let before = etc.snapshot();
     etc.ok("configure", &[]);
     let sys = etc.read("sysconfig-docker");
     assert!(
-        sys.contains(&format!("--add-runtime gpu-share={RUNTIME}")),
+        sys.contains(&format!("--add-runtime gpu-share={}", etc.runtime())),
         "{sys}"
     );
-    assert!(
-        sys.contains(&format!("--add-runtime nvidia={RUNTIME}")),
-        "{sys}"
-    );
+    let nvidia = sys
+        .split(['"', ' '])
+        .find_map(|w| w.strip_prefix("nvidia="))
+        .unwrap_or_else(|| panic!("no --add-runtime nvidia=: {sys}"));
+    etc.assert_nvidia_channel(Path::new(nvidia));
     assert!(sys.contains("--default-runtime gpu-share"), "{sys}");
     assert!(!sys.contains("nvidia-container-runtime"), "{sys}");
     assert!(sys.starts_with("# Docker options\n") && sys.ends_with("DAEMON_PIDFILE_TIMEOUT=10\n"));
@@ -200,6 +261,11 @@ fn sysconfig_default_runtime_flag_is_changed_there_not_added_to_daemon_json() {
         "{sys}"
     );
     assert!(!sys.contains("gpu-share"), "{sys}");
+    etc.assert_no_channel();
+    // Every file is there again, and none more (the flags may come back reordered).
+    let names = |s: &[(String, String)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&etc.snapshot()), names(&before));
+    assert_eq!(etc.json(), serde_json::json!({"debug": true}));
 }
 
 #[test]
@@ -220,10 +286,14 @@ fn runtimes_dir_gets_links_and_the_nvidia_script_comes_back() {
     for name in ["gpu-share", "nvidia"] {
         assert_eq!(
             std::fs::read_link(dir.join(name)).unwrap(),
-            Path::new(RUNTIME),
+            Path::new(&etc.runtime()),
             "{name}"
         );
     }
+    // The entry is itself the link named nvidia: dockerd runs it with argv[0]
+    // `<runtimes dir>/nvidia`, and no other link is made.
+    etc.assert_nvidia_channel(&dir.join("nvidia"));
+    assert!(!etc.path("libexec").exists());
     assert!(etc
         .read("sysconfig-docker")
         .contains("--default-runtime gpu-share"));
@@ -245,7 +315,43 @@ fn dry_run_prints_a_diff_and_changes_nothing() {
         "{out}"
     );
     assert!(out.contains("daemon.json (before)"), "{out}");
+    let link = format!(
+        "link {} -> {}",
+        etc.channel_dir().join("nvidia").display(),
+        etc.runtime()
+    );
+    assert!(out.contains(&link), "{out}");
     assert_eq!(etc.snapshot(), before);
+    assert!(!etc.path("libexec").exists());
+}
+
+#[test]
+fn a_file_where_the_nvidia_link_goes_is_refused_and_nothing_written() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    std::fs::create_dir_all(etc.channel_dir()).unwrap();
+    std::fs::write(etc.channel_dir().join("nvidia"), "someone else's\n").unwrap();
+    let before = etc.snapshot();
+    let out = etc.run("configure", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--channel-dir"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(etc.snapshot(), before);
+}
+
+#[test]
+fn channel_dir_that_was_there_is_kept_by_unconfigure() {
+    let etc = Etc::new();
+    std::fs::create_dir_all(etc.channel_dir()).unwrap();
+    etc.ok("configure", &[]);
+    etc.assert_nvidia_channel(&etc.channel_dir().join("nvidia"));
+    etc.ok("unconfigure", &[]);
+    assert!(std::fs::symlink_metadata(etc.channel_dir().join("nvidia")).is_err());
+    assert!(
+        etc.channel_dir().is_dir(),
+        "a directory configure did not make"
+    );
 }
 
 #[test]
@@ -269,4 +375,33 @@ fn unconfigure_without_configure_says_so() {
     let out = etc.run("unconfigure", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to undo"));
+}
+
+#[test]
+fn a_record_from_before_the_nvidia_link_loads_and_the_link_is_added_and_undone() {
+    let etc = Etc::new();
+    // What configure left before nvidia became a link: nvidia's path was the runtime itself,
+    // and the record had no link fields.
+    let runtime = etc.runtime();
+    etc.write(
+        "daemon.json",
+        &serde_json::json!({
+            "runtimes": {"gpu-share": {"path": runtime}, "nvidia": {"path": runtime}},
+            "default-runtime": "gpu-share",
+        })
+        .to_string(),
+    );
+    std::fs::create_dir_all(etc.path("gpu-share")).unwrap();
+    etc.write(
+        "gpu-share/docker-configure.json",
+        r#"{"runtimes_in": "daemon-json", "default_in": "daemon-json", "previous_default": null, "previous_nvidia": {"kind": "absent"}, "created_daemon_json": true}"#,
+    );
+    etc.ok("configure", &[]);
+    let j = etc.json();
+    etc.assert_nvidia_channel(Path::new(j["runtimes"]["nvidia"]["path"].as_str().unwrap()));
+    let record = etc.read("gpu-share/docker-configure.json");
+    assert!(record.contains("\"created_daemon_json\": true"), "{record}");
+    etc.ok("unconfigure", &[]);
+    assert!(!etc.path("daemon.json").exists());
+    etc.assert_no_channel();
 }

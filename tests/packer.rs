@@ -264,11 +264,79 @@ impl Ami {
     }
 }
 
-fn check_dockerd(ami: &Ami) {
+/// Puts a recorder where provision.sh installed the runtime: it appends its argv, NUL-separated,
+/// one call a line, to the file it returns, then execs the real runtime with that same argv. A
+/// compiled program, because a script cannot see its argv[0] (the kernel puts the script's path
+/// there).
+fn record_runtime_argv(ami: &Ami) -> PathBuf {
+    let installed = ami.root().join("usr/local/bin/gpu-share-runtime");
+    let real = ami.dir.path().join("real-gpu-share-runtime");
+    let calls = ami.dir.path().join("runtime-argv");
+    std::fs::rename(&installed, &real).unwrap();
+    let c = ami.dir.path().join("record.c");
+    std::fs::write(
+        &c,
+        format!(
+            r#"#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {{
+    (void)argc;
+    FILE *f = fopen({calls:?}, "a");
+    if (f) {{
+        for (char **a = argv; *a; a++) fprintf(f, "%s%c", *a, 0);
+        fputc('\n', f);
+        fclose(f);
+    }}
+    execv({real:?}, argv);
+    perror("execv");
+    return 127;
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new("cc")
+        .arg("-o")
+        .arg(&installed)
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cc: {out:?}");
+    calls
+}
+
+/// The argv[0] each `create` the runtime was called for had, in order.
+fn create_argv0s(calls: &Path) -> Vec<String> {
+    std::fs::read(calls)
+        .unwrap_or_default()
+        .split(|b| *b == b'\n')
+        .map(|line| {
+            line.split(|b| *b == 0)
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|argv| argv.iter().any(|w| w == "create"))
+        .map(|argv| argv[0].clone())
+        .collect()
+}
+
+fn file_name(path: &str) -> &str {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+}
+
+/// A real dockerd from what provision.sh wrote: the default runtime and `--runtime nvidia` both
+/// run gpu-share-runtime, and `nvidia` runs it with argv[0]'s file name `nvidia` (the channel
+/// the runtime can tell it by); the default with `default_argv0`.
+fn check_dockerd(ami: &Ami, default_argv0: &str) {
+    let calls = record_runtime_argv(ami);
     let d = ami.start_dockerd();
     let info = d.docker_ok(&["info", "--format", "{{.DefaultRuntime}}"]);
     assert_eq!(info.trim(), "gpu-share", "{}", d.log());
-    for runtime in [None, Some("nvidia")] {
+    for (runtime, argv0) in [(None, default_argv0), (Some("nvidia"), "nvidia")] {
+        let _ = std::fs::remove_file(&calls);
         let mut args = vec!["run", "--rm", "--network", "none"];
         if let Some(r) = runtime {
             args.extend(["--runtime", r]);
@@ -276,6 +344,9 @@ fn check_dockerd(ami: &Ami) {
         args.extend([IMAGE, "ls", "-l", "/dev/nvidia0"]);
         let out = d.docker_ok(&args);
         assert!(out.contains("195,   0"), "{runtime:?}: {out}");
+        let created = create_argv0s(&calls);
+        assert_eq!(created.len(), 1, "{runtime:?}: {created:?}");
+        assert_eq!(file_name(&created[0]), argv0, "{runtime:?}: {created:?}");
     }
     let log = std::fs::read_to_string(&d.shim_log).unwrap();
     assert_eq!(
@@ -328,7 +399,9 @@ fn amazon_linux_2_ami_runtimes_dir_and_sysconfig() {
         runtime
     );
     assert!(!ami.root().join("etc/docker/daemon.json").exists());
-    check_dockerd(&ami);
+    // The runtimes dir's entries are links named as the runtimes: no other link is made.
+    assert!(!ami.root().join("usr/local/libexec").exists());
+    check_dockerd(&ami, "gpu-share");
 }
 
 #[test]
@@ -349,5 +422,16 @@ fn amazon_linux_2023_ami_daemon_json() {
             .unwrap();
     assert_eq!(j["default-runtime"], "gpu-share");
     assert_eq!(j["log-driver"], "json-file");
-    check_dockerd(&ami);
+    let runtime = ami.root().join("usr/local/bin/gpu-share-runtime");
+    assert_eq!(
+        j["runtimes"]["gpu-share"]["path"],
+        runtime.display().to_string()
+    );
+    let nvidia = ami.root().join("usr/local/libexec/gpu-share/nvidia");
+    assert_eq!(
+        j["runtimes"]["nvidia"]["path"],
+        nvidia.display().to_string()
+    );
+    assert_eq!(std::fs::read_link(&nvidia).unwrap(), runtime);
+    check_dockerd(&ami, "gpu-share-runtime");
 }

@@ -106,6 +106,13 @@ struct DockerArgs {
     /// The runtime to register [default: gpu-share-runtime beside this program]
     #[arg(long, value_name = "PATH")]
     runtime_path: Option<PathBuf>,
+    /// Where daemon.json or --add-runtime flags get `nvidia`'s path: the link DIR/nvidia to the
+    /// runtime, made by configure (with DIR if missing) and removed by unconfigure. dockerd runs
+    /// a runtime with argv[0] = its path, so the runtime knows `nvidia`'s containers by
+    /// argv[0]'s file name. Not used with the runtimes directory, whose `nvidia` entry is such a
+    /// link already. Keep DIR off PATH
+    #[arg(long, value_name = "DIR", default_value = docker::DEFAULT_CHANNEL_DIR)]
+    channel_dir: PathBuf,
     /// Print the changes as a diff and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -216,6 +223,7 @@ fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
         sysconfig: args.sysconfig.clone(),
         runtimes_dir: args.runtimes_dir.clone(),
         record: args.record.clone(),
+        channel_dir: args.channel_dir.clone(),
     };
     let runtime = args.runtime_path.clone().unwrap_or_else(installed_runtime);
     let planned = docker::read_current(&paths).and_then(|current| {

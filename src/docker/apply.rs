@@ -2,6 +2,7 @@
 //!
 //! It decides nothing; it does what each [`Edit`] says, in order.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::atomic::{self, Perms};
@@ -33,7 +34,18 @@ pub fn apply(edits: &[Edit], stamp: &str) -> Result<(), DockerConfigError> {
                 }
                 atomic::replace(path, after.as_bytes(), perms).map_err(|(p, e)| io(&p)(e))?;
             }
-            Edit::Link { path, target } => replace_with_link(path, target)?,
+            Edit::Link { path, target } => {
+                if let Some(dir) = path.parent() {
+                    // Where the channel link goes: root's, and not writable by others, since
+                    // dockerd runs what is there as root.
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(dir)
+                        .map_err(io(dir))?;
+                }
+                replace_with_link(path, target)?
+            }
             Edit::Restore { path, previous } => match previous {
                 Previous::Absent | Previous::Json(_) | Previous::Path(_) => remove(path)?,
                 Previous::Link(t) => replace_with_link(path, Path::new(t))?,
@@ -47,6 +59,18 @@ pub fn apply(edits: &[Edit], stamp: &str) -> Result<(), DockerConfigError> {
                 }
             },
             Edit::Remove { path } => remove(path)?,
+            Edit::RemoveDir { path } => match std::fs::remove_dir(path) {
+                // Something was put there since configure: it stays, and so does the directory.
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                    ) =>
+                {
+                    return Err(io(path)(e))
+                }
+                _ => {}
+            },
         }
     }
     Ok(())

@@ -83,15 +83,19 @@ impl Place for DaemonJson {
             .map(str::to_owned)
     }
 
-    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path) {
-        let runtime = runtime.display().to_string();
+    fn names_runtimes_by_path(&self) -> bool {
+        true
+    }
+
+    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path, nvidia: &Path) {
         let runtimes = draft
             .daemon
             .entry(RUNTIMES)
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(r) = runtimes {
-            for name in [NAME, NVIDIA] {
-                r.insert(name.to_owned(), serde_json::json!({"path": runtime}));
+            for (name, path) in [(NAME, runtime), (NVIDIA, nvidia)] {
+                let path = path.display().to_string();
+                r.insert(name.to_owned(), serde_json::json!({ "path": path }));
             }
         }
     }

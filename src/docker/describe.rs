@@ -41,6 +41,9 @@ pub fn describe(edits: &[Edit]) -> String {
                 out.push_str(&format!("{}: {what}\n", path.display()));
             }
             Edit::Remove { path } => out.push_str(&format!("remove {}\n", path.display())),
+            Edit::RemoveDir { path } => {
+                out.push_str(&format!("remove {} if empty\n", path.display()))
+            }
         }
     }
     out

@@ -16,6 +16,12 @@
 //!   (`options.rs` parses and renders that line);
 //! - `daemon_json.rs`: `/etc/docker/daemon.json` (`runtimes`, `default-runtime`).
 //!
+//! # How the runtime tells `nvidia` apart
+//! dockerd runs a runtime with argv[0] = its configured path, so `nvidia`'s path is always a link
+//! whose file name is `nvidia`, pointing at the runtime: the runtimes directory's own `nvidia`
+//! entry, or, where daemon.json or a flag names runtimes by path, `<channel dir>/nvidia`
+//! (`channel.rs`, default dir [`DEFAULT_CHANNEL_DIR`]), which unconfigure removes again.
+//!
 //! # The flow
 //! 1. [`read_current`] (`read.rs`, the only module that reads files) gathers everything into a
 //!    [`Current`].
@@ -29,6 +35,7 @@
 //! The types they share are in `model.rs`, which imports none of them.
 
 mod apply;
+mod channel;
 mod daemon_json;
 mod describe;
 mod model;
@@ -42,8 +49,9 @@ pub mod sysconfig;
 pub use apply::apply;
 pub use describe::describe;
 pub use model::{
-    Current, DockerConfigError, Edit, Location, Paths, Previous, Record, DEFAULT_DAEMON_JSON,
-    DEFAULT_RECORD, DEFAULT_RUNTIMES_DIR, DEFAULT_SYSCONFIG, NAME, NVIDIA,
+    Current, DockerConfigError, Edit, Entry, Location, Paths, Previous, Record,
+    DEFAULT_CHANNEL_DIR, DEFAULT_DAEMON_JSON, DEFAULT_RECORD, DEFAULT_RUNTIMES_DIR,
+    DEFAULT_SYSCONFIG, NAME, NVIDIA,
 };
 pub use plan::{plan_configure, plan_unconfigure};
 pub use read::read_current;

@@ -22,6 +22,9 @@ pub const DEFAULT_SYSCONFIG: &str = "/etc/sysconfig/docker";
 pub const DEFAULT_RUNTIMES_DIR: &str = "/etc/docker-runtimes.d";
 /// Where configure keeps what it replaced.
 pub const DEFAULT_RECORD: &str = "/etc/gpu-share/docker-configure.json";
+/// Where configure makes the link named `nvidia` when runtimes are paths in daemon.json or in
+/// flags. Not a directory on PATH: a command called `nvidia` there would mislead.
+pub const DEFAULT_CHANNEL_DIR: &str = "/usr/local/libexec/gpu-share";
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -30,6 +33,8 @@ pub struct Paths {
     pub runtimes_dir: PathBuf,
     /// What `configure` replaced, for `unconfigure`.
     pub record: PathBuf,
+    /// Where the link named `nvidia` is made for daemon.json or the flags (see `channel.rs`).
+    pub channel_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,10 @@ pub enum DockerConfigError {
     Conflict(String, String),
     #[error("no record of a configure at {0}: nothing to undo")]
     NoRecord(String),
+    #[error("{0} is there and is not gpu-share's link to the runtime: move it away or pass another --channel-dir; nothing was written")]
+    ChannelTaken(String),
+    #[error("the record of what configure replaces cannot be written as JSON ({0}); nothing was written")]
+    Record(serde_json::Error),
 }
 
 /// Turns an I/O error on `path` into a [`DockerConfigError::Io`] naming it.
@@ -95,6 +104,14 @@ pub struct Record {
     /// daemon.json did not exist before: unconfigure removes it again when nothing else is left.
     #[serde(default)]
     pub created_daemon_json: bool,
+    /// The link named `nvidia` configure made for daemon.json or the flags; unconfigure removes
+    /// it. Absent from records older than the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_link: Option<PathBuf>,
+    /// The directories configure made for that link, deepest first; unconfigure removes each
+    /// that is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 /// One change to the filesystem.
@@ -118,6 +135,20 @@ pub enum Edit {
     Remove {
         path: PathBuf,
     },
+    /// A directory, only if it is empty (so nothing put there since is lost).
+    RemoveDir {
+        path: PathBuf,
+    },
+}
+
+/// What is at the path where configure would make a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Entry {
+    #[default]
+    Absent,
+    Link(PathBuf),
+    /// A file or directory: not a link configure may replace.
+    Other,
 }
 
 /// The files as they are: everything planning needs, so that planning reads nothing itself.
@@ -134,5 +165,10 @@ pub struct Current {
     pub nvidia_link: Option<PathBuf>,
     /// `runtimes.d/gpu-share`'s link target.
     pub gpu_share_link: Option<PathBuf>,
+    /// `<channel dir>/nvidia`.
+    pub channel_entry: Entry,
+    /// The channel dir and those of its parents that are not there, deepest first: what making
+    /// the link creates.
+    pub channel_dir_missing: Vec<PathBuf>,
     pub record: Option<Record>,
 }

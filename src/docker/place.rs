@@ -19,8 +19,14 @@ pub(super) trait Place {
     fn nvidia(&self, draft: &Draft) -> Previous;
     /// The default runtime named here now.
     fn default_runtime(&self, draft: &Draft) -> Option<String>;
-    /// Defines `gpu-share` and `nvidia` here as `runtime`.
-    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path);
+    /// Whether runtimes here are paths written into a file (daemon.json, a flag) rather than
+    /// entries of their own. Then `nvidia`'s path must be a link of that name made elsewhere
+    /// (`channel.rs`): dockerd runs a runtime with argv[0] = its path, and the runtime tells
+    /// `nvidia` by argv[0]'s file name.
+    fn names_runtimes_by_path(&self) -> bool;
+    /// Defines `gpu-share` here as `runtime` and `nvidia` as `nvidia`: the channel link where
+    /// runtimes are named by path, else `runtime` itself.
+    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path, nvidia: &Path);
     /// Makes `gpu-share` the default here.
     fn set_default(&self, draft: &mut Draft);
     /// Drops `gpu-share` and puts `nvidia` back as `previous` says it was.

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::channel;
 use super::daemon_json::{self, DaemonJson};
 use super::model::{Current, DockerConfigError, Edit, Location, Paths, Record};
 use super::place::{Draft, Place};
@@ -66,14 +67,22 @@ pub fn plan_configure(
     let mut draft = Draft::new(paths, current);
     let (runtimes_in, default_in) = locate(&draft)?;
     // A second configure must not take its own work for what was there before.
-    let record = current.record.clone().unwrap_or_else(|| Record {
+    let mut record = current.record.clone().unwrap_or_else(|| Record {
         runtimes_in,
         default_in,
         previous_default: place(default_in).default_runtime(&draft),
         previous_nvidia: place(runtimes_in).nvidia(&draft),
         created_daemon_json: current.daemon_text.is_none(),
+        channel_link: None,
+        created_dirs: Vec::new(),
     });
-    place(runtimes_in).set_runtimes(&mut draft, runtime);
+    // `nvidia` must be run with argv[0]'s file name `nvidia`: see channel.rs.
+    let nvidia = if place(runtimes_in).names_runtimes_by_path() {
+        channel::plan_link(&mut draft, runtime, &mut record)?
+    } else {
+        runtime.to_path_buf()
+    };
+    place(runtimes_in).set_runtimes(&mut draft, runtime, &nvidia);
     place(default_in).set_default(&mut draft);
 
     let mut edits = draft.edits;
@@ -87,16 +96,24 @@ pub fn plan_configure(
         current,
         draft.options.as_ref(),
     ));
-    if current.record.is_none() {
-        let text = serde_json::to_string_pretty(&record).unwrap_or_default() + "\n";
+    // Written the first time, and again when the link is new to it (a record from before the
+    // link, or another --channel-dir).
+    if current.record.as_ref() != Some(&record) {
+        let before = current.record.as_ref().map(render_record).transpose()?;
         edits.push(Edit::Write {
             path: paths.record.clone(),
-            before: None,
-            after: text,
+            before,
+            after: render_record(&record)?,
             backup: false,
         });
     }
     Ok((edits, record))
+}
+
+fn render_record(record: &Record) -> Result<String, DockerConfigError> {
+    serde_json::to_string_pretty(record)
+        .map(|t| t + "\n")
+        .map_err(DockerConfigError::Record)
 }
 
 /// The edits that put back what the record says configure replaced.
@@ -108,6 +125,7 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
     let mut draft = Draft::new(paths, current);
     place(record.runtimes_in).restore_runtimes(&mut draft, &record.previous_nvidia);
     place(record.default_in).restore_default(&mut draft, record.previous_default.as_deref());
+    draft.edits.extend(channel::undo(record));
 
     let mut edits = draft.edits;
     if record.created_daemon_json && draft.daemon.is_empty() && current.daemon.is_some() {
@@ -134,7 +152,10 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::super::describe::describe;
+    use super::super::model::Previous;
     use super::*;
 
     fn paths(dir: &Path) -> Paths {
@@ -143,6 +164,7 @@ mod tests {
             sysconfig: dir.join("sysconfig-docker"),
             runtimes_dir: dir.join("runtimes.d"),
             record: dir.join("record.json"),
+            channel_dir: dir.join("libexec/gpu-share"),
         }
     }
 
@@ -182,5 +204,90 @@ mod tests {
         };
         let e = plan_configure(&paths(Path::new("/etc")), &current, Path::new("/r")).unwrap_err();
         assert!(matches!(e, DockerConfigError::Conflict(..)));
+    }
+
+    #[test]
+    fn a_record_from_before_the_channel_link_still_loads() {
+        let old = r#"{"runtimes_in": "sysconfig", "default_in": "daemon-json",
+            "previous_default": null, "previous_nvidia": {"kind": "absent"}}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(r.channel_link, None);
+        assert!(r.created_dirs.is_empty() && !r.created_daemon_json);
+    }
+
+    #[test]
+    fn runtimes_dir_needs_no_channel_link() {
+        let current = Current {
+            runtimes_dir: true,
+            channel_dir_missing: vec!["/l/g".into(), "/l".into()],
+            ..Current::default()
+        };
+        let (edits, record) =
+            plan_configure(&paths(Path::new("/e")), &current, Path::new("/r")).unwrap();
+        assert_eq!(record.channel_link, None);
+        assert!(record.created_dirs.is_empty());
+        assert!(
+            edits.contains(&Edit::Link {
+                path: "/e/runtimes.d/nvidia".into(),
+                target: "/r".into()
+            }),
+            "{edits:?}"
+        );
+        assert!(!describe(&edits).contains("libexec"), "{edits:?}");
+    }
+
+    #[test]
+    fn another_channel_dir_moves_the_link_and_keeps_dirs_above_it() {
+        let dir = Path::new("/e");
+        let record = Record {
+            runtimes_in: Location::DaemonJson,
+            default_in: Location::DaemonJson,
+            previous_default: None,
+            previous_nvidia: Previous::Absent,
+            created_daemon_json: true,
+            channel_link: Some("/e/old/gpu-share/nvidia".into()),
+            created_dirs: vec!["/e/old/gpu-share".into(), "/e/old".into()],
+        };
+        let mut p = paths(dir);
+        p.channel_dir = "/e/old/new".into();
+        let current = Current {
+            channel_dir_missing: vec!["/e/old/new".into()],
+            record: Some(record),
+            ..Current::default()
+        };
+        let (edits, record) = plan_configure(&p, &current, Path::new("/r")).unwrap();
+        assert_eq!(record.channel_link, Some("/e/old/new/nvidia".into()));
+        assert_eq!(
+            record.created_dirs,
+            [PathBuf::from("/e/old/new"), PathBuf::from("/e/old")]
+        );
+        for e in [
+            Edit::Remove {
+                path: "/e/old/gpu-share/nvidia".into(),
+            },
+            Edit::RemoveDir {
+                path: "/e/old/gpu-share".into(),
+            },
+        ] {
+            assert!(edits.contains(&e), "{e:?} not in {edits:?}");
+        }
+        assert!(!edits.contains(&Edit::RemoveDir {
+            path: "/e/old".into()
+        }));
+        let undo = plan_unconfigure(
+            &p,
+            &Current {
+                record: Some(record),
+                ..Current::default()
+            },
+        )
+        .unwrap();
+        let text = describe(&undo);
+        assert!(
+            text.contains(
+                "remove /e/old/new/nvidia\nremove /e/old/new if empty\nremove /e/old if empty\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::daemon_json;
-use super::model::{io, Current, DockerConfigError, Paths, Previous, NAME, NVIDIA};
+use super::model::{io, Current, DockerConfigError, Entry, Paths, Previous, NAME, NVIDIA};
 
 /// Reads the files `paths` names. Invalid daemon.json is an error: nothing may be written then.
 pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
@@ -31,6 +31,22 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         }
         Err(_) => (Previous::Absent, None),
     };
+    let channel = paths.channel_dir.join(NVIDIA);
+    let channel_entry = match std::fs::symlink_metadata(&channel) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Entry::Link(std::fs::read_link(&channel).map_err(io(&channel))?)
+        }
+        Ok(_) => Entry::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Entry::Absent,
+        Err(e) => return Err(io(&channel)(e)),
+    };
+    // Deepest first, stopping at the first that is there: what making the link would create.
+    let channel_dir_missing = paths
+        .channel_dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+        .map(Path::to_path_buf)
+        .collect();
     let record = read(&paths.record)?.and_then(|t| serde_json::from_str(&t).ok());
     Ok(Current {
         daemon_text,
@@ -40,6 +56,8 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         nvidia_file,
         nvidia_link,
         gpu_share_link: std::fs::read_link(paths.runtimes_dir.join(NAME)).ok(),
+        channel_entry,
+        channel_dir_missing,
         record,
     })
 }

@@ -2,7 +2,9 @@
 //! into `--add-runtime NAME=PATH`.
 //!
 //! gpu-share's entries are symlinks to the runtime; `nvidia`, if it was there, is put back as it
-//! was (a script or a link). The entries are files of their own, so this place adds edits rather
+//! was (a script or a link). The unit passes each entry's own path, so dockerd runs the runtime
+//! with argv[0] `<dir>/nvidia` for `nvidia`: the entry is already the link `channel.rs` makes for
+//! the other places, and no other is needed. The entries are files of their own, so this place adds edits rather
 //! than changing a draft file. It never reads the directory (what is there comes in through
 //! [`Current`](super::model::Current)) and never writes it (`apply.rs` does).
 
@@ -25,16 +27,20 @@ impl Place for RuntimesDir {
         DaemonJson.default_runtime(draft)
     }
 
-    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path) {
+    fn names_runtimes_by_path(&self) -> bool {
+        false
+    }
+
+    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path, nvidia: &Path) {
         let current = draft.current;
-        for (name, link) in [
-            (NAME, &current.gpu_share_link),
-            (NVIDIA, &current.nvidia_link),
+        for (name, link, target) in [
+            (NAME, &current.gpu_share_link, runtime),
+            (NVIDIA, &current.nvidia_link, nvidia),
         ] {
-            if link.as_deref() != Some(runtime) {
+            if link.as_deref() != Some(target) {
                 draft.edits.push(Edit::Link {
                     path: draft.paths.runtimes_dir.join(name),
-                    target: runtime.to_path_buf(),
+                    target: target.to_path_buf(),
                 });
             }
         }

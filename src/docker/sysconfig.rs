@@ -75,11 +75,15 @@ impl Place for Sysconfig {
         default_flag(draft.options.as_ref())
     }
 
-    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path) {
+    fn names_runtimes_by_path(&self) -> bool {
+        true
+    }
+
+    fn set_runtimes(&self, draft: &mut Draft, runtime: &Path, nvidia: &Path) {
         if let Some(o) = draft.options.as_mut() {
             remove_ours(o);
-            for name in [NAME, NVIDIA] {
-                o.add(ADD_RUNTIME, &format!("{name}={}", runtime.display()));
+            for (name, path) in [(NAME, runtime), (NVIDIA, nvidia)] {
+                o.add(ADD_RUNTIME, &format!("{name}={}", path.display()));
             }
         }
     }
