@@ -73,11 +73,56 @@ fn rule_entry() -> impl Strategy<Value = Value> {
 fn hook_entry() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(serde_json::json!({"path": "/proc/1/exe", "args": ["libnetwork-setkey"]})),
+        // docker's `--gpus`, the toolkit's runtime (full path in args[0]), a renamed copy.
         Just(
             serde_json::json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]})
         ),
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-container-toolkit", "args": ["/usr/bin/nvidia-container-toolkit", "prestart"]})
+        ),
+        Just(
+            serde_json::json!({"path": "/opt/renamed", "args": ["nvidia-container-runtime-hook", "prestart"]})
+        ),
+        // What `nvidia-ctk cdi generate` writes, through either of its executables.
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib64"], "env": ["NVIDIA_CTK_DEBUG=false"]})
+        ),
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-ctk", "args": ["nvidia-ctk", "hook", "create-symlinks", "--link", "a::b"]})
+        ),
         any_json(),
     ]
+}
+
+/// The stages a spec's hooks are generated in: the legacy hook's two, and CDI's.
+const HOOK_STAGES: &[&str] = &["prestart", "createRuntime", "createContainer"];
+
+/// Whether `spec` already has NVIDIA's hooks, by what they run as (path or args[0]): the legacy
+/// hook before the container's process, or the toolkit's CDI hooks anywhere.
+fn has_nvidia_hooks(spec: &Value) -> bool {
+    let base = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+    };
+    HOOK_STAGES.iter().any(|stage| {
+        array_at(spec, &["hooks", stage]).iter().any(|h| {
+            [
+                base(h.get("path")),
+                base(h.get("args").and_then(|a| a.get(0))),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|n| match n.as_str() {
+                "nvidia-container-runtime-hook" | "nvidia-container-toolkit" => {
+                    *stage != "createContainer"
+                }
+                "nvidia-cdi-hook" | "nvidia-ctk" => true,
+                _ => false,
+            })
+        })
+    })
 }
 
 /// Specs shaped like docker's, with random extra fields everywhere and sometimes a wrong shape.
@@ -95,11 +140,12 @@ fn spec() -> impl Strategy<Value = Value> {
         prop::option::of(prop::collection::vec(device_entry(), 0..4)),
         prop::option::of(prop::collection::vec(rule_entry(), 0..4)),
         prop::option::of(prop::collection::vec(hook_entry(), 0..3)),
+        prop::collection::vec((0..HOOK_STAGES.len() - 1, hook_entry()), 0..2),
         prop::collection::vec(("x-[a-z]{1,6}", any_json()), 0..3),
         any_json(),
         0u8..12,
     )
-        .prop_map(|(env, devices, rules, prestart, extra, noise, wrong)| {
+        .prop_map(|(env, devices, rules, prestart, later, extra, noise, wrong)| {
             let mut spec = serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"netDevices": noise.clone()}});
             if let Some(env) = env {
                 spec["process"]["env"] = Value::Array(env);
@@ -112,6 +158,16 @@ fn spec() -> impl Strategy<Value = Value> {
             }
             if let Some(p) = prestart {
                 spec["hooks"] = serde_json::json!({"prestart": p, "poststop": []});
+            }
+            for (stage, hook) in later {
+                let stage = HOOK_STAGES[stage + 1];
+                if !spec["hooks"].is_object() {
+                    spec["hooks"] = serde_json::json!({});
+                }
+                if !spec["hooks"][stage].is_array() {
+                    spec["hooks"][stage] = serde_json::json!([]);
+                }
+                spec["hooks"][stage].as_array_mut().unwrap().push(hook);
             }
             for (k, v) in extra {
                 spec[k] = v;
@@ -179,6 +235,7 @@ proptest! {
             return Ok(());
         }
         let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
+        let hook_present = hook;
         let hook = if hook { Hook::Present(path) } else { Hook::Missing(path) };
         let plan = Plan::new(&chosen, &inventory, &hook);
         let mut once = original.clone();
@@ -216,6 +273,11 @@ proptest! {
             let path = n.path.to_str().unwrap();
             prop_assert!(array_at(&once, &["linux", "devices"]).iter().any(|d| d["path"] == path));
         }
+
+        // NVIDIA's legacy hook is added once, and never where NVIDIA's hooks are already there.
+        let added = array_at(&once, &["hooks", "prestart"]).len()
+            - array_at(&original, &["hooks", "prestart"]).len();
+        prop_assert_eq!(added, usize::from(hook_present && !has_nvidia_hooks(&original)));
 
         // Twice is once.
         let mut twice = once.clone();

@@ -170,3 +170,86 @@ fn wrong_shapes_are_errors() {
         assert!(e.to_string().contains(path), "{e} for {spec}");
     }
 }
+
+/// The spec with `hook` in `hooks[stage]`, and the plan's legacy hook applied to it.
+fn with_hook_applied(stage: &str, hook: Value) -> Value {
+    let mut spec = docker_like_spec();
+    spec["hooks"][stage] = json!([hook]);
+    plan(true).apply(&mut spec).unwrap();
+    spec
+}
+
+fn legacy_hooks_added(spec: &Value) -> usize {
+    spec["hooks"]["prestart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["path"] == "/usr/bin/nvidia-container-runtime-hook")
+        .count()
+}
+
+#[test]
+fn a_renamed_legacy_hook_is_recognised_by_its_args0() {
+    for stage in ["prestart", "createRuntime"] {
+        for args0 in [
+            "nvidia-container-runtime-hook",
+            "/usr/local/bin/nvidia-container-toolkit",
+        ] {
+            let spec = with_hook_applied(
+                stage,
+                json!({"path": "/opt/nv/renamed-hook", "args": [args0, "prestart"]}),
+            );
+            assert_eq!(legacy_hooks_added(&spec), 0, "{stage} {args0}: {spec}");
+        }
+    }
+}
+
+#[test]
+fn a_spec_injected_through_cdi_gets_no_legacy_hook() {
+    for (stage, hook) in [
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib64"], "env": ["NVIDIA_CTK_DEBUG=false"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/nvidia-ctk", "args": ["nvidia-ctk", "hook", "update-ldcache", "--folder", "/usr/lib64"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/local/nvidia/toolkit/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "create-symlinks", "--link", "libcuda.so.1::/usr/lib64/libcuda.so"]}),
+        ),
+        (
+            "createRuntime",
+            json!({"path": "/opt/bin/ctk", "args": ["nvidia-ctk", "hook", "chmod", "--mode", "755"]}),
+        ),
+        (
+            "startContainer",
+            json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "disable-device-node-modification"]}),
+        ),
+    ] {
+        let spec = with_hook_applied(stage, hook.clone());
+        assert_eq!(legacy_hooks_added(&spec), 0, "{stage} {hook}: {spec}");
+    }
+}
+
+#[test]
+fn other_hooks_and_late_stages_do_not_stand_in_for_the_legacy_hook() {
+    for (stage, hook) in [
+        (
+            "prestart",
+            json!({"path": "/usr/bin/other", "args": ["other", "nvidia-container-runtime-hook"]}),
+        ),
+        (
+            "poststop",
+            json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "poststop"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/ldconfig", "args": ["ldconfig"]}),
+        ),
+    ] {
+        let spec = with_hook_applied(stage, hook.clone());
+        assert_eq!(legacy_hooks_added(&spec), 1, "{stage} {hook}: {spec}");
+    }
+}
