@@ -283,3 +283,72 @@ fn runc_root_keeps_entries_of_live_containers_only() {
     ids.sort();
     assert_eq!(ids, vec!["keep".to_owned(), "third".to_owned()]);
 }
+
+/// The temp files `atomic` left in `dir`: `.NAME.gpu-share-PID.tmp`.
+fn temps_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+impl Cluster {
+    /// Starts a create of `id` on `bundle` that stops mid-write of `file` in `dir` (its temp
+    /// written, not yet renamed into place), waits until it is there, and kills it.
+    fn kill_mid_write(
+        &self,
+        bundle: &std::path::Path,
+        id: &str,
+        file: &str,
+        dir: &std::path::Path,
+    ) {
+        let mut victim = self
+            .shim()
+            .env("GPU_SHARE_TEST_HOLD_TEMP", format!("{file}:30000"))
+            .create(bundle, id)
+            .spawn();
+        let temp = format!(".{file}.gpu-share-{}.tmp", victim.child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dir.join(&temp).exists() {
+            assert!(Instant::now() < deadline, "{id} never wrote {temp}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        victim.child.kill().unwrap();
+        victim.child.wait().unwrap();
+    }
+}
+
+#[test]
+fn creates_killed_mid_write_leave_no_temp_files_behind() {
+    if !require(
+        "creates_killed_mid_write_leave_no_temp_files_behind",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"");
+    let state_dir = c.host.path("state");
+    c.create("first", &[]).unwrap();
+    // Killed while writing the state file, under the lock.
+    for i in 0..3 {
+        let id = format!("victim{i}");
+        let b = c.bundle(&id, &[]);
+        c.kill_mid_write(&b, &id, "placements.json", &state_dir);
+    }
+    // Killed while writing one bundle's spec, again and again.
+    let b = c.bundle("retried", &[]);
+    for _ in 0..3 {
+        c.kill_mid_write(&b, "retried", "config.json", &b);
+    }
+    c.create("next", &[]).unwrap();
+    assert_eq!(temps_in(&state_dir), Vec::<String>::new());
+    c.create("retried", &[]).unwrap();
+    assert_eq!(temps_in(&b), Vec::<String>::new());
+    let mut ids = c.state_ids();
+    ids.sort();
+    assert_eq!(ids, ["first", "next", "retried"]);
+}

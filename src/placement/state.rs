@@ -185,9 +185,11 @@ impl Locked {
             mode: 0o644,
             owner: None,
         };
-        atomic::replace(&self.path, &bytes, perms).map_err(|(path, source)| StateError {
-            path: path.display().to_string(),
-            source,
+        atomic::replace_as_sole_writer(&self.path, &bytes, perms).map_err(|(path, source)| {
+            StateError {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }
