@@ -94,12 +94,14 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
     let hook = Hook::at(&config.hook.path);
     let plan = Plan::new(&assignment, &inventory, &hook);
     let spec_changed = plan.apply(&mut spec.value)?;
+    // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
+    let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
     if spec_changed {
         spec.save()?;
     }
     if let Some(state) = state.as_mut() {
         let id = call.container_label();
-        state.record(Entry::for_this_create(id, call.root, &assignment));
+        state.record(Entry::for_this_create(id, call.root, &assignment).also_holding(&held));
         match state.save() {
             Err(e) if !load_decides => unrecorded = Some(e.to_string()),
             other => other?,

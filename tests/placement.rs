@@ -352,3 +352,77 @@ fn creates_killed_mid_write_leave_no_temp_files_behind() {
     ids.sort();
     assert_eq!(ids, ["first", "next", "retried"]);
 }
+
+impl Cluster {
+    /// A bundle for `id` whose spec already holds `devices` in `linux.devices`.
+    fn bundle_holding(&self, id: &str, devices: serde_json::Value) -> PathBuf {
+        let b = self.bundle(id, &[]);
+        let path = b.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        spec["linux"]["devices"] = devices;
+        std::fs::write(&path, spec.to_string()).unwrap();
+        self.ids.borrow_mut().push(id.to_owned());
+        b
+    }
+
+    /// The recorded entry for `id`.
+    fn entry(&self, id: &str) -> serde_json::Value {
+        self.state()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not recorded"))
+            .clone()
+    }
+}
+
+fn gpu_node(path: &str, minor: u64) -> serde_json::Value {
+    serde_json::json!({"path": path, "type": "c", "major": 195, "minor": minor, "fileMode": 438, "uid": 0, "gid": 0})
+}
+
+#[test]
+fn a_spec_holding_every_gpu_node_is_recorded_holding_every_gpu() {
+    if !require(
+        "a_spec_holding_every_gpu_node_is_recorded_holding_every_gpu",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"");
+    // Privileged-style: all four nodes already there, one of them under another name.
+    let nodes = serde_json::json!([
+        gpu_node("/dev/nvidia0", 0),
+        gpu_node("/dev/nvidia1", 1),
+        gpu_node("/dev/nvidia2", 2),
+        gpu_node("/dev/gpu3", 3),
+    ]);
+    let b = c.bundle_holding("privileged", nodes);
+    finish(c.shim().create(&b, "privileged").output()).unwrap();
+    assert_eq!(
+        c.entry("privileged")["gpus"],
+        serde_json::json!([0, 1, 2, 3])
+    );
+    assert_eq!(c.counts(), vec![1, 1, 1, 1]);
+}
+
+#[test]
+fn a_gpu_node_whose_number_says_another_gpu_is_refused() {
+    if !require(
+        "a_gpu_node_whose_number_says_another_gpu_is_refused",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"");
+    let b = c.bundle_holding("liar", serde_json::json!([gpu_node("/dev/nvidia0", 3)]));
+    let before = common::snapshot(&b);
+    let e = finish(c.shim().create(&b, "liar").output()).unwrap_err();
+    assert!(
+        e.contains("\"/dev/nvidia0\" as c 195:3, but /dev/nvidia0 is c 195:0 on this host"),
+        "{e}"
+    );
+    assert_eq!(common::snapshot(&b), before, "the bundle was changed");
+    assert_eq!(c.counts(), vec![0, 0, 0, 0]);
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
 use gpu_share::placement::{self, Assignment, Load};
-use gpu_share::plan::{Hook, Plan};
+use gpu_share::plan::{devices, Hook, Plan};
 use gpu_share::request::Request;
 use gpu_share::spec::env_value;
 use proptest::prelude::*;
@@ -57,6 +57,9 @@ fn visible_value() -> impl Strategy<Value = String> {
 fn device_entry() -> impl Strategy<Value = Value> {
     prop_oneof![
         (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": 195, "minor": i})),
+        // A GPU's path over some other number, or a GPU's number under some other path.
+        (0u32..6, 0u32..6, prop_oneof![Just(195u32), Just(1)]).prop_map(|(i, m, major)| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": major, "minor": m})),
+        (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/gpu{i}"), "type": "c", "major": 195, "minor": i})),
         Just(serde_json::json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229})),
         any_json(),
     ]
@@ -183,6 +186,23 @@ fn spec() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Whether `spec` has a `/dev/nvidiaN` entry that is not `c 195:N`.
+fn has_contradicting_gpu_node(spec: &Value) -> bool {
+    array_at(spec, &["linux", "devices"]).iter().any(|d| {
+        let Some(n) = d
+            .get("path")
+            .and_then(Value::as_str)
+            .and_then(|p| p.strip_prefix("/dev/nvidia"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        d.get("type").and_then(Value::as_str) != Some("c")
+            || d.get("major").and_then(Value::as_u64) != Some(195)
+            || d.get("minor").and_then(Value::as_u64) != n.parse().ok()
+    })
+}
+
 /// Removes the parts the shim owns, and the containers it had to create for them.
 fn without_owned(v: &Value, original: &Value) -> Value {
     let mut v = v.clone();
@@ -242,6 +262,14 @@ proptest! {
         if plan.apply(&mut once).is_err() {
             return Ok(());
         }
+        // A GPU node whose number disagrees with its path is never let through.
+        prop_assert!(!has_contradicting_gpu_node(&original), "{}", original);
+        // Every GPU given is held by the edited spec, and held GPUs are the host's.
+        let held = devices::held_gpus(&once, &inventory).unwrap();
+        for g in &chosen.gpus {
+            prop_assert!(held.contains(g));
+        }
+        prop_assert!(held.iter().all(|&g| g < gpus));
 
         // Nothing outside the owned parts changed.
         prop_assert_eq!(without_owned(&once, &original), without_owned(&original, &original));

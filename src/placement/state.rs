@@ -61,6 +61,19 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The entry, also holding `held` (GPUs the spec held before it was placed: a privileged
+    /// spec's nodes): the load counts every GPU a container can open, not only those placed.
+    pub fn also_holding(mut self, held: &[u32]) -> Entry {
+        for &g in held {
+            if !self.gpus.contains(&g) {
+                self.gpus.push(g);
+            }
+        }
+        self
+    }
+}
+
 /// runc's `--root` as given (runc's default when absent), made absolute: the state file keys
 /// containers by it.
 fn absolute_root(root: Option<&OsStr>) -> String {
