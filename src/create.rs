@@ -87,7 +87,8 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
     let load_decides = claim.load_decides(&config.sharing);
-    let (mut state, mut unrecorded) = lock_state(config, load_decides)?;
+    let truth = state::Truth::for_create(call.root, &inventory);
+    let (mut state, mut unrecorded) = lock_state(config, load_decides, &truth)?;
     let reconciled = state.as_mut().map_or(0, Locked::reconcile);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
     let assignment = placement::decide(claim, &inventory, &config.sharing, &load)?;
@@ -132,8 +133,9 @@ pub fn edit_bundle(call: &RuncCall, config: &Config) -> Result<Decision, CreateE
 fn lock_state(
     config: &Config,
     load_decides: bool,
+    truth: &state::Truth,
 ) -> Result<(Option<Locked>, Option<String>), StateError> {
-    match state::lock(&config.state.dir) {
+    match state::lock(&config.state.dir, truth) {
         Ok(s) => Ok((Some(s), None)),
         Err(e) if !load_decides => Ok((None, Some(e.to_string()))),
         Err(e) => Err(e),

@@ -426,3 +426,84 @@ fn a_gpu_node_whose_number_says_another_gpu_is_refused() {
     assert_eq!(common::snapshot(&b), before, "the bundle was changed");
     assert_eq!(c.counts(), vec![0, 0, 0, 0]);
 }
+
+impl Cluster {
+    /// `gpu-share doctor`'s `state` line.
+    fn doctor_state_line(&self) -> String {
+        let out = Command::new(cli_bin())
+            .args(["doctor", "--config"])
+            .arg(&self.host.config)
+            .args(["--daemon-json", "/nonexistent/daemon.json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.get(5..).is_some_and(|l| l.starts_with("state ")))
+            .unwrap_or_else(|| panic!("no state line in {out:?}"))
+            .to_owned()
+    }
+
+    /// The corrupt state files kept aside in the state dir.
+    fn kept_aside(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.host.path("state"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("placements.json.corrupt-")
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+#[test]
+fn a_corrupt_state_file_is_kept_aside_and_rebuilt_from_runcs_state() {
+    if !require(
+        "a_corrupt_state_file_is_kept_aside_and_rebuilt_from_runcs_state",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"\nmax_per_gpu = 1");
+    c.create("a", &[]).unwrap();
+    c.create("b", &[]).unwrap();
+    let garbage = b"{\"version\": 1, \"containers\": [{\"id\": \"a\", \"gpus\": [0";
+    std::fs::write(c.host.path("state/placements.json"), garbage).unwrap();
+    let line = c.doctor_state_line();
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("placements.json is not valid"), "{line}");
+    assert!(c.kept_aside().is_empty(), "doctor moved the file: {line}");
+
+    // Both GPUs are still taken: the next container is refused, not placed past the limit.
+    let e = c.create("c", &[]).unwrap_err();
+    assert!(e.contains("every GPU is at sharing.max_per_gpu = 1"), "{e}");
+    let kept = c.kept_aside();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), garbage);
+    for (id, gpu) in [("a", 0), ("b", 1)] {
+        let entry = c.entry(id);
+        assert_eq!(entry["gpus"], serde_json::json!([gpu]), "{entry}");
+        assert_eq!(entry["kind"], "shared", "{entry}");
+        assert_eq!(
+            entry["root"],
+            c.runc_root().display().to_string(),
+            "{entry}"
+        );
+    }
+    assert_eq!(c.counts(), vec![1, 1]);
+    let line = c.doctor_state_line();
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("2 live container(s)"), "{line}");
+    assert!(
+        line.contains(&*kept[0].file_name().unwrap().to_string_lossy()),
+        "{line}"
+    );
+    // Deleting one frees its GPU as before.
+    c.delete("a");
+    c.create("c", &[]).unwrap();
+    assert_eq!(c.gpus_of("c"), "0");
+}
