@@ -1,11 +1,19 @@
 //! Replacing a file whole: write a temp file beside it, fsync, rename over it, fsync the
 //! directory. A crash leaves the old contents or the new, never a mix, and readers never see a
 //! half-written file.
+//!
+//! Owns the temp files beside each file it writes (`.NAME.gpu-share-PID.tmp`), and clearing
+//! the stale ones a writer killed mid-write left: each write first removes the leftovers of its
+//! own file, so they cannot pile up. It must never remove a temp file another live writer is
+//! still writing, nor any file that is not one of its temps.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
 
 /// Mode and owner for the new file.
 #[derive(Debug, Clone, Copy)]
@@ -16,14 +24,39 @@ pub struct Perms {
 
 /// Writes `bytes` to `path` atomically. On error the temp file is removed and `path` is as it
 /// was. The error carries the path it concerns.
+///
+/// Others may be writing `path` at the same time (two creates on one bundle, two `gpu-share`
+/// commands), so a leftover temp is removed only once the process its name carries is gone.
 pub fn replace(path: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, io::Error)> {
+    replace_with(path, bytes, perms, false)
+}
+
+/// As [`replace`], for a caller that holds a lock making it the only writer of `path` (the
+/// placement state): every leftover temp of `path` is stale, whatever process its name
+/// carries, so a reused pid cannot keep one alive either.
+pub fn replace_as_sole_writer(
+    path: &Path,
+    bytes: &[u8],
+    perms: Perms,
+) -> Result<(), (PathBuf, io::Error)> {
+    replace_with(path, bytes, perms, true)
+}
+
+fn replace_with(
+    path: &Path,
+    bytes: &[u8],
+    perms: Perms,
+    sole_writer: bool,
+) -> Result<(), (PathBuf, io::Error)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.gpu-share-{}.tmp", std::process::id()));
+    remove_stale_temps(dir, &name, sole_writer);
+    let tmp = dir.join(temp_name(&name, std::process::id()));
     let result = write_temp(&tmp, bytes, perms).and_then(|()| {
+        pause_for_tests(&name);
         std::fs::rename(&tmp, path).map_err(|e| (path.to_path_buf(), e))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -33,6 +66,69 @@ pub fn replace(path: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, 
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.gpu-share-{pid}.tmp")
+}
+
+/// The writer's pid a temp file of `name` carries; `None` for any other file.
+fn temp_writer(file: &str, name: &str) -> Option<u32> {
+    let pid = file
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix(".gpu-share-")?
+        .strip_suffix(".tmp")?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid exists (a pid that cannot be one counts as gone).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
+}
+
+/// Removes the temps of `name` in `dir` that writers killed mid-write left: all of them for a
+/// sole writer, else those whose writer is gone. Best effort: a leftover that cannot be removed
+/// costs a file, never the write.
+fn remove_stale_temps(dir: &Path, name: &str, sole_writer: bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| temp_writer(f, name)) else {
+            continue;
+        };
+        // Our own name is write_temp's to replace.
+        if pid != me && (sole_writer || !process_exists(pid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Debug builds only: with `GPU_SHARE_TEST_HOLD_TEMP=NAME:MS`, wait MS milliseconds between
+/// writing the temp file for a file named NAME and renaming it, so a test can kill a writer
+/// mid-write.
+fn pause_for_tests(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("GPU_SHARE_TEST_HOLD_TEMP")
+        .ok()
+        .and_then(|v| {
+            let (file, ms) = v.split_once(':')?;
+            (file == name).then(|| ms.parse().ok())?
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 fn write_temp(tmp: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, io::Error)> {
@@ -92,5 +188,54 @@ mod tests {
         assert_eq!(path, target);
         assert!(target.join("inside").exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    const GONE: u32 = 999_999_999;
+
+    #[test]
+    fn leftover_temps_of_gone_writers_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        for file in [
+            temp_name("f.json", GONE),
+            temp_name("f.json", GONE - 1),
+            // pid 1 is alive: another writer still at work.
+            temp_name("f.json", 1),
+            // Not temps of this file.
+            temp_name("g.json", GONE),
+            ".f.json.gpu-share-x.tmp".to_owned(),
+            "f.json.gpu-share-5.tmp".to_owned(),
+        ] {
+            std::fs::write(dir.path().join(file), b"half").unwrap();
+        }
+        let perms = Perms {
+            mode: 0o644,
+            owner: None,
+        };
+        replace(&p, b"new", perms).unwrap();
+        assert_eq!(
+            names_in(dir.path()),
+            [
+                ".f.json.gpu-share-1.tmp",
+                ".f.json.gpu-share-x.tmp",
+                &temp_name("g.json", GONE),
+                "f.json",
+                "f.json.gpu-share-5.tmp"
+            ]
+        );
+        // The sole writer knows every temp of its file is stale.
+        replace_as_sole_writer(&p, b"newer", perms).unwrap();
+        assert!(!dir.path().join(temp_name("f.json", 1)).exists());
+        assert_eq!(std::fs::read(&p).unwrap(), b"newer");
+        assert_eq!(names_in(dir.path()).len(), 4);
     }
 }

@@ -51,6 +51,9 @@ pub fn prepare(call: &RuncCall, channel: Channel) -> Result<PathBuf, CreateError
     let id = call.container_label();
     match edit_bundle(call, channel, &config) {
         Ok(decision) => {
+            if let Some(rebuilt) = &decision.state_rebuilt {
+                log.write(LogLevel::Warn, &format!("create id={id} {rebuilt}"));
+            }
             log.write(LogLevel::Info, &format!("create id={id} {decision}"));
             Ok(decision.runc)
         }
@@ -85,14 +88,20 @@ pub fn edit_bundle(
             runc,
             reason,
             outcome,
+            state_rebuilt: None,
         });
     }
     if claim.reads_free_memory(&config.sharing) {
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
     let load_decides = claim.load_decides(&config.sharing);
-    let (mut state, mut unrecorded) = lock_state(config, load_decides)?;
+    let truth = state::Truth::for_create(call.root, &inventory);
+    let (mut state, mut unrecorded) = lock_state(config, load_decides, &truth)?;
     let reconciled = state.as_mut().map_or(0, Locked::reconcile);
+    let state_rebuilt = state
+        .as_ref()
+        .and_then(|s| s.rebuilt_from.as_ref())
+        .map(ToString::to_string);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
     let assignment = match placement::decide(claim, &inventory, &config.sharing, &load)? {
         Decided::Gpus(a) => a,
@@ -103,18 +112,21 @@ pub fn edit_bundle(
                 runc,
                 reason,
                 outcome,
+                state_rebuilt,
             });
         }
     };
     let hook = Hook::at(&config.hook.path);
     let plan = Plan::new(&assignment, &inventory, &hook);
     let spec_changed = plan.apply(&mut spec.value)?;
+    // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
+    let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
     // The state is written before the spec: a state that cannot be saved then stops the create
     // with the bundle as it was, and an entry whose spec could not be saved dies with this
     // process (its pid is how `reconcile` knows).
     if let Some(state) = state.as_mut() {
         let id = call.container_label();
-        state.record(Entry::for_this_create(id, call.root, &assignment));
+        state.record(Entry::for_this_create(id, call.root, &assignment).also_holding(&held));
         match state.save() {
             Err(e) if !load_decides => unrecorded = Some(e.to_string()),
             other => other?,
@@ -142,6 +154,7 @@ pub fn edit_bundle(
         runc,
         reason,
         outcome: Outcome::Gpus(given),
+        state_rebuilt,
     })
 }
 
@@ -150,8 +163,9 @@ pub fn edit_bundle(
 fn lock_state(
     config: &Config,
     load_decides: bool,
+    truth: &state::Truth,
 ) -> Result<(Option<Locked>, Option<String>), StateError> {
-    match state::lock(&config.state.dir) {
+    match state::lock(&config.state.dir, truth) {
         Ok(s) => Ok((Some(s), None)),
         Err(e) if !load_decides => Ok((None, Some(e.to_string()))),
         Err(e) => Err(e),

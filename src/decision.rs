@@ -18,6 +18,9 @@ pub struct Decision {
     /// Why the container gets what it gets (its `NVIDIA_VISIBLE_DEVICES`, or the default).
     pub reason: String,
     pub outcome: Outcome,
+    /// The state file was corrupt and was rebuilt from runc's state: what was done, for a
+    /// warning of its own in the log.
+    pub state_rebuilt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -108,6 +111,7 @@ mod tests {
         let d = Decision {
             runc: PathBuf::from("/usr/bin/runc"),
             reason: "NVIDIA_VISIBLE_DEVICES=1".into(),
+            state_rebuilt: None,
             outcome: Outcome::Gpus(Given {
                 visible: "1".into(),
                 kind: Kind::Pinned,
@@ -127,6 +131,7 @@ mod tests {
         let d = Decision {
             runc: PathBuf::from("/usr/bin/runc"),
             reason: "NVIDIA_VISIBLE_DEVICES unset, sharing.default=all".into(),
+            state_rebuilt: None,
             outcome: Outcome::NoGpu {
                 why: NoGpu::HostHasNone,
                 devices_root: PathBuf::from("/"),

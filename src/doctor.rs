@@ -268,18 +268,38 @@ fn docker_default_runtime(daemon_json: &Path) -> Check {
 }
 
 fn state_file(config: &Config) -> Check {
+    let dir = config.state.dir.display();
+    // Copies a create kept aside: the state was rebuilt from runc's, and someone should look.
+    let kept: Vec<String> = state::kept_aside(&config.state.dir)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let kept_note = if kept.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} corrupt state file(s) kept aside ({}): the state was rebuilt from runc's, look at them, then remove them",
+            kept.len(),
+            kept.join(", ")
+        )
+    };
+    let status = if kept.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
     match state::peek(&config.state.dir) {
         Ok(None) => check(
-            Status::Ok,
+            status,
             "state",
-            format!("{}: no container recorded yet", config.state.dir.display()),
+            format!("{dir}: no container recorded yet{kept_note}"),
         ),
         Ok(Some(l)) if l.was_corrupt => check(
             Status::Warn,
             "state",
             format!(
-                "{}/placements.json was not valid; the next create starts it afresh",
-                config.state.dir.display()
+                "{dir}/placements.json is not valid: the next create keeps it aside and rebuilds \
+                 it from runc's state{kept_note}"
             ),
         ),
         Ok(Some(l)) => {
@@ -291,11 +311,10 @@ fn state_file(config: &Config) -> Check {
                 .filter(|e| !state::is_live(e))
                 .count();
             check(
-                Status::Ok,
+                status,
                 "state",
                 format!(
-                    "{}: {} live container(s){}",
-                    config.state.dir.display(),
+                    "{dir}: {} live container(s){}{kept_note}",
                     total - dead,
                     if dead > 0 {
                         format!(", {dead} gone (dropped at the next create)")

@@ -511,3 +511,227 @@ fn forty_concurrent_tenant_creates_under_deny_spread_ten_per_gpu() {
         "{e}"
     );
 }
+
+/// The temp files `atomic` left in `dir`: `.NAME.gpu-share-PID.tmp`.
+fn temps_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+impl Cluster {
+    /// Starts a create of `id` on `bundle` that stops mid-write of `file` in `dir` (its temp
+    /// written, not yet renamed into place), waits until it is there, and kills it.
+    fn kill_mid_write(
+        &self,
+        bundle: &std::path::Path,
+        id: &str,
+        file: &str,
+        dir: &std::path::Path,
+    ) {
+        let mut victim = self
+            .shim()
+            .env("GPU_SHARE_TEST_HOLD_TEMP", format!("{file}:30000"))
+            .create(bundle, id)
+            .spawn();
+        let temp = format!(".{file}.gpu-share-{}.tmp", victim.child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dir.join(&temp).exists() {
+            assert!(Instant::now() < deadline, "{id} never wrote {temp}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        victim.child.kill().unwrap();
+        victim.child.wait().unwrap();
+    }
+}
+
+#[test]
+fn creates_killed_mid_write_leave_no_temp_files_behind() {
+    if !require(
+        "creates_killed_mid_write_leave_no_temp_files_behind",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"");
+    let state_dir = c.host.path("state");
+    c.create("first", &[]).unwrap();
+    // Killed while writing the state file, under the lock.
+    for i in 0..3 {
+        let id = format!("victim{i}");
+        let b = c.bundle(&id, &[]);
+        c.kill_mid_write(&b, &id, "placements.json", &state_dir);
+    }
+    // Killed while writing one bundle's spec, again and again.
+    let b = c.bundle("retried", &[]);
+    for _ in 0..3 {
+        c.kill_mid_write(&b, "retried", "config.json", &b);
+    }
+    c.create("next", &[]).unwrap();
+    assert_eq!(temps_in(&state_dir), Vec::<String>::new());
+    c.create("retried", &[]).unwrap();
+    assert_eq!(temps_in(&b), Vec::<String>::new());
+    let mut ids = c.state_ids();
+    ids.sort();
+    assert_eq!(ids, ["first", "next", "retried"]);
+}
+
+impl Cluster {
+    /// A bundle for `id` whose spec already holds `devices` in `linux.devices`.
+    fn bundle_holding(&self, id: &str, devices: serde_json::Value) -> PathBuf {
+        let b = self.bundle(id, &[]);
+        let path = b.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        spec["linux"]["devices"] = devices;
+        std::fs::write(&path, spec.to_string()).unwrap();
+        self.ids.borrow_mut().push(id.to_owned());
+        b
+    }
+
+    /// The recorded entry for `id`.
+    fn entry(&self, id: &str) -> serde_json::Value {
+        self.state()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not recorded"))
+            .clone()
+    }
+}
+
+fn gpu_node(path: &str, minor: u64) -> serde_json::Value {
+    serde_json::json!({"path": path, "type": "c", "major": 195, "minor": minor, "fileMode": 438, "uid": 0, "gid": 0})
+}
+
+#[test]
+fn a_spec_holding_every_gpu_node_is_recorded_holding_every_gpu() {
+    if !require(
+        "a_spec_holding_every_gpu_node_is_recorded_holding_every_gpu",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"");
+    // Privileged-style: all four nodes already there, one of them under another name.
+    let nodes = serde_json::json!([
+        gpu_node("/dev/nvidia0", 0),
+        gpu_node("/dev/nvidia1", 1),
+        gpu_node("/dev/nvidia2", 2),
+        gpu_node("/dev/gpu3", 3),
+    ]);
+    let b = c.bundle_holding("privileged", nodes);
+    finish(c.shim().create(&b, "privileged").output()).unwrap();
+    assert_eq!(
+        c.entry("privileged")["gpus"],
+        serde_json::json!([0, 1, 2, 3])
+    );
+    assert_eq!(c.counts(), vec![1, 1, 1, 1]);
+}
+
+#[test]
+fn a_gpu_node_whose_number_says_another_gpu_is_refused() {
+    if !require(
+        "a_gpu_node_whose_number_says_another_gpu_is_refused",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(4, "placement = \"spread\"");
+    let b = c.bundle_holding("liar", serde_json::json!([gpu_node("/dev/nvidia0", 3)]));
+    let before = common::snapshot(&b);
+    let e = finish(c.shim().create(&b, "liar").output()).unwrap_err();
+    assert!(
+        e.contains("\"/dev/nvidia0\" as c 195:3, but /dev/nvidia0 is c 195:0 on this host"),
+        "{e}"
+    );
+    assert_eq!(common::snapshot(&b), before, "the bundle was changed");
+    assert_eq!(c.counts(), vec![0, 0, 0, 0]);
+}
+
+impl Cluster {
+    /// `gpu-share doctor`'s `state` line.
+    fn doctor_state_line(&self) -> String {
+        let out = Command::new(cli_bin())
+            .args(["doctor", "--config"])
+            .arg(&self.host.config)
+            .args(["--daemon-json", "/nonexistent/daemon.json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.get(5..).is_some_and(|l| l.starts_with("state ")))
+            .unwrap_or_else(|| panic!("no state line in {out:?}"))
+            .to_owned()
+    }
+
+    /// The corrupt state files kept aside in the state dir.
+    fn kept_aside(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.host.path("state"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("placements.json.corrupt-")
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+#[test]
+fn a_corrupt_state_file_is_kept_aside_and_rebuilt_from_runcs_state() {
+    if !require(
+        "a_corrupt_state_file_is_kept_aside_and_rebuilt_from_runcs_state",
+        &["runc"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"\nmax_per_gpu = 1");
+    c.create("a", &[]).unwrap();
+    c.create("b", &[]).unwrap();
+    let garbage = b"{\"version\": 1, \"containers\": [{\"id\": \"a\", \"gpus\": [0";
+    std::fs::write(c.host.path("state/placements.json"), garbage).unwrap();
+    let line = c.doctor_state_line();
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("placements.json is not valid"), "{line}");
+    assert!(c.kept_aside().is_empty(), "doctor moved the file: {line}");
+
+    // Both GPUs are still taken: the next container is refused, not placed past the limit.
+    let e = c.create("c", &[]).unwrap_err();
+    assert!(e.contains("every GPU is at sharing.max_per_gpu = 1"), "{e}");
+    let kept = c.kept_aside();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), garbage);
+    for (id, gpu) in [("a", 0), ("b", 1)] {
+        let entry = c.entry(id);
+        assert_eq!(entry["gpus"], serde_json::json!([gpu]), "{entry}");
+        assert_eq!(entry["kind"], "shared", "{entry}");
+        assert_eq!(
+            entry["root"],
+            c.runc_root().display().to_string(),
+            "{entry}"
+        );
+    }
+    assert_eq!(c.counts(), vec![1, 1]);
+    let line = c.doctor_state_line();
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("2 live container(s)"), "{line}");
+    assert!(
+        line.contains(&*kept[0].file_name().unwrap().to_string_lossy()),
+        "{line}"
+    );
+    // Deleting one frees its GPU as before.
+    c.delete("a");
+    c.create("c", &[]).unwrap();
+    assert_eq!(c.gpus_of("c"), "0");
+}

@@ -231,3 +231,46 @@ fn create_start_state_delete_all_go_through() {
     let out = shim(&s).args(["state", "lc"]).output();
     assert!(!out.status.success());
 }
+
+/// An executable script at `dir/name` that appends its argv to `dir/ran`.
+fn recording_hook(dir: &Path, name: &str) -> PathBuf {
+    let hook = dir.join(name);
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"{name} $*\" >> {}\n",
+            dir.join("ran").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hook
+}
+
+#[test]
+fn a_spec_injected_through_cdi_runs_no_legacy_hook() {
+    if !require("a_spec_injected_through_cdi_runs_no_legacy_hook", &["runc"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = recording_hook(dir.path(), "nvidia-container-runtime-hook");
+    let cdi = recording_hook(dir.path(), "nvidia-cdi-hook");
+    let s = ShimHost::new(
+        1,
+        &format!("[hook]\npath = {:?}\n", legacy.display().to_string()),
+    );
+    // As `nvidia-ctk cdi generate` writes it, injected by a CDI-aware engine.
+    let b = Bundle::busybox().args(&["true"]).write(&s.path("b"));
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    value["hooks"] = serde_json::json!({"createContainer": [{
+        "path": cdi,
+        "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib64"],
+        "env": ["NVIDIA_CTK_DEBUG=false"]
+    }]});
+    std::fs::write(b.join("config.json"), value.to_string()).unwrap();
+    let out = run(&s, &b, "cdi");
+    assert!(out.status.success(), "{out:?}");
+    let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
+    assert_eq!(ran, "nvidia-cdi-hook update-ldcache --folder /usr/lib64\n");
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
 use gpu_share::placement::{self, Assignment, Decided, Load};
-use gpu_share::plan::{Hook, Plan};
+use gpu_share::plan::{devices, Hook, Plan};
 use gpu_share::request::{Channel, Request};
 use gpu_share::spec::env_value;
 use proptest::prelude::*;
@@ -64,6 +64,9 @@ fn visible_value() -> impl Strategy<Value = String> {
 fn device_entry() -> impl Strategy<Value = Value> {
     prop_oneof![
         (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": 195, "minor": i})),
+        // A GPU's path over some other number, or a GPU's number under some other path.
+        (0u32..6, 0u32..6, prop_oneof![Just(195u32), Just(1)]).prop_map(|(i, m, major)| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": major, "minor": m})),
+        (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/gpu{i}"), "type": "c", "major": 195, "minor": i})),
         Just(serde_json::json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229})),
         any_json(),
     ]
@@ -80,11 +83,56 @@ fn rule_entry() -> impl Strategy<Value = Value> {
 fn hook_entry() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(serde_json::json!({"path": "/proc/1/exe", "args": ["libnetwork-setkey"]})),
+        // docker's `--gpus`, the toolkit's runtime (full path in args[0]), a renamed copy.
         Just(
             serde_json::json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]})
         ),
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-container-toolkit", "args": ["/usr/bin/nvidia-container-toolkit", "prestart"]})
+        ),
+        Just(
+            serde_json::json!({"path": "/opt/renamed", "args": ["nvidia-container-runtime-hook", "prestart"]})
+        ),
+        // What `nvidia-ctk cdi generate` writes, through either of its executables.
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib64"], "env": ["NVIDIA_CTK_DEBUG=false"]})
+        ),
+        Just(
+            serde_json::json!({"path": "/usr/bin/nvidia-ctk", "args": ["nvidia-ctk", "hook", "create-symlinks", "--link", "a::b"]})
+        ),
         any_json(),
     ]
+}
+
+/// The stages a spec's hooks are generated in: the legacy hook's two, and CDI's.
+const HOOK_STAGES: &[&str] = &["prestart", "createRuntime", "createContainer"];
+
+/// Whether `spec` already has NVIDIA's hooks, by what they run as (path or args[0]): the legacy
+/// hook before the container's process, or the toolkit's CDI hooks anywhere.
+fn has_nvidia_hooks(spec: &Value) -> bool {
+    let base = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+    };
+    HOOK_STAGES.iter().any(|stage| {
+        array_at(spec, &["hooks", stage]).iter().any(|h| {
+            [
+                base(h.get("path")),
+                base(h.get("args").and_then(|a| a.get(0))),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|n| match n.as_str() {
+                "nvidia-container-runtime-hook" | "nvidia-container-toolkit" => {
+                    *stage != "createContainer"
+                }
+                "nvidia-cdi-hook" | "nvidia-ctk" => true,
+                _ => false,
+            })
+        })
+    })
 }
 
 /// Specs shaped like docker's, with random extra fields everywhere and sometimes a wrong shape.
@@ -102,11 +150,12 @@ fn spec() -> impl Strategy<Value = Value> {
         prop::option::of(prop::collection::vec(device_entry(), 0..4)),
         prop::option::of(prop::collection::vec(rule_entry(), 0..4)),
         prop::option::of(prop::collection::vec(hook_entry(), 0..3)),
+        prop::collection::vec((0..HOOK_STAGES.len() - 1, hook_entry()), 0..2),
         prop::collection::vec(("x-[a-z]{1,6}", any_json()), 0..3),
         any_json(),
         0u8..12,
     )
-        .prop_map(|(env, devices, rules, prestart, extra, noise, wrong)| {
+        .prop_map(|(env, devices, rules, prestart, later, extra, noise, wrong)| {
             let mut spec = serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"netDevices": noise.clone()}});
             if let Some(env) = env {
                 spec["process"]["env"] = Value::Array(env);
@@ -120,6 +169,16 @@ fn spec() -> impl Strategy<Value = Value> {
             if let Some(p) = prestart {
                 spec["hooks"] = serde_json::json!({"prestart": p, "poststop": []});
             }
+            for (stage, hook) in later {
+                let stage = HOOK_STAGES[stage + 1];
+                if !spec["hooks"].is_object() {
+                    spec["hooks"] = serde_json::json!({});
+                }
+                if !spec["hooks"][stage].is_array() {
+                    spec["hooks"][stage] = serde_json::json!([]);
+                }
+                spec["hooks"][stage].as_array_mut().unwrap().push(hook);
+            }
             for (k, v) in extra {
                 spec[k] = v;
             }
@@ -132,6 +191,23 @@ fn spec() -> impl Strategy<Value = Value> {
             }
             spec
         })
+}
+
+/// Whether `spec` has a `/dev/nvidiaN` entry that is not `c 195:N`.
+fn has_contradicting_gpu_node(spec: &Value) -> bool {
+    array_at(spec, &["linux", "devices"]).iter().any(|d| {
+        let Some(n) = d
+            .get("path")
+            .and_then(Value::as_str)
+            .and_then(|p| p.strip_prefix("/dev/nvidia"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        d.get("type").and_then(Value::as_str) != Some("c")
+            || d.get("major").and_then(Value::as_u64) != Some(195)
+            || d.get("minor").and_then(Value::as_u64) != n.parse().ok()
+    })
 }
 
 /// Removes the parts the shim owns, and the containers it had to create for them.
@@ -184,12 +260,21 @@ proptest! {
         let Some(chosen) = assignment(&original, default, &inventory) else { return Ok(()) };
 
         let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
+        let hook_present = hook;
         let hook = if hook { Hook::Present(path) } else { Hook::Missing(path) };
         let plan = Plan::new(&chosen, &inventory, &hook);
         let mut once = original.clone();
         if plan.apply(&mut once).is_err() {
             return Ok(());
         }
+        // A GPU node whose number disagrees with its path is never let through.
+        prop_assert!(!has_contradicting_gpu_node(&original), "{}", original);
+        // Every GPU given is held by the edited spec, and held GPUs are the host's.
+        let held = devices::held_gpus(&once, &inventory).unwrap();
+        for g in &chosen.gpus {
+            prop_assert!(held.contains(g));
+        }
+        prop_assert!(held.iter().all(|&g| g < gpus));
 
         // Nothing outside the owned parts changed.
         prop_assert_eq!(without_owned(&once, &original), without_owned(&original, &original));
@@ -223,6 +308,11 @@ proptest! {
             let path = n.path.to_str().unwrap();
             prop_assert!(array_at(&once, &["linux", "devices"]).iter().any(|d| d["path"] == path));
         }
+
+        // NVIDIA's legacy hook is added once, and never where NVIDIA's hooks are already there.
+        let added = array_at(&once, &["hooks", "prestart"]).len()
+            - array_at(&original, &["hooks", "prestart"]).len();
+        prop_assert_eq!(added, usize::from(hook_present && !has_nvidia_hooks(&original)));
 
         // Twice is once.
         let mut twice = once.clone();

@@ -6,6 +6,11 @@
 //! the process start time so a reused pid does not count). Everything else is dropped by
 //! `reconcile`, which every reader runs first: a `delete`, a crash or a create killed half-way
 //! never holds a GPU past the next look.
+//!
+//! Nor is a corrupt file ever silently forgotten. Readers (`peek`, `read`) see it as it is and
+//! leave it there; the create's `lock` keeps it aside as `placements.json.corrupt-<time>` and
+//! rebuilds the assignment from runc's own state (`runc_state`), saying so in
+//! `Locked::rebuilt_from` for the create's log.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -18,13 +23,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{Assignment, GpuLoad, Kind, Load};
 use crate::atomic::{self, Perms};
+use crate::gpu::Inventory;
 use crate::timestamp::now_rfc3339;
+
+mod runc_state;
 
 /// runc's state root when `--root` is not given.
 pub const RUNC_DEFAULT_ROOT: &str = "/run/runc";
 
 const STATE_FILE: &str = "placements.json";
 const LOCK_FILE: &str = "placements.lock";
+/// A corrupt state file is kept aside under this prefix and the time it was found.
+const KEPT_ASIDE_PREFIX: &str = "placements.json.corrupt-";
 
 /// One live container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +72,19 @@ impl Entry {
             created: now_rfc3339(),
             task: assignment.task.clone(),
         }
+    }
+}
+
+impl Entry {
+    /// The entry, also holding `held` (GPUs the spec held before it was placed: a privileged
+    /// spec's nodes): the load counts every GPU a container can open, not only those placed.
+    pub fn also_holding(mut self, held: &[u32]) -> Entry {
+        for &g in held {
+            if !self.gpus.contains(&g) {
+                self.gpus.push(g);
+            }
+        }
+        self
     }
 }
 
@@ -106,12 +129,79 @@ pub struct Locked {
     _lock: Flock<File>,
     path: PathBuf,
     pub assignments: Assignments,
-    /// The file held something that was not a valid assignment; it was started afresh.
+    /// The file held something that was not a valid assignment. A reader sees no entries; the
+    /// create's `lock` rebuilt them (`rebuilt_from`).
     pub was_corrupt: bool,
+    /// Where the create's `lock` found the file corrupt: what it did about it, for the log.
+    pub rebuilt_from: Option<Rebuilt>,
 }
 
-/// Takes the lock (creating the directory and files as needed) and reads the assignment.
-pub fn lock(dir: &Path) -> Result<Locked, StateError> {
+/// Where the truth lies when a corrupt state file must be rebuilt: runc's own state under
+/// these roots, and the host's GPUs to map the device nodes it holds back to indices.
+pub struct Truth<'a> {
+    roots: Vec<PathBuf>,
+    inventory: &'a Inventory,
+}
+
+impl<'a> Truth<'a> {
+    /// runc's state under `roots`, read against `inventory`.
+    pub fn new(roots: Vec<PathBuf>, inventory: &'a Inventory) -> Truth<'a> {
+        Truth { roots, inventory }
+    }
+
+    /// For a create under runc's `--root` (absent: runc's default): that root, and runc's
+    /// default one, where creates without `--root` keep their containers.
+    pub fn for_create(runc_root: Option<&OsStr>, inventory: &'a Inventory) -> Truth<'a> {
+        let mut roots = vec![PathBuf::from(absolute_root(runc_root))];
+        let default = PathBuf::from(RUNC_DEFAULT_ROOT);
+        if !roots.contains(&default) {
+            roots.push(default);
+        }
+        Truth { roots, inventory }
+    }
+}
+
+/// What the create's `lock` did with a corrupt state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// The corrupt file, as it was.
+    pub kept_aside: PathBuf,
+    /// Why it was not a valid assignment.
+    pub reason: String,
+    /// The runc roots read, and the live containers holding GPUs found there.
+    pub roots: Vec<PathBuf>,
+    pub containers: usize,
+}
+
+impl std::fmt::Display for Rebuilt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
+        write!(
+            f,
+            "the placement state was not valid ({}): kept aside as {}, rebuilt from runc's \
+             state under {} ({} live container(s) holding GPUs)",
+            self.reason,
+            self.kept_aside.display(),
+            roots.join(", "),
+            self.containers
+        )
+    }
+}
+
+/// The create's lock: takes it (creating the directory and files as needed) and reads the
+/// assignment. A corrupt file is kept aside and the assignment rebuilt from `truth` and saved
+/// before anything else reads it, so no live container or reservation is forgotten.
+pub fn lock(dir: &Path, truth: &Truth) -> Result<Locked, StateError> {
+    let (mut locked, corrupt) = open(dir)?;
+    if let Some(reason) = corrupt {
+        locked.rebuild(dir, truth, reason)?;
+    }
+    Ok(locked)
+}
+
+/// Takes the lock and reads the assignment as it is; a corrupt file reads as empty, and why
+/// is returned beside it.
+fn open(dir: &Path) -> Result<(Locked, Option<String>), StateError> {
     std::fs::create_dir_all(dir).map_err(err(dir))?;
     let lock_path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -125,29 +215,31 @@ pub fn lock(dir: &Path) -> Result<Locked, StateError> {
     let lock = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| err(&lock_path)(io::Error::from(e)))?;
     let path = dir.join(STATE_FILE);
-    let (assignments, was_corrupt) = match std::fs::read(&path) {
+    let (assignments, corrupt) = match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(a) => (a, false),
-            Err(_) => (Assignments::default(), true),
+            Ok(a) => (a, None),
+            Err(e) => (Assignments::default(), Some(e.to_string())),
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (Assignments::default(), false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (Assignments::default(), None),
         Err(e) => return Err(err(&path)(e)),
     };
-    Ok(Locked {
+    let locked = Locked {
         _lock: lock,
         path,
         assignments,
-        was_corrupt,
-    })
+        was_corrupt: corrupt.is_some(),
+        rebuilt_from: None,
+    };
+    Ok((locked, corrupt))
 }
 
-/// The assignment under the lock, without creating anything: `None` where no state file exists
-/// (nothing recorded yet, or no state dir at all).
+/// The assignment under the lock, without creating or changing anything: `None` where no state
+/// file exists (nothing recorded yet, or no state dir at all). A corrupt file is left as it is.
 pub fn peek(dir: &Path) -> Result<Option<Locked>, StateError> {
     if !dir.join(STATE_FILE).exists() {
         return Ok(None);
     }
-    lock(dir).map(Some)
+    open(dir).map(|(l, _)| Some(l))
 }
 
 /// Reads the assignment without changing it (still under the lock, so it is whole).
@@ -155,10 +247,68 @@ pub fn read(dir: &Path) -> Result<Assignments, StateError> {
     if !dir.join(STATE_FILE).exists() {
         return Ok(Assignments::default());
     }
-    lock(dir).map(|l| l.assignments)
+    open(dir).map(|(l, _)| l.assignments)
+}
+
+/// The corrupt state files kept aside in `dir`, oldest first.
+pub fn kept_aside(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(KEPT_ASIDE_PREFIX))
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
 }
 
 impl Locked {
+    /// Keeps the corrupt file aside, then replaces it with the assignment runc's state gives:
+    /// every live container holding GPUs, as `shared` (how it came to hold them is not in
+    /// runc's state). The copy is made before the new file is written, so a failure on the way
+    /// leaves the corrupt file in place for the next create to try again.
+    fn rebuild(&mut self, dir: &Path, truth: &Truth, reason: String) -> Result<(), StateError> {
+        // Colons make awkward file names for the tools an operator reaches for.
+        let kept_aside = dir.join(format!(
+            "{KEPT_ASIDE_PREFIX}{}",
+            now_rfc3339().replace(':', "")
+        ));
+        std::fs::hard_link(&self.path, &kept_aside)
+            .or_else(|_| std::fs::copy(&self.path, &kept_aside).map(drop))
+            .map_err(err(&kept_aside))?;
+        let live = runc_state::holding_gpus(&truth.roots, truth.inventory);
+        self.assignments.containers = live
+            .into_iter()
+            .map(|l| Entry {
+                id: l.id,
+                root: l.root,
+                gpus: l.gpus,
+                kind: Kind::Shared,
+                // Live while runc has its state: no create of ours is running for it (its init
+                // process is no such create, and as a zombie it would outlive the container).
+                pid: 0,
+                start_time: 0,
+                created: l.created,
+                // Neither the kind nor the task survives in runc's state: the rebuilt entry
+                // is a shared container of no task.
+                task: None,
+            })
+            .collect();
+        self.save()?;
+        self.rebuilt_from = Some(Rebuilt {
+            kept_aside,
+            reason,
+            roots: truth.roots.clone(),
+            containers: self.assignments.containers.len(),
+        });
+        Ok(())
+    }
+
     /// Drops every entry whose container is gone. Returns how many.
     pub fn reconcile(&mut self) -> usize {
         let before = self.assignments.containers.len();
@@ -189,9 +339,11 @@ impl Locked {
             mode: 0o644,
             owner: None,
         };
-        atomic::replace(&self.path, &bytes, perms).map_err(|(path, source)| StateError {
-            path: path.display().to_string(),
-            source,
+        atomic::replace_as_sole_writer(&self.path, &bytes, perms).map_err(|(path, source)| {
+            StateError {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }
@@ -227,81 +379,4 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: &str, root: &Path, gpus: &[u32], kind: Kind, pid: i32) -> Entry {
-        Entry {
-            id: id.into(),
-            root: root.display().to_string(),
-            gpus: gpus.to_vec(),
-            kind,
-            pid,
-            start_time: process_start_time(pid).unwrap_or(0),
-            created: "now".into(),
-            task: None,
-        }
-    }
-
-    #[test]
-    fn own_start_time_is_read() {
-        let me = std::process::id() as i32;
-        assert!(process_start_time(me).is_some());
-        assert_eq!(process_start_time(-5), None);
-    }
-
-    #[test]
-    fn records_reconcile_and_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let runc_root = dir.path().join("runc");
-        std::fs::create_dir_all(runc_root.join("alive")).unwrap();
-        std::fs::write(runc_root.join("alive/state.json"), b"{}").unwrap();
-        let me = std::process::id() as i32;
-        {
-            let mut l = lock(dir.path()).unwrap();
-            l.record(entry("alive", &runc_root, &[0], Kind::Shared, 999_999_999));
-            l.record(entry("creating", &runc_root, &[1], Kind::Reserved, me));
-            l.record(entry("gone", &runc_root, &[1], Kind::Shared, 999_999_999));
-            l.save().unwrap();
-        }
-        let mut l = lock(dir.path()).unwrap();
-        assert_eq!(l.assignments.containers.len(), 3);
-        assert_eq!(l.reconcile(), 1);
-        let load = l.load();
-        assert_eq!(
-            load[&0],
-            GpuLoad {
-                containers: 1,
-                reserved: 0,
-                reserved_for: vec![]
-            }
-        );
-        assert_eq!(
-            load[&1],
-            GpuLoad {
-                containers: 1,
-                reserved: 1,
-                reserved_for: vec![None]
-            }
-        );
-    }
-
-    #[test]
-    fn a_recorded_id_is_replaced_not_doubled() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = lock(dir.path()).unwrap();
-        l.record(entry("a", dir.path(), &[0], Kind::Shared, 1));
-        l.record(entry("a", dir.path(), &[2], Kind::Shared, 1));
-        assert_eq!(l.assignments.containers.len(), 1);
-        assert_eq!(l.assignments.containers[0].gpus, vec![2]);
-    }
-
-    #[test]
-    fn a_corrupt_file_starts_afresh() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
-        let l = lock(dir.path()).unwrap();
-        assert!(l.was_corrupt);
-        assert!(l.assignments.containers.is_empty());
-    }
-}
+mod tests;

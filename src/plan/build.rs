@@ -10,6 +10,17 @@ use crate::spec::ShapeError;
 pub enum PlanError {
     #[error(transparent)]
     Shape(#[from] ShapeError),
+    /// A device node whose path names one NVIDIA node and whose number another (or none).
+    #[error(
+        "config.json: linux.devices gives {given:?} as {found}, but {path} is {expected} on this \
+         host: refusing a device node whose path and number disagree"
+    )]
+    Contradicts {
+        given: String,
+        found: String,
+        path: String,
+        expected: String,
+    },
     #[error("cannot build {what} for config.json: {source}")]
     Build {
         what: &'static str,

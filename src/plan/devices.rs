@@ -1,22 +1,36 @@
 //! `linux.devices`: the device nodes runc creates inside the container.
+//!
+//! Owns reading what the spec's nodes are: a node is what its type and major:minor say, since
+//! that is what the kernel opens, whatever its path. So a node already in the spec is kept only
+//! where its number agrees with its path, and the GPUs a spec holds are counted by number. It
+//! never decides GPUs and never drops or changes a node that is there.
+
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::LinuxDeviceBuilder;
 use serde_json::{Map, Value};
 
 use super::build::{built, device_type, PlanError};
-use crate::gpu::DeviceNode;
+use crate::gpu::{DeviceNode, Inventory};
 use crate::spec::{array_at, object_at};
 
-/// One entry per node, unless an entry with that path is there.
+/// The NVIDIA driver's character major: `/dev/nvidiaN` is always `195:N`.
+const NVIDIA_MAJOR: u64 = 195;
+
+/// One entry per node, unless an entry with that path is there. An NVIDIA node already there
+/// whose number disagrees with its path is refused: kept, it would give the container another
+/// GPU than the one recorded and allowed.
 pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, PlanError> {
     let linux = object_at(root, "linux", "linux")?;
     let devices = array_at(linux, "devices", "linux.devices")?;
+    for d in devices.iter() {
+        check_agrees(d, nodes)?;
+    }
     let mut changed = false;
     for node in nodes {
-        let path = node.path.to_string_lossy();
         if devices
             .iter()
-            .any(|d| d.get("path").and_then(Value::as_str) == Some(&path))
+            .any(|d| entry_path(d).is_some_and(|p| p == node.path))
         {
             continue;
         }
@@ -33,4 +47,144 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
         changed = true;
     }
     Ok(changed)
+}
+
+/// The host's GPUs (inventory indices, sorted) whose nodes the spec's `linux.devices` already
+/// holds, matched by type and major:minor: a privileged-style spec holds every GPU, whatever it
+/// asked for. A node whose number disagrees with its path is an error, as in [`add`]. Parts of
+/// the wrong shape hold nothing here; applying the plan refuses them.
+pub fn held_gpus(spec: &Value, inventory: &Inventory) -> Result<Vec<u32>, PlanError> {
+    let Some(devices) = spec
+        .get("linux")
+        .and_then(|l| l.get("devices"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(Vec::new());
+    };
+    let known: Vec<DeviceNode> = inventory
+        .gpus
+        .iter()
+        .map(|g| g.node.clone())
+        .chain(inventory.controls.iter().cloned())
+        .collect();
+    let mut held = Vec::new();
+    for d in devices {
+        check_agrees(d, &known)?;
+        let number = Number::of(d);
+        held.extend(
+            inventory
+                .gpus
+                .iter()
+                .filter(|g| number.is(&g.node))
+                .map(|g| g.index),
+        );
+    }
+    held.sort_unstable();
+    held.dedup();
+    Ok(held)
+}
+
+/// An entry's type and major:minor, as far as the spec gives them.
+struct Number<'a> {
+    kind: Option<&'a str>,
+    major: Option<u64>,
+    minor: Option<u64>,
+}
+
+impl<'a> Number<'a> {
+    fn of(entry: &'a Value) -> Number<'a> {
+        Number {
+            kind: entry.get("type").and_then(Value::as_str),
+            major: entry.get("major").and_then(Value::as_u64),
+            minor: entry.get("minor").and_then(Value::as_u64),
+        }
+    }
+
+    /// Whether this is `node`'s number. OCI's `u` (unbuffered) is a character device too.
+    fn is(&self, node: &DeviceNode) -> bool {
+        let kind_agrees = match node.kind {
+            'c' => matches!(self.kind, Some("c" | "u")),
+            k => self.kind.and_then(|s| s.chars().next()) == Some(k),
+        };
+        kind_agrees && self.major == Some(node.major) && self.minor == Some(node.minor)
+    }
+
+    fn shown(&self) -> String {
+        let part = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
+        format!(
+            "{} {}:{}",
+            self.kind.unwrap_or("?"),
+            part(self.major),
+            part(self.minor)
+        )
+    }
+}
+
+/// An entry's path as runc will create it: `.`, `..` and doubled slashes resolved.
+fn entry_path(entry: &Value) -> Option<PathBuf> {
+    let path = Path::new(entry.get("path")?.as_str()?);
+    let mut clean = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => clean.push(part),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    Some(clean)
+}
+
+/// The GPU minor `/dev/nvidiaN` names.
+fn gpu_minor_of(path: &Path) -> Option<u64> {
+    if path.parent() != Some(Path::new("/dev")) {
+        return None;
+    }
+    let digits = path.file_name()?.to_str()?.strip_prefix("nvidia")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The node an NVIDIA path names: the host's node at that path, else for `/dev/nvidiaN` the
+/// driver's `c 195:N`. `None` for a path that is not NVIDIA's.
+fn named_by(path: &Path, known: &[DeviceNode]) -> Option<DeviceNode> {
+    if let Some(node) = known.iter().find(|n| n.path == path) {
+        return Some(node.clone());
+    }
+    gpu_minor_of(path).map(|minor| DeviceNode {
+        path: path.to_path_buf(),
+        kind: 'c',
+        major: NVIDIA_MAJOR,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+}
+
+/// Refuses an entry at an NVIDIA node's path whose type or number is not that node's.
+fn check_agrees(entry: &Value, known: &[DeviceNode]) -> Result<(), PlanError> {
+    let Some(path) = entry_path(entry) else {
+        return Ok(());
+    };
+    let Some(node) = named_by(&path, known) else {
+        return Ok(());
+    };
+    let number = Number::of(entry);
+    if number.is(&node) {
+        return Ok(());
+    }
+    Err(PlanError::Contradicts {
+        given: entry
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        found: number.shown(),
+        path: node.path.display().to_string(),
+        expected: format!("{} {}:{}", node.kind, node.major, node.minor),
+    })
 }

@@ -171,3 +171,184 @@ fn wrong_shapes_are_errors() {
         assert!(e.to_string().contains(path), "{e} for {spec}");
     }
 }
+
+/// The spec with `hook` in `hooks[stage]`, and the plan's legacy hook applied to it.
+fn with_hook_applied(stage: &str, hook: Value) -> Value {
+    let mut spec = docker_like_spec();
+    spec["hooks"][stage] = json!([hook]);
+    plan(true).apply(&mut spec).unwrap();
+    spec
+}
+
+fn legacy_hooks_added(spec: &Value) -> usize {
+    spec["hooks"]["prestart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["path"] == "/usr/bin/nvidia-container-runtime-hook")
+        .count()
+}
+
+#[test]
+fn a_renamed_legacy_hook_is_recognised_by_its_args0() {
+    for stage in ["prestart", "createRuntime"] {
+        for args0 in [
+            "nvidia-container-runtime-hook",
+            "/usr/local/bin/nvidia-container-toolkit",
+        ] {
+            let spec = with_hook_applied(
+                stage,
+                json!({"path": "/opt/nv/renamed-hook", "args": [args0, "prestart"]}),
+            );
+            assert_eq!(legacy_hooks_added(&spec), 0, "{stage} {args0}: {spec}");
+        }
+    }
+}
+
+#[test]
+fn a_spec_injected_through_cdi_gets_no_legacy_hook() {
+    for (stage, hook) in [
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib64"], "env": ["NVIDIA_CTK_DEBUG=false"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/nvidia-ctk", "args": ["nvidia-ctk", "hook", "update-ldcache", "--folder", "/usr/lib64"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/local/nvidia/toolkit/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "create-symlinks", "--link", "libcuda.so.1::/usr/lib64/libcuda.so"]}),
+        ),
+        (
+            "createRuntime",
+            json!({"path": "/opt/bin/ctk", "args": ["nvidia-ctk", "hook", "chmod", "--mode", "755"]}),
+        ),
+        (
+            "startContainer",
+            json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "disable-device-node-modification"]}),
+        ),
+    ] {
+        let spec = with_hook_applied(stage, hook.clone());
+        assert_eq!(legacy_hooks_added(&spec), 0, "{stage} {hook}: {spec}");
+    }
+}
+
+#[test]
+fn other_hooks_and_late_stages_do_not_stand_in_for_the_legacy_hook() {
+    for (stage, hook) in [
+        (
+            "prestart",
+            json!({"path": "/usr/bin/other", "args": ["other", "nvidia-container-runtime-hook"]}),
+        ),
+        (
+            "poststop",
+            json!({"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "poststop"]}),
+        ),
+        (
+            "createContainer",
+            json!({"path": "/usr/bin/ldconfig", "args": ["ldconfig"]}),
+        ),
+    ] {
+        let spec = with_hook_applied(stage, hook.clone());
+        assert_eq!(legacy_hooks_added(&spec), 1, "{stage} {hook}: {spec}");
+    }
+}
+
+fn spec_with_devices(devices: Value) -> Value {
+    json!({"process": {"env": []}, "linux": {"devices": devices}})
+}
+
+fn node(path: &str, kind: &str, major: u64, minor: u64) -> Value {
+    json!({"path": path, "type": kind, "major": major, "minor": minor})
+}
+
+#[test]
+fn a_gpu_node_whose_number_contradicts_its_path_is_refused() {
+    for (entry, shown) in [
+        // The path says GPU 0, the number GPU 3.
+        (
+            node("/dev/nvidia0", "c", 195, 3),
+            "\"/dev/nvidia0\" as c 195:3",
+        ),
+        // Not an NVIDIA number at all (/dev/null).
+        (node("/dev/nvidia0", "c", 1, 3), "\"/dev/nvidia0\" as c 1:3"),
+        (
+            node("/dev//nvidia0", "b", 195, 0),
+            "\"/dev//nvidia0\" as b 195:0",
+        ),
+        // A GPU the plan does not give, under another GPU's number.
+        (
+            node("/dev/nvidia2", "c", 195, 0),
+            "\"/dev/nvidia2\" as c 195:0",
+        ),
+        // A control node's path over a GPU's number.
+        (
+            node("/dev/nvidiactl", "c", 195, 0),
+            "\"/dev/nvidiactl\" as c 195:0",
+        ),
+        (
+            json!({"path": "/dev/nvidia0", "type": "c"}),
+            "\"/dev/nvidia0\" as c ?:?",
+        ),
+    ] {
+        let mut spec = spec_with_devices(json!([entry]));
+        let before = spec.clone();
+        let e = plan(false).apply(&mut spec).unwrap_err().to_string();
+        assert!(e.contains(shown), "{e}");
+        assert!(e.contains("path and number disagree"), "{e}");
+        let e = devices::held_gpus(&before, &Inventory::synthetic(4)).unwrap_err();
+        assert!(e.to_string().contains(shown), "{e}");
+    }
+}
+
+#[test]
+fn nodes_whose_path_and_number_agree_are_kept_as_they_are() {
+    let devices = json!([
+        node("/dev/nvidia0", "c", 195, 0),
+        node("/dev/nvidia3", "u", 195, 3),
+        node("/dev/nvidia9", "c", 195, 9),
+        node("/dev/nvidia-uvm", "c", 510, 0),
+        node("/dev/fuse", "c", 10, 229),
+    ]);
+    let mut spec = spec_with_devices(devices.clone());
+    plan(false).apply(&mut spec).unwrap();
+    let after = spec["linux"]["devices"].as_array().unwrap();
+    assert_eq!(after[..5], devices.as_array().unwrap()[..]);
+    // Only nvidiactl was missing.
+    assert_eq!(after.len(), 6);
+    assert_eq!(after[5]["path"], "/dev/nvidiactl");
+}
+
+#[test]
+fn held_gpus_are_the_hosts_gpu_nodes_in_the_spec_by_number() {
+    let inv = Inventory::synthetic(4);
+    // A privileged-style spec: every node of the host.
+    let all = spec_with_devices(json!([
+        node("/dev/nvidiactl", "c", 195, 255),
+        node("/dev/nvidia3", "c", 195, 3),
+        node("/dev/nvidia1", "c", 195, 1),
+        node("/dev/nvidia0", "c", 195, 0),
+        node("/dev/nvidia2", "c", 195, 2),
+    ]));
+    assert_eq!(devices::held_gpus(&all, &inv).unwrap(), vec![0, 1, 2, 3]);
+    // By number, whatever the path; not the host's GPU, not held.
+    let odd = spec_with_devices(json!([
+        node("/dev/gpu-b", "c", 195, 2),
+        node("/dev/nvidia9", "c", 195, 9),
+        node("/dev/blk", "b", 195, 1),
+    ]));
+    assert_eq!(devices::held_gpus(&odd, &inv).unwrap(), vec![2]);
+    assert_eq!(
+        devices::held_gpus(&json!({"process": {}}), &inv).unwrap(),
+        Vec::<u32>::new()
+    );
+    // Indices come from the inventory, not from the minor.
+    let mut reordered = Inventory::synthetic(2);
+    reordered.gpus[0].node.minor = 1;
+    reordered.gpus[0].node.path = PathBuf::from("/dev/nvidia1");
+    reordered.gpus[1].node.minor = 0;
+    reordered.gpus[1].node.path = PathBuf::from("/dev/nvidia0");
+    let one = spec_with_devices(json!([node("/dev/nvidia1", "c", 195, 1)]));
+    assert_eq!(devices::held_gpus(&one, &reordered).unwrap(), vec![0]);
+}

@@ -58,7 +58,7 @@ impl ShimHost {
 
 /// One run of the shim. Runc's global flags (`root`, `log`) go before the arguments, whatever
 /// the order of the calls. The environment is the test's own, less the variables the shim reads
-/// (`GPU_SHARE_CONFIG`, `GPU_SHARE_RUNC`, `GPU_SHARE_TEST_HOLD_LOCK_MS`) unless set here; runc is
+/// (`GPU_SHARE_CONFIG`, `GPU_SHARE_RUNC`, `GPU_SHARE_TEST_HOLD_*`) unless set here; runc is
 /// the one on `PATH` unless [`Shim::runc`] names one. Stdin is empty unless [`Shim::stdin`] says
 /// otherwise.
 ///
@@ -92,6 +92,7 @@ impl Shim {
         .env_remove("GPU_SHARE_CONFIG")
         .env_remove("GPU_SHARE_RUNC")
         .env_remove("GPU_SHARE_TEST_HOLD_LOCK_MS")
+        .env_remove("GPU_SHARE_TEST_HOLD_TEMP")
     }
 
     /// Runs the runtime at `path` instead of the one cargo built (the bench measures a release
