@@ -297,3 +297,50 @@ fn a_broken_state_dir_refuses_containers_placement_needs_it_for() {
     let msg = c.expect_refusal(&c.bundle, "json");
     assert!(msg.contains("not-a-dir/state"), "{msg}");
 }
+
+/// A value that tries to start lines of its own: a newline and a forged shim log line, a carriage
+/// return, an escape sequence, and the line breaks other readers know (NEL, U+2028).
+const FORGERY: &str =
+    "gpu0\n2026-01-01T00:00:00.000000Z INFO create id=forged gpus=0\r\x1b[2K\u{85}\u{2028}x";
+
+/// Whether `line` holds a control character or a Unicode line break.
+fn has_breaks(line: &str) -> bool {
+    line.chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+}
+
+#[test]
+fn a_newline_in_the_request_cannot_forge_a_log_line() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_env(FORGERY);
+    for format in ["json", "text"] {
+        let msg = c.expect_refusal(&c.bundle, format);
+        assert!(!has_breaks(&msg), "{msg:?}");
+        assert!(msg.contains("gpu0\\n2026-01-01"), "{msg:?}");
+        let logged = std::fs::read_to_string(c.host.path("runc-log")).unwrap();
+        assert!(!has_breaks(logged.trim_end_matches('\n')), "{logged:?}");
+    }
+    let shim_log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert_eq!(shim_log.lines().count(), 2, "{shim_log:?}");
+    for line in shim_log.lines() {
+        assert!(line.contains(" ERROR create id=ctr-1 failed: "), "{line:?}");
+        assert!(!has_breaks(line), "{line:?}");
+    }
+}
+
+#[test]
+fn a_newline_in_the_container_id_cannot_forge_a_log_line() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    let out = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .create(&c.bundle, FORGERY)
+        .output();
+    assert!(out.status.success(), "{out:?}");
+    let shim_log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert_eq!(shim_log.lines().count(), 1, "{shim_log:?}");
+    assert!(!has_breaks(shim_log.trim_end_matches('\n')), "{shim_log:?}");
+}

@@ -16,6 +16,7 @@ use gpu_share::create;
 use gpu_share::runc_call::{Action, RuncCall};
 use gpu_share::runc_exec::{default_runc, exec_runc};
 use gpu_share::runc_log;
+use gpu_share::shim_log::one_line;
 
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
@@ -41,7 +42,8 @@ fn command_name(call: &RuncCall) -> String {
 }
 
 fn fail(call: &RuncCall, message: &str) -> libc::c_int {
-    let line = format!("gpu-share-runtime: {message}");
+    // The message carries values the container chose: one event stays one line.
+    let line = format!("gpu-share-runtime: {}", one_line(message));
     eprintln!("{line}");
     if let Some(log) = call.log_path() {
         runc_log::write_error(log, call.log_format, &line);
