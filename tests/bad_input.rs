@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::{require, snapshot, Bundle, FakeGpuHost, FakeRunc, ShimHost};
 
@@ -343,4 +344,53 @@ fn a_newline_in_the_container_id_cannot_forge_a_log_line() {
     let shim_log = std::fs::read_to_string(&c.host.log).unwrap();
     assert_eq!(shim_log.lines().count(), 1, "{shim_log:?}");
     assert!(!has_breaks(shim_log.trim_end_matches('\n')), "{shim_log:?}");
+}
+
+#[test]
+fn a_closed_stderr_still_writes_runc_s_log_and_exits_1() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_env("gpu0");
+    let log = c.host.path("runc-log");
+    let shim = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .log(&log, "json")
+        .create(&c.bundle, "ctr-1")
+        .into_command();
+    // As a caller that ignores SIGPIPE would start it: a write to the closed pipe fails (EPIPE)
+    // instead of killing the shim.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"trap "" PIPE; exec "$0" "$@""#)
+        .arg(shim.get_program())
+        .args(shim.get_args());
+    for (key, value) in shim.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let status = sh
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write_end))
+        .status()
+        .unwrap();
+    // Not a signal (SIGABRT under panic=abort), not a panic's 101.
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.lines().count(), 1, "{logged}");
+    let line: serde_json::Value = serde_json::from_str(logged.trim()).unwrap();
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("gpu-share-runtime: create ctr-1: NVIDIA_VISIBLE_DEVICES=gpu0"),
+        "{line}"
+    );
+    assert!(c.runc.argv().is_none());
 }

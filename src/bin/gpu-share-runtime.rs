@@ -11,6 +11,7 @@
 #![no_main]
 
 use std::ffi::OsString;
+use std::io::Write;
 
 use gpu_share::create;
 use gpu_share::runc_call::{Action, RuncCall};
@@ -44,7 +45,9 @@ fn command_name(call: &RuncCall) -> String {
 fn fail(call: &RuncCall, message: &str) -> libc::c_int {
     // The message carries values the container chose: one event stays one line.
     let line = format!("gpu-share-runtime: {}", one_line(message));
-    eprintln!("{line}");
+    // Never `eprintln!`: stderr may be a closed pipe (with SIGPIPE ignored, the write fails), and
+    // a panic there would abort before runc's `--log` line, which is what the caller shows.
+    let _ = writeln!(std::io::stderr(), "{line}");
     if let Some(log) = call.log_path() {
         runc_log::write_error(log, call.log_format, &line);
     }
