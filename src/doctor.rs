@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::gpu::{self, devfs::CONTROL_DEVICES};
 use crate::host;
 use crate::placement::state;
-use crate::runc_exec::{self, is_executable};
+use crate::runc_exec::{self, is_executable, NotRunc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -193,8 +193,11 @@ fn persistence(root: &Path) -> Check {
     }
 }
 
+/// The runtime's own resolution. doctor is not the runtime, so it says which binaries are the
+/// shim: the runtime `configure docker` registers (beside this program) and the one on PATH.
 fn runc(config: &Config) -> Check {
-    match runc_exec::resolve(config.runtime.path.as_deref()) {
+    let not_runc = NotRunc::installed_runtime();
+    match runc_exec::resolve_with(config.runtime.path.as_deref(), &not_runc) {
         Ok(found) => check(Status::Ok, "runc", found.display().to_string()),
         Err(e) => check(Status::Fail, "runc", e.to_string()),
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{
-    cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, Bundle, FakeGpuHost, FakeRunc,
-    ShimHost, NO_NVML,
+    cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, shim_bin, Bundle, FakeGpuHost,
+    FakeRunc, ShimHost, NO_NVML,
 };
 use gpu_share::config::{Config, DefaultGpus};
 use gpu_share::host;
@@ -422,4 +422,33 @@ fn doctor_only_looks_and_list_refreshes_the_memory_cache() {
     let cache: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state_dir.join("gpus.json")).unwrap()).unwrap();
     assert_eq!(cache["gpus"][0]["memory_free_bytes"], 15u64 << 30);
+}
+
+#[test]
+fn doctor_fails_when_runc_is_the_shim_itself() {
+    let empty = tempfile::tempdir().unwrap();
+    let h = Host::on_root(empty.path());
+    // gpu-share finds the runtime beside itself, as `make install` puts them.
+    let (ok, report) = doctor(&h, Some(&shim_bin()), None, Path::new("/x"));
+    assert!(!ok, "{report}");
+    let runc = line(&report, "runc");
+    assert!(runc.starts_with("FAIL"), "{report}");
+    assert!(
+        runc.contains("is the gpu-share runtime itself, not runc"),
+        "{report}"
+    );
+    // The runtime installed as `runc` on PATH is passed over, as the runtime passes over itself.
+    let decoy = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(shim_bin(), decoy.path().join("runc")).unwrap();
+    let real = FakeRunc::new();
+    let path = std::env::join_paths([decoy.path(), real.dir.path()]).unwrap();
+    let (_, report) = doctor(&h, None, path.to_str(), Path::new("/x"));
+    let runc = line(&report, "runc");
+    assert!(runc.starts_with("OK"), "{report}");
+    assert!(
+        runc.ends_with(&real.path().display().to_string()),
+        "{report}"
+    );
+    let (_, report) = doctor(&h, None, decoy.path().to_str(), Path::new("/x"));
+    assert!(line(&report, "runc").contains("no runc found"), "{report}");
 }
