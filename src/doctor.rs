@@ -128,13 +128,34 @@ fn driver_devices(config: &Config) -> Check {
     }
 }
 
+/// An entry the runtime cannot read is a FAIL: that GPU is never given (a container naming it
+/// does not start, and `all` silently gets one fewer), and a healthy driver's entries are
+/// always readable, so it needs a person.
 fn driver_proc(config: &Config) -> Check {
     let entries = gpu::procfs::read(&config.devices.root);
+    let unreadable: Vec<String> = entries
+        .iter()
+        .filter_map(|e| {
+            let why = e.unreadable.as_ref()?;
+            Some(format!("{} ({why})", e.pci_bus_id))
+        })
+        .collect();
     if entries.is_empty() {
         check(
             Status::Warn,
             "driver /proc",
             "no proc/driver/nvidia/gpus entries: GPU UUIDs cannot be selected without NVML",
+        )
+    } else if !unreadable.is_empty() {
+        check(
+            Status::Fail,
+            "driver /proc",
+            format!(
+                "{} GPU(s); cannot read the information of {}: containers cannot be given {}",
+                entries.len(),
+                unreadable.join(", "),
+                if unreadable.len() == 1 { "it" } else { "them" }
+            ),
         )
     } else {
         check(

@@ -259,6 +259,32 @@ fn procfs_four_gpus_follow_bus_order() {
 }
 
 #[test]
+fn an_unreadable_proc_entry_keeps_the_other_gpus_indices() {
+    if !require("an_unreadable_proc_entry_keeps_the_other_gpus_indices", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(4);
+    // GPU 1's information file cannot be read: a directory stands in its place (root reads any
+    // file, whatever its mode).
+    let info = host
+        .root()
+        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
+    std::fs::remove_file(&info).unwrap();
+    std::fs::create_dir(&info).unwrap();
+    let h = Host::on(host);
+    let spec = h.create("2").unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia2"]);
+    assert_eq!(visible(&spec), "2");
+    let spec = h.create(&FakeGpuHost::uuid(3)).unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia3"]);
+    assert_eq!(visible(&spec), "3");
+    // Its minor is unknown, so it cannot be given.
+    let e = h.create("1").unwrap_err();
+    assert!(e.ends_with("this host has GPUs 0, 2, 3"), "{e}");
+    assert_eq!(visible(&h.create("all").unwrap()), "0,2,3");
+}
+
+#[test]
 fn devices_alone_select_by_index_and_refuse_uuids() {
     if !require("devices_alone_select_by_index_and_refuse_uuids", &[]) {
         return;
@@ -451,4 +477,24 @@ fn doctor_fails_when_runc_is_the_shim_itself() {
     );
     let (_, report) = doctor(&h, None, decoy.path().to_str(), Path::new("/x"));
     assert!(line(&report, "runc").contains("no runc found"), "{report}");
+}
+
+#[test]
+fn doctor_fails_on_an_unreadable_proc_entry() {
+    if !require("doctor_fails_on_an_unreadable_proc_entry", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(2);
+    let info = host
+        .root()
+        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
+    std::fs::remove_file(&info).unwrap();
+    std::fs::create_dir(&info).unwrap();
+    let h = Host::on(host);
+    let runc = FakeRunc::new();
+    let (ok, report) = doctor(&h, Some(&runc.path()), None, Path::new("/x"));
+    assert!(!ok, "{report}");
+    let proc = line(&report, "driver /proc");
+    assert!(proc.starts_with("FAIL"), "{report}");
+    assert!(proc.contains("0000:00:1c.0"), "{report}");
 }
