@@ -3,9 +3,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
-use common::{require, Bundle, Shim, ShimHost};
+use common::{require, snapshot, Bundle, Shim, ShimHost};
 
 /// A bundle named `name` in the host's dir: busybox running `args`, with `env` added.
 fn bundle(s: &ShimHost, name: &str, args: &[&str], env: &[&str]) -> PathBuf {
@@ -230,4 +230,43 @@ fn create_start_state_delete_all_go_through() {
     assert!(out.status.success(), "{out:?}");
     let out = shim(&s).args(["state", "lc"]).output();
     assert!(!out.status.success());
+}
+
+#[test]
+fn help_flags_reach_runc_untouched() {
+    if !require("help_flags_reach_runc_untouched", &["runc"]) {
+        return;
+    }
+    let s = ShimHost::new(1, "");
+    let empty = s.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let with_spec = Bundle::docker().write(&s.path("with-spec"));
+    let cases: &[&[&str]] = &[
+        &["create", "-h"],
+        &["run", "--help"],
+        &["create", "-help"],
+        &["create", "--h=true"],
+        &["create", "id", "-h"],
+        &["run", "--bundle", ".", "--help", "id"],
+        &["--help", "create", "id"],
+        &["-h", "run", "id"],
+        &["--version", "create", "id"],
+    ];
+    for args in cases {
+        for dir in [&empty, &with_spec] {
+            let before = snapshot(dir);
+            let through = s.shim().current_dir(dir).args(*args).output();
+            let direct = Command::new("runc")
+                .args(*args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(direct.status.success(), "{args:?}: {direct:?}");
+            assert_eq!(through.status.code(), direct.status.code(), "{args:?}");
+            assert_eq!(stdout(&through), stdout(&direct), "{args:?}");
+            assert_eq!(through.stderr, direct.stderr, "{args:?}");
+            assert_eq!(snapshot(dir), before, "{args:?} in {}", dir.display());
+        }
+    }
 }
