@@ -394,3 +394,40 @@ fn a_closed_stderr_still_writes_runc_s_log_and_exits_1() {
     );
     assert!(c.runc.argv().is_none());
 }
+
+#[test]
+fn a_key_repeated_in_the_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    // runc (Go) merges the two "process" objects; the shim would have read only the last.
+    c.set_spec(
+        br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"process":{"args":["sh"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains(r#"config.json: "process" appears twice at the top level (line 1, column "#),
+        "{msg}"
+    );
+    c.set_spec(
+        br#"{"process":{"env":["PATH=/bin"],"cwd":"/","env":["NVIDIA_VISIBLE_DEVICES=all"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "text");
+    assert!(msg.contains(r#""env" appears twice in process"#), "{msg}");
+}
+
+#[test]
+fn keys_runc_takes_for_one_are_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    // Go's encoding/json matches a struct's keys case-insensitively: to runc (and the NVIDIA
+    // hook) "Process" is more of "process", its env replacing the one the shim read.
+    c.set_spec(
+        br#"{"process":{"env":["PATH=/bin"],"cwd":"/"},"Process":{"env":["NVIDIA_VISIBLE_DEVICES=all"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains(r#""Process" and "process" are one key to runc"#),
+        "{msg}"
+    );
+    assert!(msg.contains("at the top level"), "{msg}");
+}

@@ -270,3 +270,40 @@ fn help_flags_reach_runc_untouched() {
         }
     }
 }
+
+#[test]
+fn a_spec_runc_would_merge_is_refused() {
+    if !require("a_spec_runc_would_merge_is_refused", &["runc"]) {
+        return;
+    }
+    let s = ShimHost::new(1, "");
+    let b = bundle(&s, "b", &["echo", "first"], &[]);
+    // A second "process": runc decodes it into the same struct, so its args replace the first's
+    // and everything else (cwd, user, env) stays.
+    let mut spec = std::fs::read(b.join("config.json")).unwrap();
+    let end = spec.iter().rposition(|&c| c == b'}').unwrap();
+    spec.truncate(end);
+    spec.extend_from_slice(br#","process":{"args":["echo","merged"]}}"#);
+    std::fs::write(b.join("config.json"), &spec).unwrap();
+    let direct = Command::new("runc")
+        .arg("--root")
+        .arg(s.path("runc-state"))
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg("direct")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "{direct:?}");
+    assert_eq!(stdout(&direct).trim(), "merged");
+    let before = snapshot(&b);
+    let out = run(&s, &b, "merged");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#""process" appears twice at the top level"#),
+        "{err}"
+    );
+    assert_eq!(snapshot(&b), before);
+}
