@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::gpu::{self, devfs::CONTROL_DEVICES};
 use crate::host;
 use crate::placement::state;
-use crate::runc_exec::{self, is_executable};
+use crate::runc_exec::{self, is_executable, NotRunc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -145,13 +145,34 @@ fn driver_devices(config: &Config) -> Check {
     }
 }
 
+/// An entry the runtime cannot read is a FAIL: that GPU is never given (a container naming it
+/// does not start, and `all` silently gets one fewer), and a healthy driver's entries are
+/// always readable, so it needs a person.
 fn driver_proc(config: &Config) -> Check {
     let entries = gpu::procfs::read(&config.devices.root);
+    let unreadable: Vec<String> = entries
+        .iter()
+        .filter_map(|e| {
+            let why = e.unreadable.as_ref()?;
+            Some(format!("{} ({why})", e.pci_bus_id))
+        })
+        .collect();
     if entries.is_empty() {
         check(
             Status::Warn,
             "driver /proc",
             "no proc/driver/nvidia/gpus entries: GPU UUIDs cannot be selected without NVML",
+        )
+    } else if !unreadable.is_empty() {
+        check(
+            Status::Fail,
+            "driver /proc",
+            format!(
+                "{} GPU(s); cannot read the information of {}: containers cannot be given {}",
+                entries.len(),
+                unreadable.join(", "),
+                if unreadable.len() == 1 { "it" } else { "them" }
+            ),
         )
     } else {
         check(
@@ -210,8 +231,11 @@ fn persistence(root: &Path) -> Check {
     }
 }
 
+/// The runtime's own resolution. doctor is not the runtime, so it says which binaries are the
+/// shim: the runtime `configure docker` registers (beside this program) and the one on PATH.
 fn runc(config: &Config) -> Check {
-    match runc_exec::resolve(config.runtime.path.as_deref()) {
+    let not_runc = NotRunc::installed_runtime();
+    match runc_exec::resolve_with(config.runtime.path.as_deref(), &not_runc) {
         Ok(found) => check(Status::Ok, "runc", found.display().to_string()),
         Err(e) => check(Status::Fail, "runc", e.to_string()),
     }

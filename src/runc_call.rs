@@ -7,6 +7,12 @@
 //!
 //! runc parses flags the Go way: `-x` and `--x` are the same flag, a value follows either as
 //! `--x=value` or as the next argument, and `--` ends the flags.
+//!
+//! A help flag makes runc print and exit without reading the spec, so a `create`/`run` carrying
+//! one is a pass-through. runc's CLI (urfave/cli v1) moves a command's flags ahead of its
+//! positional arguments before Go's flag package reads them, so `create id -h` asks for help as
+//! much as `create -h id`; only `--` ends them, and `-h` taken as a value (`--pid-file -h`) is
+//! a value. Before the command, `-h`/`--help` and `-v`/`--version` print the same way.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -43,6 +49,9 @@ pub struct RuncCall<'a> {
     pub log_format: LogFormat,
     /// The container id: the last positional argument after the command.
     pub container_id: Option<&'a OsStr>,
+    /// A help flag (or, before the command, a version flag) that runc answers by printing and
+    /// exiting, reading no spec.
+    pub prints_and_exits: bool,
 }
 
 /// runc's commands. A positional argument that is not one of these (say, the value of a global
@@ -72,6 +81,12 @@ const COMMANDS: &[&str] = &[
 
 /// Global flags that take a value.
 const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "rootless"];
+
+/// Global flags that make runc print and exit.
+const GLOBAL_PRINT_FLAGS: &[&str] = &["h", "help", "v", "version"];
+
+/// urfave/cli's help flag, which every command has.
+const HELP_FLAGS: &[&str] = &["h", "help"];
 
 /// Flags of `create`/`run` that take a value.
 const CREATE_VALUE_FLAGS: &[&str] = &[
@@ -121,6 +136,15 @@ fn is_one_of(name: &[u8], names: &[&str]) -> bool {
     names.iter().any(|n| n.as_bytes() == name)
 }
 
+/// Whether a boolean flag given as `name` or `name=value` is set, as Go's `strconv.ParseBool`
+/// reads it. A value Go cannot read counts as set: runc then fails on usage, reading no spec.
+fn bool_flag_set(inline_value: Option<&[u8]>) -> bool {
+    !matches!(
+        inline_value,
+        Some(b"0" | b"f" | b"F" | b"false" | b"FALSE" | b"False")
+    )
+}
+
 fn os(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
 }
@@ -154,6 +178,7 @@ impl<'a> RuncCall<'a> {
             log: None,
             log_format: LogFormat::Text,
             container_id: None,
+            prints_and_exits: false,
         };
         let mut i = 0;
         let mut flags_ended = false;
@@ -174,6 +199,9 @@ impl<'a> RuncCall<'a> {
                                 _ => LogFormat::Text,
                             }
                         }
+                        _ if is_one_of(name, GLOBAL_PRINT_FLAGS) => {
+                            call.prints_and_exits |= bool_flag_set(inline_value);
+                        }
                         _ => {}
                     }
                 }
@@ -186,10 +214,14 @@ impl<'a> RuncCall<'a> {
                 }
             }
         }
-        if call.action() == Action::EditBundle {
+        if call.edits_bundle_unless_help() {
             call.parse_create_args(&args[i..]);
         }
         call
+    }
+
+    fn edits_bundle_unless_help(&self) -> bool {
+        matches!(self.command.map(OsStr::as_bytes), Some(b"create" | b"run"))
     }
 
     fn parse_create_args<S: AsRef<OsStr>>(&mut self, args: &'a [S]) {
@@ -203,6 +235,8 @@ impl<'a> RuncCall<'a> {
                     let value = flag_value(name, inline_value, CREATE_VALUE_FLAGS, args, &mut i);
                     if name == b"bundle" || name == b"b" {
                         self.bundle = value;
+                    } else if is_one_of(name, HELP_FLAGS) {
+                        self.prints_and_exits |= bool_flag_set(inline_value);
                     }
                 }
                 Token::EndOfFlags if !flags_ended => flags_ended = true,
@@ -213,9 +247,10 @@ impl<'a> RuncCall<'a> {
 
     /// Whether this call edits the bundle or goes straight to runc.
     pub fn action(&self) -> Action {
-        match self.command.map(OsStr::as_bytes) {
-            Some(b"create") | Some(b"run") => Action::EditBundle,
-            _ => Action::PassThrough,
+        if self.edits_bundle_unless_help() && !self.prints_and_exits {
+            Action::EditBundle
+        } else {
+            Action::PassThrough
         }
     }
 
@@ -241,137 +276,4 @@ impl<'a> RuncCall<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> RuncCall<'static> {
-        let owned: Vec<&'static OsStr> = args
-            .iter()
-            .map(|a| OsStr::new(Box::leak(a.to_string().into_boxed_str())))
-            .collect();
-        RuncCall::parse(Box::leak(owned.into_boxed_slice()))
-    }
-
-    #[test]
-    fn dockerd_create_line_is_read() {
-        let c = parse(&[
-            "--root",
-            "/run/docker/runtime-runc/moby",
-            "--log",
-            "/run/b/log.json",
-            "--log-format",
-            "json",
-            "create",
-            "--bundle",
-            "/run/b",
-            "--pid-file",
-            "/run/b/init.pid",
-            "abc123",
-        ]);
-        assert_eq!(c.action(), Action::EditBundle);
-        assert_eq!(c.command, Some(OsStr::new("create")));
-        assert_eq!(c.bundle, Some(OsStr::new("/run/b")));
-        assert_eq!(c.root, Some(OsStr::new("/run/docker/runtime-runc/moby")));
-        assert_eq!(c.log_path(), Some(Path::new("/run/b/log.json")));
-        assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.container_id, Some(OsStr::new("abc123")));
-    }
-
-    #[test]
-    fn every_bundle_form_is_found() {
-        for args in [
-            &["create", "--bundle", "/b", "id"][..],
-            &["create", "--bundle=/b", "id"],
-            &["create", "-b", "/b", "id"],
-            &["create", "-b=/b", "id"],
-            &["create", "-bundle", "/b", "id"],
-            &["run", "-d", "--bundle", "/b", "id"],
-            &["create", "id", "--bundle", "/b"],
-        ] {
-            let c = parse(args);
-            assert_eq!(c.bundle, Some(OsStr::new("/b")), "{args:?}");
-            assert_eq!(c.container_id, Some(OsStr::new("id")), "{args:?}");
-        }
-    }
-
-    #[test]
-    fn no_bundle_flag_means_working_directory() {
-        let c = parse(&["create", "id"]);
-        assert_eq!(c.bundle_dir(), PathBuf::from("."));
-    }
-
-    #[test]
-    fn other_commands_pass_through() {
-        for args in [
-            &["start", "id"][..],
-            &[
-                "--root",
-                "/r",
-                "exec",
-                "--process",
-                "/p.json",
-                "--detach",
-                "id",
-            ],
-            &["kill", "id", "15"],
-            &["delete", "--force", "id"],
-            &["--version"],
-            &["features"],
-            &["state", "id"],
-            &["update", "--resources=-", "id"],
-            &[],
-        ] {
-            assert_eq!(parse(args).action(), Action::PassThrough, "{args:?}");
-        }
-    }
-
-    #[test]
-    fn unknown_global_flags_do_not_hide_the_command() {
-        let c = parse(&[
-            "--rootless",
-            "false",
-            "--systemd-cgroup",
-            "--future-flag=x",
-            "--debug",
-            "create",
-            "--pidfd-socket",
-            "/s",
-            "--bundle",
-            "/b",
-            "id",
-        ]);
-        assert_eq!(c.action(), Action::EditBundle);
-        assert_eq!(c.bundle, Some(OsStr::new("/b")));
-        assert_eq!(c.container_id, Some(OsStr::new("id")));
-    }
-
-    #[test]
-    fn unknown_flag_with_separate_value_is_skipped_as_positional() {
-        // The value of an unknown global flag is not a runc command, so it is passed over.
-        let c = parse(&["--new-flag", "value", "run", "-b", "/b", "id"]);
-        assert_eq!(c.action(), Action::EditBundle);
-        assert_eq!(c.command, Some(OsStr::new("run")));
-    }
-
-    #[test]
-    fn a_value_that_looks_like_a_command_stays_a_value() {
-        let c = parse(&["--log", "create", "start", "id"]);
-        assert_eq!(c.action(), Action::PassThrough);
-        assert_eq!(c.log_path(), Some(Path::new("create")));
-    }
-
-    #[test]
-    fn text_is_the_default_log_format() {
-        assert_eq!(parse(&["create", "id"]).log_format, LogFormat::Text);
-        assert_eq!(
-            parse(&["--log-format=json", "create", "id"]).log_format,
-            LogFormat::Json
-        );
-    }
-
-    #[test]
-    fn after_double_dash_everything_is_positional() {
-        let c = parse(&["create", "-b", "/b", "--", "--weird-id"]);
-        assert_eq!(c.container_id, Some(OsStr::new("--weird-id")));
-    }
-}
+mod tests;

@@ -6,7 +6,13 @@
 //! through `atomic::replace` (temp file in the bundle, fsync, rename): a crash leaves either the
 //! old spec or the new one, never half of each. On any error nothing is written.
 //!
+//! The spec is never acted on where runc would read it differently: an object repeating a key
+//! (or holding two keys Go's encoding/json takes for one) is refused at load
+//! (`unique_keys`), since runc would merge what serde_json keeps only the last of.
+//!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
+
+mod unique_keys;
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
@@ -40,6 +46,13 @@ pub enum SpecError {
     Json {
         path: String,
         source: serde_json::Error,
+    },
+    #[error("{path}: {repeated} (line {line}, column {column})")]
+    RepeatedKey {
+        path: String,
+        repeated: unique_keys::Repeated,
+        line: usize,
+        column: usize,
     },
     #[error("{path} is {found}, expected an object")]
     NotAnObject { path: String, found: &'static str },
@@ -117,9 +130,21 @@ impl SpecFile {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(SpecError::Empty(shown));
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|source| SpecError::Json {
-            path: shown.clone(),
-            source,
+        let value = unique_keys::from_slice(&bytes).map_err(|e| match e {
+            unique_keys::Error::Json(source) => SpecError::Json {
+                path: shown.clone(),
+                source,
+            },
+            unique_keys::Error::Repeated {
+                repeated,
+                line,
+                column,
+            } => SpecError::RepeatedKey {
+                path: shown.clone(),
+                repeated,
+                line,
+                column,
+            },
         })?;
         if !value.is_object() {
             return Err(SpecError::NotAnObject {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::{require, snapshot, Bundle, FakeGpuHost, FakeRunc, ShimHost};
 
@@ -296,4 +297,137 @@ fn a_broken_state_dir_refuses_containers_placement_needs_it_for() {
     broken_state_config(&c, host.root(), "placement = \"spread\"");
     let msg = c.expect_refusal(&c.bundle, "json");
     assert!(msg.contains("not-a-dir/state"), "{msg}");
+}
+
+/// A value that tries to start lines of its own: a newline and a forged shim log line, a carriage
+/// return, an escape sequence, and the line breaks other readers know (NEL, U+2028).
+const FORGERY: &str =
+    "gpu0\n2026-01-01T00:00:00.000000Z INFO create id=forged gpus=0\r\x1b[2K\u{85}\u{2028}x";
+
+/// Whether `line` holds a control character or a Unicode line break.
+fn has_breaks(line: &str) -> bool {
+    line.chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+}
+
+#[test]
+fn a_newline_in_the_request_cannot_forge_a_log_line() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_env(FORGERY);
+    for format in ["json", "text"] {
+        let msg = c.expect_refusal(&c.bundle, format);
+        assert!(!has_breaks(&msg), "{msg:?}");
+        assert!(msg.contains("gpu0\\n2026-01-01"), "{msg:?}");
+        let logged = std::fs::read_to_string(c.host.path("runc-log")).unwrap();
+        assert!(!has_breaks(logged.trim_end_matches('\n')), "{logged:?}");
+    }
+    let shim_log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert_eq!(shim_log.lines().count(), 2, "{shim_log:?}");
+    for line in shim_log.lines() {
+        assert!(line.contains(" ERROR create id=ctr-1 failed: "), "{line:?}");
+        assert!(!has_breaks(line), "{line:?}");
+    }
+}
+
+#[test]
+fn a_newline_in_the_container_id_cannot_forge_a_log_line() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    let out = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .create(&c.bundle, FORGERY)
+        .output();
+    assert!(out.status.success(), "{out:?}");
+    let shim_log = std::fs::read_to_string(&c.host.log).unwrap();
+    assert_eq!(shim_log.lines().count(), 1, "{shim_log:?}");
+    assert!(!has_breaks(shim_log.trim_end_matches('\n')), "{shim_log:?}");
+}
+
+#[test]
+fn a_closed_stderr_still_writes_runc_s_log_and_exits_1() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    c.set_env("gpu0");
+    let log = c.host.path("runc-log");
+    let shim = c
+        .host
+        .shim()
+        .runc(c.runc.path())
+        .log(&log, "json")
+        .create(&c.bundle, "ctr-1")
+        .into_command();
+    // As a caller that ignores SIGPIPE would start it: a write to the closed pipe fails (EPIPE)
+    // instead of killing the shim.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"trap "" PIPE; exec "$0" "$@""#)
+        .arg(shim.get_program())
+        .args(shim.get_args());
+    for (key, value) in shim.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let status = sh
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write_end))
+        .status()
+        .unwrap();
+    // Not a signal (SIGABRT under panic=abort), not a panic's 101.
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.lines().count(), 1, "{logged}");
+    let line: serde_json::Value = serde_json::from_str(logged.trim()).unwrap();
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("gpu-share-runtime: create ctr-1: NVIDIA_VISIBLE_DEVICES=gpu0"),
+        "{line}"
+    );
+    assert!(c.runc.argv().is_none());
+}
+
+#[test]
+fn a_key_repeated_in_the_spec_is_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    // runc (Go) merges the two "process" objects; the shim would have read only the last.
+    c.set_spec(
+        br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"process":{"args":["sh"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains(r#"config.json: "process" appears twice at the top level (line 1, column "#),
+        "{msg}"
+    );
+    c.set_spec(
+        br#"{"process":{"env":["PATH=/bin"],"cwd":"/","env":["NVIDIA_VISIBLE_DEVICES=all"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "text");
+    assert!(msg.contains(r#""env" appears twice in process"#), "{msg}");
+}
+
+#[test]
+fn keys_runc_takes_for_one_are_refused() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    // Go's encoding/json matches a struct's keys case-insensitively: to runc (and the NVIDIA
+    // hook) "Process" is more of "process", its env replacing the one the shim read.
+    c.set_spec(
+        br#"{"process":{"env":["PATH=/bin"],"cwd":"/"},"Process":{"env":["NVIDIA_VISIBLE_DEVICES=all"]}}"#,
+    );
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains(r#""Process" and "process" are one key to runc"#),
+        "{msg}"
+    );
+    assert!(msg.contains("at the top level"), "{msg}");
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{
-    cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, Bundle, FakeGpuHost, FakeRunc,
-    ShimHost, NO_NVML,
+    cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, shim_bin, Bundle, FakeGpuHost,
+    FakeRunc, ShimHost, NO_NVML,
 };
 use gpu_share::config::{Config, SharingSection};
 use gpu_share::host;
@@ -259,6 +259,32 @@ fn procfs_four_gpus_follow_bus_order() {
 }
 
 #[test]
+fn an_unreadable_proc_entry_keeps_the_other_gpus_indices() {
+    if !require("an_unreadable_proc_entry_keeps_the_other_gpus_indices", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(4);
+    // GPU 1's information file cannot be read: a directory stands in its place (root reads any
+    // file, whatever its mode).
+    let info = host
+        .root()
+        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
+    std::fs::remove_file(&info).unwrap();
+    std::fs::create_dir(&info).unwrap();
+    let h = Host::on(host);
+    let spec = h.create("2").unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia2"]);
+    assert_eq!(visible(&spec), "2");
+    let spec = h.create(&FakeGpuHost::uuid(3)).unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia3"]);
+    assert_eq!(visible(&spec), "3");
+    // Its minor is unknown, so it cannot be given.
+    let e = h.create("1").unwrap_err();
+    assert!(e.ends_with("this host has GPUs 0, 2, 3"), "{e}");
+    assert_eq!(visible(&h.create("all").unwrap()), "0,2,3");
+}
+
+#[test]
 fn devices_alone_select_by_index_and_refuse_uuids() {
     if !require("devices_alone_select_by_index_and_refuse_uuids", &[]) {
         return;
@@ -438,4 +464,53 @@ fn doctor_reports_the_policy_in_force() {
         line(&report, "policy"),
         "OK   policy           placement=spread max_per_gpu=none default=all container_requests=deny reserved=task"
     );
+}
+
+#[test]
+fn doctor_fails_when_runc_is_the_shim_itself() {
+    let empty = tempfile::tempdir().unwrap();
+    let h = Host::on_root(empty.path());
+    // gpu-share finds the runtime beside itself, as `make install` puts them.
+    let (ok, report) = doctor(&h, Some(&shim_bin()), None, Path::new("/x"));
+    assert!(!ok, "{report}");
+    let runc = line(&report, "runc");
+    assert!(runc.starts_with("FAIL"), "{report}");
+    assert!(
+        runc.contains("is the gpu-share runtime itself, not runc"),
+        "{report}"
+    );
+    // The runtime installed as `runc` on PATH is passed over, as the runtime passes over itself.
+    let decoy = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(shim_bin(), decoy.path().join("runc")).unwrap();
+    let real = FakeRunc::new();
+    let path = std::env::join_paths([decoy.path(), real.dir.path()]).unwrap();
+    let (_, report) = doctor(&h, None, path.to_str(), Path::new("/x"));
+    let runc = line(&report, "runc");
+    assert!(runc.starts_with("OK"), "{report}");
+    assert!(
+        runc.ends_with(&real.path().display().to_string()),
+        "{report}"
+    );
+    let (_, report) = doctor(&h, None, decoy.path().to_str(), Path::new("/x"));
+    assert!(line(&report, "runc").contains("no runc found"), "{report}");
+}
+
+#[test]
+fn doctor_fails_on_an_unreadable_proc_entry() {
+    if !require("doctor_fails_on_an_unreadable_proc_entry", &[]) {
+        return;
+    }
+    let host = FakeGpuHost::new(2);
+    let info = host
+        .root()
+        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
+    std::fs::remove_file(&info).unwrap();
+    std::fs::create_dir(&info).unwrap();
+    let h = Host::on(host);
+    let runc = FakeRunc::new();
+    let (ok, report) = doctor(&h, Some(&runc.path()), None, Path::new("/x"));
+    assert!(!ok, "{report}");
+    let proc = line(&report, "driver /proc");
+    assert!(proc.starts_with("FAIL"), "{report}");
+    assert!(proc.contains("0000:00:1c.0"), "{report}");
 }

@@ -7,10 +7,11 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require, shim_bin, Bundle, FakeRunc, Shim, ShimHost};
+use common::shim::Running;
+use common::{require, shim_bin, snapshot, Bundle, FakeRunc, Shim, ShimHost};
 
 /// The shim with no config, exec'ing `runc`.
 fn shim(runc: &FakeRunc) -> Shim {
@@ -292,4 +293,76 @@ fn runtime_path_must_be_the_runc_other_commands_reach() {
     let out = host.shim().runc(other.path()).args(args).output();
     assert!(out.status.success(), "{out:?}");
     assert!(other.argv().is_some());
+}
+
+/// Waits up to ten seconds for the shim; one still running then is killed and fails the test.
+fn within_ten_seconds(mut running: Running, what: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            running.child.kill().unwrap();
+            panic!("{what}: still running after 10s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    running.wait()
+}
+
+#[test]
+fn a_runc_that_is_the_shim_itself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("runc");
+    std::os::unix::fs::symlink(shim_bin(), &link).unwrap();
+    let log = dir.path().join("log.json");
+    for runc in [shim_bin(), link] {
+        let _ = std::fs::remove_file(&log);
+        let running = Shim::without_config()
+            .runc(&runc)
+            .log(&log, "json")
+            .args(["state", "x"])
+            .spawn();
+        let out = within_ten_seconds(running, &runc.display().to_string());
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let why = format!(
+            "GPU_SHARE_RUNC={} is the gpu-share runtime itself, not runc",
+            runc.display()
+        );
+        assert!(err.contains(&why), "{err}");
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert!(line["msg"].as_str().unwrap().contains(&why), "{line}");
+    }
+}
+
+#[test]
+fn create_refuses_a_runc_that_is_the_shim_itself() {
+    let empty_root = tempfile::tempdir().unwrap();
+    let host = ShimHost::on_root(empty_root.path(), "");
+    let bundle = Bundle::docker().write(&host.path("bundle"));
+    let before = snapshot(&bundle);
+    let running = host.shim().runc(shim_bin()).create(&bundle, "id").spawn();
+    let out = within_ten_seconds(running, "create");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("gpu-share-runtime: create id: GPU_SHARE_RUNC="),
+        "{err}"
+    );
+    assert!(err.contains("is the gpu-share runtime itself"), "{err}");
+    assert_eq!(snapshot(&bundle), before);
+    let log = std::fs::read_to_string(&host.log).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    // runtime.path naming the shim is refused as such, not as a mismatch.
+    let runc = FakeRunc::new();
+    let extra = format!("[runtime]\npath = {:?}\n", shim_bin().display().to_string());
+    let host = ShimHost::on_root(empty_root.path(), &extra);
+    let out = host.shim().runc(runc.path()).create(&bundle, "id").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("runtime.path = "), "{err}");
+    assert!(err.contains("is the gpu-share runtime itself"), "{err}");
+    assert!(runc.argv().is_none());
+    assert_eq!(snapshot(&bundle), before);
 }

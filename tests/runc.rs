@@ -3,9 +3,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
-use common::{require, Bundle, Shim, ShimHost};
+use common::{require, snapshot, Bundle, Shim, ShimHost};
 
 /// A bundle named `name` in the host's dir: busybox running `args`, with `env` added.
 fn bundle(s: &ShimHost, name: &str, args: &[&str], env: &[&str]) -> PathBuf {
@@ -273,4 +273,80 @@ fn a_spec_injected_through_cdi_runs_no_legacy_hook() {
     assert!(out.status.success(), "{out:?}");
     let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
     assert_eq!(ran, "nvidia-cdi-hook update-ldcache --folder /usr/lib64\n");
+}
+
+#[test]
+fn help_flags_reach_runc_untouched() {
+    if !require("help_flags_reach_runc_untouched", &["runc"]) {
+        return;
+    }
+    let s = ShimHost::new(1, "");
+    let empty = s.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let with_spec = Bundle::docker().write(&s.path("with-spec"));
+    let cases: &[&[&str]] = &[
+        &["create", "-h"],
+        &["run", "--help"],
+        &["create", "-help"],
+        &["create", "--h=true"],
+        &["create", "id", "-h"],
+        &["run", "--bundle", ".", "--help", "id"],
+        &["--help", "create", "id"],
+        &["-h", "run", "id"],
+        &["--version", "create", "id"],
+    ];
+    for args in cases {
+        for dir in [&empty, &with_spec] {
+            let before = snapshot(dir);
+            let through = s.shim().current_dir(dir).args(*args).output();
+            let direct = Command::new("runc")
+                .args(*args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(direct.status.success(), "{args:?}: {direct:?}");
+            assert_eq!(through.status.code(), direct.status.code(), "{args:?}");
+            assert_eq!(stdout(&through), stdout(&direct), "{args:?}");
+            assert_eq!(through.stderr, direct.stderr, "{args:?}");
+            assert_eq!(snapshot(dir), before, "{args:?} in {}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn a_spec_runc_would_merge_is_refused() {
+    if !require("a_spec_runc_would_merge_is_refused", &["runc"]) {
+        return;
+    }
+    let s = ShimHost::new(1, "");
+    let b = bundle(&s, "b", &["echo", "first"], &[]);
+    // A second "process": runc decodes it into the same struct, so its args replace the first's
+    // and everything else (cwd, user, env) stays.
+    let mut spec = std::fs::read(b.join("config.json")).unwrap();
+    let end = spec.iter().rposition(|&c| c == b'}').unwrap();
+    spec.truncate(end);
+    spec.extend_from_slice(br#","process":{"args":["echo","merged"]}}"#);
+    std::fs::write(b.join("config.json"), &spec).unwrap();
+    let direct = Command::new("runc")
+        .arg("--root")
+        .arg(s.path("runc-state"))
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg("direct")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "{direct:?}");
+    assert_eq!(stdout(&direct).trim(), "merged");
+    let before = snapshot(&b);
+    let out = run(&s, &b, "merged");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#""process" appears twice at the top level"#),
+        "{err}"
+    );
+    assert_eq!(snapshot(&b), before);
 }

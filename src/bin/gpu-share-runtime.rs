@@ -11,12 +11,14 @@
 #![no_main]
 
 use std::ffi::OsString;
+use std::io::Write;
 
 use gpu_share::create;
 use gpu_share::request::Channel;
 use gpu_share::runc_call::{Action, RuncCall};
 use gpu_share::runc_exec::{default_runc, exec_runc};
 use gpu_share::runc_log;
+use gpu_share::shim_log::one_line;
 
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
@@ -45,8 +47,11 @@ fn command_name(call: &RuncCall) -> String {
 }
 
 fn fail(call: &RuncCall, message: &str) -> libc::c_int {
-    let line = format!("gpu-share-runtime: {message}");
-    eprintln!("{line}");
+    // The message carries values the container chose: one event stays one line.
+    let line = format!("gpu-share-runtime: {}", one_line(message));
+    // Never `eprintln!`: stderr may be a closed pipe (with SIGPIPE ignored, the write fails), and
+    // a panic there would abort before runc's `--log` line, which is what the caller shows.
+    let _ = writeln!(std::io::stderr(), "{line}");
     if let Some(log) = call.log_path() {
         runc_log::write_error(log, call.log_format, &line);
     }

@@ -16,11 +16,13 @@ use std::path::Path;
 pub use inventory::{DeviceNode, Gpu, GpuInfo, Inventory, Source};
 
 /// Discovery without NVML: the `/proc` driver entries joined to the device nodes by minor
-/// number where the driver has them, else the device nodes alone.
+/// number where the driver has them, else the device nodes alone. An entry that cannot be read
+/// keeps its place (the others keep their indices); where none can be read, the device nodes
+/// alone answer, as on a host without the entries.
 pub fn discover(root: &Path) -> Result<Inventory, devfs::DiscoveryError> {
     let mut inventory = devfs::discover(root)?;
     let entries = procfs::read(root);
-    if !entries.is_empty() {
+    if entries.iter().any(|e| e.unreadable.is_none()) {
         inventory.gpus = procfs::join(entries, &inventory.gpus);
         inventory.source = Source::Procfs;
     }

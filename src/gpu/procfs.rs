@@ -3,7 +3,15 @@
 //! Cheap to read (no device is opened, unlike NVML, whose first open of `/dev/nvidiaN` can take
 //! seconds without persistence mode), and it gives what placement and UUID selection need: the
 //! model, the UUID, the PCI bus id and the device minor.
+//!
+//! The GPUs are numbered by bus order, and the directory's name is the bus id, so an entry whose
+//! `information` cannot be read still holds its place: the GPUs after it keep their indices, and
+//! it is never given to a container (its minor, hence its device node, is unknown). This module
+//! never guesses a minor.
 
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::inventory::{Gpu, GpuInfo};
@@ -15,7 +23,13 @@ pub struct DriverEntry {
     pub uuid: Option<String>,
     pub pci_bus_id: String,
     pub minor: Option<u64>,
+    /// Why `information` could not be read, where it could not: the entry then holds only its
+    /// place in bus order.
+    pub unreadable: Option<String>,
 }
+
+/// An `information` file is a few hundred bytes; more than this is not the driver's.
+const MAX_INFORMATION_BYTES: u64 = 64 * 1024;
 
 /// Parses one `information` file; `dir_name` (the bus id) stands in for a missing `Bus Location`.
 pub fn parse_information(text: &str, dir_name: &str) -> DriverEntry {
@@ -42,7 +56,8 @@ pub fn parse_information(text: &str, dir_name: &str) -> DriverEntry {
     entry
 }
 
-/// Every GPU the driver lists, in PCI bus order (the order NVML and nvidia-smi number them).
+/// Every GPU the driver lists, in PCI bus order (the order NVML and nvidia-smi number them),
+/// readable or not.
 pub fn read(root: &Path) -> Vec<DriverEntry> {
     let dir = root.join("proc/driver/nvidia/gpus");
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -50,13 +65,38 @@ pub fn read(root: &Path) -> Vec<DriverEntry> {
     };
     let mut found: Vec<DriverEntry> = entries
         .flatten()
-        .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path().join("information")).ok()?;
-            Some(parse_information(&text, &e.file_name().to_string_lossy()))
+        .map(|e| {
+            let bus_id = e.file_name().to_string_lossy().into_owned();
+            match read_information(&e.path().join("information")) {
+                Ok(text) => parse_information(&text, &bus_id),
+                Err(why) => DriverEntry {
+                    pci_bus_id: bus_id,
+                    unreadable: Some(why),
+                    ..DriverEntry::default()
+                },
+            }
         })
         .collect();
     found.sort_by_key(|e| e.pci_bus_id.to_ascii_lowercase());
     found
+}
+
+/// One `information` file's text. Opened without blocking, so a FIFO in its place cannot hang a
+/// create, and read only if it is a regular file.
+fn read_information(path: &Path) -> Result<String, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("not a regular file".to_owned());
+    }
+    let mut text = String::new();
+    file.take(MAX_INFORMATION_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 /// Joins driver entries to device nodes by minor number. Indices follow the driver's order, so
@@ -125,5 +165,51 @@ mod tests {
         let gpus = join(entries, &nodes);
         let got: Vec<(u32, u64)> = gpus.iter().map(|g| (g.index, g.node.minor)).collect();
         assert_eq!(got, vec![(0, 3), (2, 0)]);
+    }
+
+    /// Reads the driver's entries under `root` on a thread; `None` if that does not end.
+    fn read_within_five_seconds(root: &Path) -> Option<Vec<DriverEntry>> {
+        let root = root.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read(&root)));
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    #[test]
+    fn an_unreadable_entry_holds_its_place_in_bus_order() {
+        let root = tempfile::tempdir().unwrap();
+        let gpus = root.path().join("proc/driver/nvidia/gpus");
+        for (minor, bus) in [
+            (0, "0000:00:1b.0"),
+            (1, "0000:00:1c.0"),
+            (2, "0000:00:1d.0"),
+        ] {
+            std::fs::create_dir_all(gpus.join(bus)).unwrap();
+            let text = T4
+                .replace("0000:00:1e.0", bus)
+                .replace("Minor: \t 0", &format!("Minor: \t {minor}"));
+            std::fs::write(gpus.join(bus).join("information"), text).unwrap();
+        }
+        // A FIFO with no writer: opening it to read would wait for ever.
+        let info = gpus.join("0000:00:1c.0/information");
+        std::fs::remove_file(&info).unwrap();
+        nix::unistd::mkfifo(&info, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let entries = read_within_five_seconds(root.path()).expect("read waited on a FIFO");
+        let got: Vec<(&str, Option<u64>)> = entries
+            .iter()
+            .map(|e| (e.pci_bus_id.as_str(), e.minor))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0000:00:1b.0", Some(0)),
+                ("0000:00:1c.0", None),
+                ("0000:00:1d.0", Some(2))
+            ]
+        );
+        assert!(entries[1].unreadable.is_some());
+        let gpus = join(entries, &Inventory::synthetic(3).gpus);
+        let got: Vec<(u32, u64)> = gpus.iter().map(|g| (g.index, g.node.minor)).collect();
+        assert_eq!(got, vec![(0, 0), (2, 2)]);
     }
 }
