@@ -735,3 +735,55 @@ fn a_corrupt_state_file_is_kept_aside_and_rebuilt_from_runcs_state() {
     c.create("c", &[]).unwrap();
     assert_eq!(c.gpus_of("c"), "0");
 }
+
+/// A small tmpfs mounted over `dir` for the life of the value: a disk that can fill up.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills what is left of it.
+    fn fill(&self) {
+        let chunk = vec![0u8; 4096];
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_state_that_cannot_be_saved_leaves_the_bundle_as_it_was() {
+    if !require(
+        "a_state_that_cannot_be_saved_leaves_the_bundle_as_it_was",
+        &["runc", "mount"],
+    ) {
+        return;
+    }
+    let c = Cluster::new(2, "placement = \"spread\"");
+    let disk = SmallDisk::mount(&c.host.path("state"), 64 * 1024);
+    c.create("a", &[]).unwrap();
+    disk.fill();
+    let b = c.bundle("b", &[]);
+    let before = common::snapshot(&b);
+    let e = c.create_bundle("b", &b, false).unwrap_err();
+    assert!(e.contains("No space left on device"), "{e}");
+    assert_eq!(common::snapshot(&b), before, "the bundle was changed");
+    // A retry once there is room is placed like any first try.
+    std::fs::remove_file(c.host.path("state/filler")).unwrap();
+    c.create_bundle("b", &b, false).unwrap();
+    assert_eq!(c.gpus_of("b"), "1");
+}
