@@ -82,14 +82,7 @@ pub fn edit_bundle(
     // Named GPUs are checked before the lock is taken: a bad request never waits on others.
     let claim = placement::claim(&request, &inventory)?;
     if let Claim::Nothing(why) = claim {
-        let devices_root = config.devices.root.clone();
-        let outcome = Outcome::NoGpu { why, devices_root };
-        return Ok(Decision {
-            runc,
-            reason,
-            outcome,
-            state_rebuilt: None,
-        });
+        return Ok(Decision::no_gpu(runc, reason, why, config, None));
     }
     if claim.reads_free_memory(&config.sharing) {
         gpu::cache::fill(&mut inventory, &config.state.dir);
@@ -106,14 +99,7 @@ pub fn edit_bundle(
     let assignment = match placement::decide(claim, &inventory, &config.sharing, &load)? {
         Decided::Gpus(a) => a,
         Decided::Nothing(why) => {
-            let devices_root = config.devices.root.clone();
-            let outcome = Outcome::NoGpu { why, devices_root };
-            return Ok(Decision {
-                runc,
-                reason,
-                outcome,
-                state_rebuilt,
-            });
+            return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))
         }
     };
     let hook = Hook::at(&config.hook.path);

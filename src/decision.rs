@@ -48,6 +48,25 @@ pub struct Given {
     pub unrecorded: Option<String>,
 }
 
+impl Decision {
+    /// A create that leaves the spec alone.
+    pub fn no_gpu(
+        runc: PathBuf,
+        reason: String,
+        why: NoGpu,
+        config: &crate::config::Config,
+        state_rebuilt: Option<String>,
+    ) -> Decision {
+        let devices_root = config.devices.root.clone();
+        Decision {
+            runc,
+            reason,
+            outcome: Outcome::NoGpu { why, devices_root },
+            state_rebuilt,
+        }
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = &self.reason;

@@ -266,11 +266,7 @@ fn an_unreadable_proc_entry_keeps_the_other_gpus_indices() {
     let host = FakeGpuHost::new(4);
     // GPU 1's information file cannot be read: a directory stands in its place (root reads any
     // file, whatever its mode).
-    let info = host
-        .root()
-        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
-    std::fs::remove_file(&info).unwrap();
-    std::fs::create_dir(&info).unwrap();
+    host.make_driver_entry_unreadable("0000:00:1c.0");
     let h = Host::on(host);
     let spec = h.create("2").unwrap();
     assert_eq!(gpu_paths(&spec), ["/dev/nvidia2"]);
@@ -501,11 +497,7 @@ fn doctor_fails_on_an_unreadable_proc_entry() {
         return;
     }
     let host = FakeGpuHost::new(2);
-    let info = host
-        .root()
-        .join("proc/driver/nvidia/gpus/0000:00:1c.0/information");
-    std::fs::remove_file(&info).unwrap();
-    std::fs::create_dir(&info).unwrap();
+    host.make_driver_entry_unreadable("0000:00:1c.0");
     let h = Host::on(host);
     let runc = FakeRunc::new();
     let (ok, report) = doctor(&h, Some(&runc.path()), None, Path::new("/x"));

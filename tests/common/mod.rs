@@ -154,6 +154,18 @@ impl FakeGpuHost {
         .unwrap();
     }
 
+    /// Makes the driver's `information` file for the GPU at `bus` unreadable: a directory stands
+    /// in its place (root reads any file, whatever its mode).
+    pub fn make_driver_entry_unreadable(&self, bus: &str) {
+        let info = self
+            .root()
+            .join("proc/driver/nvidia/gpus")
+            .join(bus)
+            .join("information");
+        std::fs::remove_file(&info).unwrap();
+        std::fs::create_dir(&info).unwrap();
+    }
+
     /// Removes the driver's `/proc` entries: a host seen through its device nodes alone.
     pub fn without_driver_entries(self) -> FakeGpuHost {
         let _ = std::fs::remove_dir_all(self.dir.path().join("proc"));
