@@ -5,7 +5,10 @@
 # See packer/README.md for the IAM permissions it needs and how an ECS cluster uses the AMI.
 
 packer {
-  required_version = ">= 1.9.0"
+  # 1.7.0 brought data sources and required_plugins (packer init), 1.7.1 templatefile. The data
+  # source reads variables only: Packer before 1.12.0 evaluates data sources before locals
+  # (hashicorp/packer#11011).
+  required_version = ">= 1.7.1"
   required_plugins {
     amazon = {
       source  = "github.com/hashicorp/amazon"
@@ -109,11 +112,6 @@ variable "tags" {
 }
 
 locals {
-  # The public SSM parameters that name the current ECS GPU-optimized AMIs.
-  source_ami_parameter = {
-    "amazon-linux-2"    = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
-    "amazon-linux-2023" = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
-  }
   dist_dir  = var.dist_dir != "" ? var.dist_dir : "${path.root}/../target/dist"
   timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
   common_tags = merge({
@@ -124,21 +122,23 @@ locals {
   }, var.tags)
 }
 
+# The public SSM parameter that names the current ECS GPU-optimized AMI of var.os. Variables
+# only, no locals: Packer before 1.12.0 evaluates data sources before locals.
 data "amazon-parameterstore" "source_ami" {
-  name   = local.source_ami_parameter[var.os]
+  name   = "/aws/service/ecs/optimized-ami/${var.os}/gpu/recommended/image_id"
   region = var.region
 }
 
 source "amazon-ebs" "ecs_gpu" {
-  region        = var.region
-  instance_type = var.instance_type
-  source_ami    = data.amazon-parameterstore.source_ami.value
-  subnet_id     = var.subnet_id != "" ? var.subnet_id : null
-  ssh_username  = "ec2-user"
-  ami_name      = "${var.ami_name_prefix}-${var.os}-${local.timestamp}"
+  region          = var.region
+  instance_type   = var.instance_type
+  source_ami      = data.amazon-parameterstore.source_ami.value
+  subnet_id       = var.subnet_id != "" ? var.subnet_id : null
+  ssh_username    = "ec2-user"
+  ami_name        = "${var.ami_name_prefix}-${var.os}-${local.timestamp}"
   ami_description = "ECS GPU-optimized ${var.os} with gpu-share-runtime as dockerd's default runtime"
-  tags          = local.common_tags
-  snapshot_tags = local.common_tags
+  tags            = local.common_tags
+  snapshot_tags   = local.common_tags
 
   launch_block_device_mappings {
     device_name           = "/dev/xvda"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmark run for real: runc, dockerd (docker.io,
 # which brings containerd), a static busybox for container root filesystems, a C compiler (the
-# fake NVML library), from PyPI moto's server (a local CloudWatch API) and cfn-lint, and from
-# crates.io cargo-machete (`make lint` fails on unused dependencies).
+# fake NVML library), Debian's packer (`packer fmt -check` on the AMI template), from PyPI
+# moto's server (a local CloudWatch API) and cfn-lint, and from crates.io cargo-machete
+# (`make lint` fails on unused dependencies).
 # Installs only what is missing, so it costs nothing on a machine that has them.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ command -v containerd >/dev/null 2>&1 || need+=(containerd)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tar >/dev/null 2>&1 || need+=(tar)
+command -v packer >/dev/null 2>&1 || need+=(packer)
 
 py=()
 command -v moto_server >/dev/null 2>&1 || py+=("moto[server]")

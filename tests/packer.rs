@@ -10,6 +10,7 @@ use std::process::Command;
 use common::dockerd::{Dockerd, IMAGE};
 use common::{cli_bin, require, shim_bin, FakeGpuHost};
 use gpu_share::config::{Config, Placement};
+use hcl::eval::Evaluate;
 use hcl::{Block, Body, Expression};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -57,6 +58,24 @@ fn template_requires_the_amazon_plugin() {
     );
 }
 
+/// The values `var.os` may take: the list its validation accepts.
+fn accepted_os_values(t: &Body) -> Vec<String> {
+    let os = blocks(t, "variable")
+        .into_iter()
+        .find(|v| labels(v) == ["os"])
+        .expect("variable os");
+    let condition = text(attr(&blocks(&os.body, "validation")[0].body, "condition").unwrap());
+    let list = condition
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("contains([...], var.os)");
+    list.split(',')
+        .map(|s| s.trim().trim_matches('"').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[test]
 fn source_ami_comes_from_the_ecs_gpu_ssm_parameter() {
     let t = template();
@@ -65,14 +84,26 @@ fn source_ami_comes_from_the_ecs_gpu_ssm_parameter() {
         .iter()
         .find(|b| labels(b) == ["amazon-parameterstore", "source_ami"])
         .expect("an amazon-parameterstore data source");
-    assert!(text(attr(&ssm.body, "name").unwrap()).contains("local.source_ami_parameter"));
-    let locals = blocks(&t, "locals");
-    let params = text(attr(&locals[0].body, "source_ami_parameter").unwrap());
-    for p in [
-        "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
-        "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
-    ] {
-        assert!(params.contains(p), "{params}");
+    // The parameter name, as Packer evaluates it for each OS the template accepts: from
+    // variables alone (see data_sources_read_no_locals).
+    let name = attr(&ssm.body, "name").unwrap();
+    let os_values = accepted_os_values(&t);
+    assert_eq!(os_values, ["amazon-linux-2", "amazon-linux-2023"]);
+    for os in os_values {
+        let mut ctx = hcl::eval::Context::new();
+        ctx.declare_var(
+            "var",
+            hcl::value!({ os = (os.clone()), region = "us-east-1" }),
+        );
+        let value = name
+            .evaluate(&ctx)
+            .unwrap_or_else(|e| panic!("{}: {e}", text(name)));
+        assert_eq!(
+            value,
+            hcl::Value::from(format!(
+                "/aws/service/ecs/optimized-ami/{os}/gpu/recommended/image_id"
+            ))
+        );
     }
     let sources = blocks(&t, "source");
     let ebs = sources
@@ -89,6 +120,212 @@ fn source_ami_comes_from_the_ecs_gpu_ssm_parameter() {
         .find(|v| labels(v) == ["instance_type"])
         .and_then(|v| attr(&v.body, "default").map(text));
     assert_eq!(default.as_deref(), Some("\"g4dn.xlarge\""));
+}
+
+/// Every attribute a block sets, nested blocks included, as `block.attribute` paths.
+fn attribute_paths(body: &Body, prefix: &str, out: &mut Vec<String>) {
+    for a in body.attributes() {
+        out.push(format!("{prefix}{}", a.key.as_str()));
+    }
+    for b in body.blocks() {
+        attribute_paths(&b.body, &format!("{prefix}{}.", b.identifier.as_str()), out);
+    }
+}
+
+fn block_text(b: &Block) -> String {
+    hcl::format::to_string(b).unwrap()
+}
+
+/// Packer before 1.12.0 evaluates every data source before any local (hashicorp/packer#11011,
+/// the DAG came with 1.12.0, GH-13155), so a data source that reads `local.` stops `validate`
+/// and `build` with "Unsupported attribute" on the older versions the template accepts.
+#[test]
+fn data_sources_read_no_locals() {
+    let t = template();
+    let data = blocks(&t, "data");
+    assert!(!data.is_empty());
+    for d in data {
+        let body = block_text(d);
+        assert!(
+            !body.contains("local."),
+            "data {:?} reads a local, which Packer < 1.12 cannot evaluate:\n{body}",
+            labels(d)
+        );
+    }
+}
+
+/// The Packer release that brought each construct the template may use, from Packer's
+/// CHANGELOG.md: data sources and `required_plugins` (`packer init`) in 1.7.0, `templatefile`
+/// in 1.7.1 (GH-10776), locals read by data sources in 1.12.0 (GH-13155).
+fn constructs_used(t: &Body, raw: &str) -> Vec<(&'static str, [u64; 3])> {
+    let mut used = Vec::new();
+    if !blocks(t, "data").is_empty() {
+        used.push(("data sources", [1, 7, 0]));
+    }
+    if blocks(t, "packer")
+        .iter()
+        .any(|p| !blocks(&p.body, "required_plugins").is_empty())
+    {
+        used.push(("required_plugins", [1, 7, 0]));
+    }
+    if raw.contains("templatefile(") {
+        used.push(("templatefile", [1, 7, 1]));
+    }
+    if blocks(t, "data")
+        .iter()
+        .any(|d| block_text(d).contains("local."))
+    {
+        used.push(("a local read by a data source", [1, 12, 0]));
+    }
+    used
+}
+
+fn parse_version(v: &str) -> [u64; 3] {
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u64>().unwrap());
+    [
+        parts.next().unwrap(),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    ]
+}
+
+/// `required_version` admits exactly the releases that have every construct the template uses:
+/// no older one (it would fail there), and no newer floor than needed.
+#[test]
+fn required_version_is_the_oldest_packer_with_every_construct_used() {
+    let raw = std::fs::read_to_string(packer_dir().join("gpu-share.pkr.hcl")).unwrap();
+    let t = template();
+    let packer = &blocks(&t, "packer")[0];
+    let required = text(attr(&packer.body, "required_version").unwrap());
+    let floor = required
+        .trim_matches('"')
+        .strip_prefix(">=")
+        .map(parse_version)
+        .unwrap_or_else(|| panic!("required_version {required} is not \">= X.Y.Z\""));
+    let used = constructs_used(&t, &raw);
+    let (what, needed) = used.iter().max_by_key(|(_, v)| *v).unwrap();
+    assert_eq!(
+        floor, *needed,
+        "required_version {required}, but {what} needs {needed:?} (all: {used:?})"
+    );
+}
+
+/// The arguments of the amazon plugin's `amazon-ebs` builder, from its docs page
+/// hashicorp/packer-plugin-amazon `docs/builders/ebs.mdx` and the partials it includes
+/// (`docs-partials/builder/ebs/Config-not-required.mdx`,
+/// `docs-partials/builder/common/{AMIConfig,SnapshotConfig,AccessConfig,RunConfig}-*.mdx`),
+/// plus the SSH communicator's (packer-plugin-sdk `communicator/SSH-not-required.mdx`, which
+/// ebs.mdx includes). Only a subset: add an argument here, from those pages, when the
+/// template starts using it.
+const EBS_ARGUMENTS: &[&str] = &[
+    // AccessConfig
+    "region",
+    "access_key",
+    "secret_key",
+    // RunConfig
+    "instance_type",
+    "source_ami",
+    "subnet_id",
+    "vpc_id",
+    "security_group_id",
+    "security_group_ids",
+    "iam_instance_profile",
+    "associate_public_ip_address",
+    "ebs_optimized",
+    "run_tags",
+    "user_data",
+    "user_data_file",
+    "metadata_options",
+    "ssh_interface",
+    // AMIConfig
+    "ami_name",
+    "ami_description",
+    "ami_regions",
+    "ami_users",
+    "tags",
+    "encrypt_boot",
+    "kms_key_id",
+    "force_deregister",
+    "force_delete_snapshot",
+    "imds_support",
+    // SnapshotConfig
+    "snapshot_tags",
+    "snapshot_users",
+    // ebs Config
+    "launch_block_device_mappings",
+    "ami_block_device_mappings",
+    "run_volume_tags",
+    "skip_create_ami",
+    // BlockDevice (inside the two mappings)
+    "launch_block_device_mappings.delete_on_termination",
+    "launch_block_device_mappings.device_name",
+    "launch_block_device_mappings.encrypted",
+    "launch_block_device_mappings.iops",
+    "launch_block_device_mappings.throughput",
+    "launch_block_device_mappings.volume_type",
+    "launch_block_device_mappings.volume_size",
+    "launch_block_device_mappings.kms_key_id",
+    // SSH communicator
+    "ssh_username",
+];
+
+/// The arguments of the `amazon-parameterstore` data source, from
+/// hashicorp/packer-plugin-amazon `docs/datasources/parameterstore.mdx`: its
+/// `docs-partials/datasource/parameterstore/Config-{required,not-required}.mdx`, and the
+/// builders' AccessConfig, which its "Authentication" section points to (the Config struct
+/// squashes `awscommon.AccessConfig`).
+const PARAMETERSTORE_ARGUMENTS: &[&str] = &[
+    "name",
+    "with_decryption",
+    "region",
+    "access_key",
+    "secret_key",
+];
+
+#[test]
+fn amazon_arguments_are_documented() {
+    let t = template();
+    let mut checked = 0;
+    for (kind, block, documented) in [
+        ("source", "amazon-ebs", EBS_ARGUMENTS),
+        ("data", "amazon-parameterstore", PARAMETERSTORE_ARGUMENTS),
+    ] {
+        for b in blocks(&t, kind)
+            .into_iter()
+            .filter(|b| labels(b)[0] == block)
+        {
+            let mut set = Vec::new();
+            attribute_paths(&b.body, "", &mut set);
+            for a in set {
+                assert!(
+                    documented.contains(&a.as_str()),
+                    "{kind} {block:?} sets {a}, which the amazon plugin's docs do not list"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "{checked}");
+}
+
+/// `packer fmt -check` as CI's packer (Debian's 1.6.6) runs it. fmt reads syntax only, so the
+/// template's newer blocks do not matter to it; `packer validate` on 1.6.6 cannot read them.
+#[test]
+fn template_is_packer_fmt_clean() {
+    if !require("template_is_packer_fmt_clean", &["packer"]) {
+        return;
+    }
+    let out = Command::new("packer")
+        .args(["fmt", "-check", "-diff"])
+        .arg(packer_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "packer fmt -check -diff packer/ (run `packer fmt packer/`):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
