@@ -154,28 +154,80 @@ fn data_sources_read_no_locals() {
     }
 }
 
-/// The Packer release that brought each construct the template may use, from Packer's
-/// CHANGELOG.md: data sources and `required_plugins` (`packer init`) in 1.7.0, `templatefile`
-/// in 1.7.1 (GH-10776), locals read by data sources in 1.12.0 (GH-13155).
-fn constructs_used(t: &Body, raw: &str) -> Vec<(&'static str, [u64; 3])> {
+/// The Packer release each HCL function the template may call needs, from Packer's
+/// CHANGELOG.md: `regex` 1.7.0 (GH-10601), `templatefile` 1.7.1 (GH-10776). The others are in
+/// Debian's 1.6.6 (checked with `packer validate` there), older than any floor the template can
+/// have. A function missing here fails the test: add it with the release that brought it. On a
+/// Packer without `regex`, `can(regex(...))` is false rather than an error, so every
+/// validation that uses it refuses its own default.
+const PACKER_FUNCTIONS: &[(&str, [u64; 3])] = &[
+    ("can", [1, 6, 6]),
+    ("contains", [1, 6, 6]),
+    ("floor", [1, 6, 6]),
+    ("formatdate", [1, 6, 6]),
+    ("merge", [1, 6, 6]),
+    ("timestamp", [1, 6, 6]),
+    ("regex", [1, 7, 0]),
+    ("templatefile", [1, 7, 1]),
+];
+
+/// The names of the functions the template calls: an identifier right before `(`, outside
+/// comments and variables' `type` constraints (`map(string)` is a type, not a call).
+fn functions_called(raw: &str) -> std::collections::BTreeSet<String> {
+    let mut called = std::collections::BTreeSet::new();
+    let code = raw.lines().filter(|l| {
+        let l = l.trim_start();
+        !l.starts_with('#') && !l.starts_with("type ")
+    });
+    for line in code {
+        let b = line.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let starts = (b[i].is_ascii_alphabetic() || b[i] == b'_')
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+            if !starts {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            if b.get(i) == Some(&b'(') {
+                called.insert(line[s..i].to_owned());
+            }
+        }
+    }
+    called
+}
+
+/// The Packer release that brought each construct the template uses, from Packer's
+/// CHANGELOG.md: data sources and `required_plugins` (`packer init`) in 1.7.0, locals read by
+/// data sources in 1.12.0 (GH-13155), and each function by `PACKER_FUNCTIONS`.
+fn constructs_used(t: &Body, raw: &str) -> Vec<(String, [u64; 3])> {
     let mut used = Vec::new();
     if !blocks(t, "data").is_empty() {
-        used.push(("data sources", [1, 7, 0]));
+        used.push(("data sources".to_owned(), [1, 7, 0]));
     }
     if blocks(t, "packer")
         .iter()
         .any(|p| !blocks(&p.body, "required_plugins").is_empty())
     {
-        used.push(("required_plugins", [1, 7, 0]));
-    }
-    if raw.contains("templatefile(") {
-        used.push(("templatefile", [1, 7, 1]));
+        used.push(("required_plugins".to_owned(), [1, 7, 0]));
     }
     if blocks(t, "data")
         .iter()
         .any(|d| block_text(d).contains("local."))
     {
-        used.push(("a local read by a data source", [1, 12, 0]));
+        used.push(("a local read by a data source".to_owned(), [1, 12, 0]));
+    }
+    for f in functions_called(raw) {
+        let since = PACKER_FUNCTIONS
+            .iter()
+            .find(|(name, _)| *name == f)
+            .unwrap_or_else(|| panic!("{f}(): add it to PACKER_FUNCTIONS with its Packer release"))
+            .1;
+        used.push((format!("{f}()"), since));
     }
     used
 }
