@@ -5,9 +5,9 @@
 # See packer/README.md for the IAM permissions it needs and how an ECS cluster uses the AMI.
 
 packer {
-  # 1.7.0 brought data sources and required_plugins (packer init), 1.7.1 templatefile. The data
-  # source reads variables only: Packer before 1.12.0 evaluates data sources before locals
-  # (hashicorp/packer#11011).
+  # 1.7.0 brought data sources, required_plugins (packer init) and regex, 1.7.1 templatefile.
+  # The data source reads variables only: Packer before 1.12.0 evaluates data sources before
+  # locals (hashicorp/packer#11011).
   required_version = ">= 1.7.1"
   required_plugins {
     amazon = {
