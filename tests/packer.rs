@@ -122,12 +122,13 @@ fn source_ami_comes_from_the_ecs_gpu_ssm_parameter() {
     assert_eq!(default.as_deref(), Some("\"g4dn.xlarge\""));
 }
 
-/// Every attribute a block sets, nested blocks included, as `block.attribute` paths.
+/// Every attribute and nested block a block sets, as `block` and `block.attribute` paths.
 fn attribute_paths(body: &Body, prefix: &str, out: &mut Vec<String>) {
     for a in body.attributes() {
         out.push(format!("{prefix}{}", a.key.as_str()));
     }
     for b in body.blocks() {
+        out.push(format!("{prefix}{}", b.identifier.as_str()));
         attribute_paths(&b.body, &format!("{prefix}{}.", b.identifier.as_str()), out);
     }
 }
