@@ -405,3 +405,120 @@ fn a_record_from_before_the_nvidia_link_loads_and_the_link_is_added_and_undone()
     assert!(!etc.path("daemon.json").exists());
     etc.assert_no_channel();
 }
+
+/// dockerd's flags from the files as the ECS AMIs' docker unit passes them: `$OPTIONS` split the
+/// way systemd splits it, `--add-runtime` per runtimes.d entry, and daemon.json if it is there.
+fn unit_flags(etc: &Etc) -> Vec<String> {
+    let sys = etc.read("sysconfig-docker");
+    let mut flags = gpu_share::docker::sysconfig::Options::parse(&sys).words;
+    let dir = etc.path("docker-runtimes.d");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        flags.push("--add-runtime".into());
+        flags.push(format!(
+            "{}={}",
+            e.file_name().to_string_lossy(),
+            e.path().display()
+        ));
+    }
+    if etc.path("daemon.json").exists() {
+        flags.push("--config-file".into());
+        flags.push(etc.path("daemon.json").display().to_string());
+    }
+    flags
+}
+
+/// Starts a real dockerd from the files and asks it for its default runtime.
+fn dockerd_default_runtime(etc: &Etc) -> String {
+    // One at a time: two dockerds on one host fight over the bridge and iptables.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let d = common::dockerd::Dockerd::start_configured(
+        &unit_flags(etc),
+        etc.bin.path().join("config.toml"),
+        etc.bin.path().join("shim.log"),
+    );
+    let out = d.docker_ok(&["info", "--format", "{{.DefaultRuntime}}"]);
+    d.stop();
+    out.trim().to_owned()
+}
+
+/// Configure, check that dockerd starts with gpu-share as its default, unconfigure, and check
+/// that every file is as it was, byte for byte.
+fn round_trip_with_dockerd(sysconfig: &str, daemon_json: Option<&str>) -> Etc {
+    let etc = Etc::new();
+    etc.write("sysconfig-docker", sysconfig);
+    if let Some(j) = daemon_json {
+        etc.write("daemon.json", j);
+    }
+    let before = etc.snapshot();
+    etc.ok("configure", &[]);
+    let j: serde_json::Value =
+        serde_json::from_str(&etc.read("daemon.json")).unwrap_or(serde_json::Value::Null);
+    assert!(
+        j.get("default-runtime").is_none(),
+        "default-runtime also in daemon.json: dockerd refuses to start\n{}\n{}",
+        etc.read("sysconfig-docker"),
+        etc.read("daemon.json")
+    );
+    assert_eq!(dockerd_default_runtime(&etc), "gpu-share");
+    etc.ok("unconfigure", &[]);
+    let default =
+        |s: &str| gpu_share::docker::sysconfig::Options::parse(s).values("default-runtime");
+    assert_eq!(default(&etc.read("sysconfig-docker")), default(sysconfig));
+    assert_eq!(etc.snapshot().len(), before.len());
+    etc
+}
+
+#[test]
+fn a_continued_options_line_keeps_its_default_runtime_flag_there() {
+    round_trip_with_dockerd(
+        "OPTIONS=\"--default-ulimit nofile=32768:65536 \\\n  --default-runtime nvidia\"\n",
+        Some("{\"debug\": true}\n"),
+    );
+}
+
+#[test]
+fn the_last_options_assignment_is_the_one_changed() {
+    round_trip_with_dockerd(
+        "OPTIONS=\"--debug\"\n# the one systemd uses\nOPTIONS=\"--default-runtime=nvidia\"\n",
+        Some("{\"debug\": true}\n"),
+    );
+}
+
+#[test]
+fn a_quoted_label_with_spaces_stays_one_word() {
+    let etc = round_trip_with_dockerd(
+        "; ops\nOPTIONS='--label \"team=a b\" --default-runtime nvidia'\n",
+        None,
+    );
+    // And the words configure wrote are the ones systemd passes.
+    etc.ok("configure", &[]);
+    let words = gpu_share::docker::sysconfig::Options::parse(&etc.read("sysconfig-docker")).words;
+    assert_eq!(
+        words[..4],
+        ["--label", "team=a b", "--default-runtime", "gpu-share"]
+    );
+}
+
+#[test]
+fn a_comment_after_options_is_refused_and_nothing_written() {
+    let etc = Etc::new();
+    etc.write(
+        "sysconfig-docker",
+        "OPTIONS=\"--default-runtime nvidia\" # set by ops\n",
+    );
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    let before = etc.snapshot();
+    let out = etc.run("configure", &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("# set by ops") || err.contains("#"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(etc.snapshot(), before);
+}

@@ -57,6 +57,8 @@ pub enum DockerConfigError {
     NoRecord(String),
     #[error("{0} is there and is not gpu-share's link to the runtime: move it away or pass another --channel-dir; nothing was written")]
     ChannelTaken(String),
+    #[error("{path} cannot be rewritten faithfully: {reason}; nothing was written")]
+    Sysconfig { path: String, reason: String },
     #[error("the record of what configure replaces cannot be written as JSON ({0}); nothing was written")]
     Record(serde_json::Error),
 }

@@ -95,7 +95,7 @@ pub fn plan_configure(
         &paths.sysconfig,
         current,
         draft.options.as_ref(),
-    ));
+    )?);
     // Written the first time, and again when the link is new to it (a record from before the
     // link, or another --channel-dir).
     if current.record.as_ref() != Some(&record) {
@@ -143,7 +143,7 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
         &paths.sysconfig,
         current,
         draft.options.as_ref(),
-    ));
+    )?);
     edits.push(Edit::Remove {
         path: paths.record.clone(),
     });

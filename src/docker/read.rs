@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::daemon_json;
 use super::model::{io, Current, DockerConfigError, Entry, Paths, Previous, NAME, NVIDIA};
+use super::options::Options;
 
 /// Reads the files `paths` names. Invalid daemon.json is an error: nothing may be written then.
 pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
@@ -47,11 +48,24 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
         .map(Path::to_path_buf)
         .collect();
+    let sysconfig = read(&paths.sysconfig)?;
+    // A file whose OPTIONS could be misread is refused before anything is planned.
+    if let Some(reason) = sysconfig
+        .as_deref()
+        .map(Options::parse)
+        .as_ref()
+        .and_then(|o| o.refusal().map(str::to_owned))
+    {
+        return Err(DockerConfigError::Sysconfig {
+            path: paths.sysconfig.display().to_string(),
+            reason,
+        });
+    }
     let record = read(&paths.record)?.and_then(|t| serde_json::from_str(&t).ok());
     Ok(Current {
         daemon_text,
         daemon,
-        sysconfig: read(&paths.sysconfig)?,
+        sysconfig,
         runtimes_dir: paths.runtimes_dir.is_dir(),
         nvidia_file,
         nvidia_link,
