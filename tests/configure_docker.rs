@@ -254,18 +254,9 @@ fn sysconfig_default_runtime_flag_is_changed_there_not_added_to_daemon_json() {
     // Nothing of it in daemon.json: dockerd refuses a setting given both ways.
     assert_eq!(etc.json(), serde_json::json!({"debug": true}));
     etc.ok("unconfigure", &[]);
-    let sys = etc.read("sysconfig-docker");
-    assert!(sys.contains("--default-runtime nvidia"), "{sys}");
-    assert!(
-        sys.contains("--add-runtime nvidia=/usr/bin/nvidia-container-runtime"),
-        "{sys}"
-    );
-    assert!(!sys.contains("gpu-share"), "{sys}");
     etc.assert_no_channel();
-    // Every file is there again, and none more (the flags may come back reordered).
-    let names = |s: &[(String, String)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&etc.snapshot()), names(&before));
-    assert_eq!(etc.json(), serde_json::json!({"debug": true}));
+    // Every file is there again byte for byte, and none more.
+    assert_eq!(etc.snapshot(), before);
 }
 
 #[test]
@@ -520,5 +511,60 @@ fn a_comment_after_options_is_refused_and_nothing_written() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("# set by ops") || err.contains("#"), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(etc.snapshot(), before);
+}
+
+#[test]
+fn a_relative_record_path_is_taken_from_the_working_directory() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    let before = etc.snapshot();
+    let rel = |verb: &str| {
+        let out = Command::new(cli_bin())
+            .current_dir(etc.dir.path())
+            .args([verb, "docker", "--config", "daemon.json"])
+            .args(["--sysconfig", "sysconfig-docker"])
+            .args([
+                "--runtimes-dir",
+                "docker-runtimes.d",
+                "--record",
+                "rec.json",
+            ])
+            .args(["--channel-dir", "libexec/gpu-share", "--runtime-path"])
+            .arg(etc.runtime())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{verb}: {out:?}");
+    };
+    rel("configure");
+    assert!(etc.path("rec.json").is_file());
+    // dockerd runs from / : the paths it is given must not depend on where configure ran.
+    let nvidia = etc.json()["runtimes"]["nvidia"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(Path::new(&nvidia).is_absolute(), "{nvidia}");
+    rel("unconfigure");
+    etc.assert_no_channel();
+    assert_eq!(etc.snapshot(), before);
+}
+
+#[test]
+fn a_record_that_cannot_be_written_leaves_every_file_as_it_was() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    etc.write("sysconfig-docker", "OPTIONS=\"--default-runtime nvidia\"\n");
+    // The record's directory is a file: the record cannot be written.
+    etc.write("gpu-share", "not a directory\n");
+    let before = etc.snapshot();
+    let out = etc.run("configure", &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(etc.snapshot(), before);
+    assert!(!etc.path("libexec").exists());
+    // Once it can be, a retry records the originals, and unconfigure puts them back.
+    std::fs::remove_file(etc.path("gpu-share")).unwrap();
+    let before = etc.snapshot();
+    etc.ok("configure", &[]);
+    etc.ok("unconfigure", &[]);
     assert_eq!(etc.snapshot(), before);
 }

@@ -58,7 +58,8 @@ pub(super) fn write(path: &Path, current: &Current, daemon: &Map<String, Value>)
         path: path.to_path_buf(),
         before: current.daemon_text.clone(),
         after: render(daemon),
-        backup: current.daemon_text.is_some(),
+        // One backup per original: the first configure's, not one per run.
+        backup: current.daemon_text.is_some() && current.record.is_none(),
     })
 }
 

@@ -114,6 +114,19 @@ pub struct Record {
     /// that is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<PathBuf>,
+    /// daemon.json and the sysconfig file as they were before the first configure, and as
+    /// configure last wrote them: while a file is still as configure wrote it, unconfigure
+    /// puts the original back byte for byte. Absent from older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub originals: Vec<Original>,
+}
+
+/// One file configure rewrote: its text before (`None`: it was not there) and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    pub path: PathBuf,
+    pub before: Option<String>,
+    pub after: String,
 }
 
 /// One change to the filesystem.
@@ -123,7 +136,7 @@ pub enum Edit {
         path: PathBuf,
         before: Option<String>,
         after: String,
-        /// Keep a timestamped copy of the old file beside it.
+        /// Keep a copy of the old file beside it (`NAME.gpu-share.bak`).
         backup: bool,
     },
     Link {
