@@ -568,3 +568,55 @@ fn a_record_that_cannot_be_written_leaves_every_file_as_it_was() {
     etc.ok("unconfigure", &[]);
     assert_eq!(etc.snapshot(), before);
 }
+
+fn mode(p: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o7777
+}
+
+#[test]
+fn a_symlinked_daemon_json_is_written_through_and_keeps_its_mode() {
+    let etc = Etc::new();
+    std::fs::create_dir(etc.path("real")).unwrap();
+    etc.write(
+        "real/daemon.json",
+        "{\n    \"runtimes\": {},\n    \"debug\": true\n}\n",
+    );
+    std::fs::set_permissions(
+        etc.path("real/daemon.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("real/daemon.json", etc.path("daemon.json")).unwrap();
+    let before = etc.snapshot();
+    etc.ok("configure", &[]);
+    let link = std::fs::symlink_metadata(etc.path("daemon.json")).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "daemon.json is no longer a link"
+    );
+    assert_eq!(etc.json()["default-runtime"], "gpu-share");
+    assert_eq!(mode(&etc.path("real/daemon.json")), 0o600);
+    etc.ok("unconfigure", &[]);
+    // `"runtimes": {}` and the four-space indent come back too.
+    assert_eq!(etc.snapshot(), before);
+    assert_eq!(mode(&etc.path("real/daemon.json")), 0o600);
+}
+
+#[test]
+fn runs_again_and_again_keep_one_backup() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    for _ in 0..3 {
+        etc.ok("configure", &[]);
+        etc.ok("unconfigure", &[]);
+    }
+    etc.ok("configure", &[]);
+    let backups: Vec<_> = std::fs::read_dir(etc.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bak"))
+        .collect();
+    assert_eq!(backups, ["daemon.json.gpu-share.bak"]);
+    assert_eq!(etc.read("daemon.json.gpu-share.bak"), "{\"debug\": true}\n");
+}
