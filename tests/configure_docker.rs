@@ -620,3 +620,173 @@ fn runs_again_and_again_keep_one_backup() {
     assert_eq!(backups, ["daemon.json.gpu-share.bak"]);
     assert_eq!(etc.read("daemon.json.gpu-share.bak"), "{\"debug\": true}\n");
 }
+
+/// Every entry under the dir with its mode and kind, for the property below.
+fn snapshot_with_modes(etc: &Etc) -> Vec<(String, String, u32)> {
+    let mut out = Vec::new();
+    let mut stack = vec![etc.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let name = p
+                .strip_prefix(etc.dir.path())
+                .unwrap()
+                .display()
+                .to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let m = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+            if meta.is_dir() {
+                stack.push(p);
+                out.push((name, "dir".into(), m));
+            } else if meta.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap().display().to_string();
+                out.push((name, format!("-> {t}"), 0));
+            } else if !name.ends_with(".bak") {
+                out.push((name, std::fs::read_to_string(&p).unwrap(), m));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+mod round_trip {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn daemon_json() -> impl Strategy<Value = Option<String>> {
+        let entry = prop_oneof![
+            Just(r#""debug": true"#),
+            Just(r#""runtimes": {}"#),
+            Just(
+                r#""runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}}"#
+            ),
+            Just(r#""default-runtime": "nvidia""#),
+            Just(r#""default-runtime": "runc""#),
+            Just(r#""log-opts": {"max-size": "10m"}"#),
+        ];
+        let sep = prop_oneof![Just(", "), Just(",\n    "), Just(",\n\t")];
+        proptest::option::of(
+            (proptest::sample::subsequence(vec![0usize, 1, 2, 3, 4, 5], 0..=4), sep, any::<bool>())
+                .prop_map(move |(keys, sep, nl)| (keys, sep, nl))
+                .prop_flat_map(move |(keys, sep, nl)| {
+                    entry.clone().prop_map(move |_| {
+                        let all = [
+                            r#""debug": true"#,
+                            r#""runtimes": {}"#,
+                            r#""runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}}"#,
+                            r#""default-runtime": "nvidia""#,
+                            r#""default-runtime": "runc""#,
+                            r#""log-opts": {"max-size": "10m"}"#,
+                        ];
+                        // One runtimes and one default-runtime at most: JSON keys are unique.
+                        let mut seen = std::collections::HashSet::new();
+                        let picked: Vec<&str> = keys
+                            .iter()
+                            .map(|&k| all[k])
+                            .filter(|e| seen.insert(e.split(':').next().unwrap_or("")))
+                            .collect();
+                        format!("{{{}}}{}", picked.join(sep), if nl { "\n" } else { "" })
+                    })
+                }),
+        )
+    }
+
+    fn sysconfig() -> impl Strategy<Value = Option<String>> {
+        let words = proptest::sample::subsequence(
+            vec![
+                "--debug",
+                "--default-runtime nvidia",
+                "--default-runtime=runc",
+                "--label \"team=a b\"",
+                "--default-ulimit nofile=1024:4096",
+            ],
+            0..=4,
+        );
+        let line = (words, 0..4usize).prop_map(|(w, style)| match style {
+            0 => format!("OPTIONS=\"{}\"", w.join(" ").replace('"', "'")),
+            1 => format!("OPTIONS='{}'", w.join(" ")),
+            2 => format!("OPTIONS=\"{}\"", w.join(" \\\n  ").replace('"', "'")),
+            _ => format!(
+                "OPTIONS={}",
+                w.join(" ").replace(['"', ' '], "").replace("--", " --")
+            ),
+        });
+        proptest::option::of(
+            (
+                proptest::collection::vec(line, 0..=2),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(lines, comment, tail)| {
+                    let mut t = String::new();
+                    if comment {
+                        t.push_str("# Docker options\n; more\n");
+                    }
+                    for l in lines {
+                        t.push_str(&l);
+                        t.push('\n');
+                    }
+                    if tail {
+                        t.push_str("DAEMON_PIDFILE_TIMEOUT=10");
+                    }
+                    t
+                }),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn configure_then_unconfigure_is_the_identity(
+            json in daemon_json(),
+            sys in sysconfig(),
+            json_mode in prop_oneof![Just(0o600u32), Just(0o644), Just(0o640)],
+            json_link in any::<bool>(),
+            runtimes_dir in 0..4usize,
+        ) {
+            let etc = Etc::new();
+            if let Some(j) = &json {
+                let at = if json_link {
+                    std::fs::create_dir(etc.path("real")).unwrap();
+                    std::os::unix::fs::symlink("real/daemon.json", etc.path("daemon.json")).unwrap();
+                    "real/daemon.json"
+                } else {
+                    "daemon.json"
+                };
+                etc.write(at, j);
+                std::fs::set_permissions(
+                    etc.path(at),
+                    std::os::unix::fs::PermissionsExt::from_mode(json_mode),
+                )
+                .unwrap();
+            }
+            if let Some(s) = &sys {
+                etc.write("sysconfig-docker", s);
+            }
+            if runtimes_dir > 0 {
+                let dir = etc.path("docker-runtimes.d");
+                std::fs::create_dir(&dir).unwrap();
+                match runtimes_dir {
+                    1 => {}
+                    2 => std::os::unix::fs::symlink("/usr/bin/nvidia-container-runtime", dir.join("nvidia")).unwrap(),
+                    _ => {
+                        std::fs::write(dir.join("nvidia"), "#!/bin/sh\nexec true\n").unwrap();
+                        std::fs::set_permissions(
+                            dir.join("nvidia"),
+                            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                        )
+                        .unwrap();
+                    }
+                }
+            }
+            let before = snapshot_with_modes(&etc);
+            let out = etc.run("configure", &[]);
+            if out.status.success() {
+                etc.ok("unconfigure", &[]);
+            }
+            prop_assert_eq!(snapshot_with_modes(&etc), before, "{:?}", out);
+        }
+    }
+}

@@ -119,6 +119,10 @@ pub struct Record {
     /// puts the original back byte for byte. Absent from older records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub originals: Vec<Original>,
+    /// The directories configure made for the record itself, deepest first; unconfigure removes
+    /// each that is empty once the record is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_dirs: Vec<PathBuf>,
 }
 
 /// One file configure rewrote: its text before (`None`: it was not there) and after.
@@ -185,5 +189,7 @@ pub struct Current {
     /// The channel dir and those of its parents that are not there, deepest first: what making
     /// the link creates.
     pub channel_dir_missing: Vec<PathBuf>,
+    /// The record's directory and those of its parents that are not there, deepest first.
+    pub record_dir_missing: Vec<PathBuf>,
     pub record: Option<Record>,
 }

@@ -76,6 +76,7 @@ pub fn plan_configure(
         channel_link: None,
         created_dirs: Vec::new(),
         originals: Vec::new(),
+        record_dirs: current.record_dir_missing.clone(),
     });
     // `nvidia` must be run with argv[0]'s file name `nvidia`: see channel.rs.
     let nvidia = if place(runtimes_in).names_runtimes_by_path() {
@@ -213,6 +214,12 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
     edits.push(Edit::Remove {
         path: paths.record.clone(),
     });
+    edits.extend(
+        record
+            .record_dirs
+            .iter()
+            .map(|d| Edit::RemoveDir { path: d.clone() }),
+    );
     Ok(edits)
 }
 
@@ -314,6 +321,7 @@ mod tests {
             channel_link: Some("/e/old/gpu-share/nvidia".into()),
             created_dirs: vec!["/e/old/gpu-share".into(), "/e/old".into()],
             originals: Vec::new(),
+            record_dirs: Vec::new(),
         };
         let mut p = paths(dir);
         p.channel_dir = "/e/old/new".into();

@@ -42,12 +42,15 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         Err(e) => return Err(io(&channel)(e)),
     };
     // Deepest first, stopping at the first that is there: what making the link would create.
-    let channel_dir_missing = paths
-        .channel_dir
-        .ancestors()
-        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
-        .map(Path::to_path_buf)
-        .collect();
+    let missing = |dir: Option<&Path>| {
+        dir.into_iter()
+            .flat_map(Path::ancestors)
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect()
+    };
+    let channel_dir_missing = missing(Some(&paths.channel_dir));
+    let record_dir_missing = missing(paths.record.parent());
     let sysconfig = read(&paths.sysconfig)?;
     // A file whose OPTIONS could be misread is refused before anything is planned.
     if let Some(reason) = sysconfig
@@ -72,6 +75,7 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         gpu_share_link: std::fs::read_link(paths.runtimes_dir.join(NAME)).ok(),
         channel_entry,
         channel_dir_missing,
+        record_dir_missing,
         record,
     })
 }
