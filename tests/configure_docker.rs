@@ -790,3 +790,26 @@ mod round_trip {
         }
     }
 }
+
+#[test]
+fn dry_run_prints_the_diff_the_real_run_applies() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\n    \"debug\": true\n}\n");
+    etc.write("sysconfig-docker", "OPTIONS=\"--default-runtime nvidia\"\n");
+    let dry = etc.ok("configure", &["--dry-run"]);
+    let real = etc.ok("configure", &[]);
+    assert_eq!(
+        real.strip_suffix("restart docker to apply the change (or pass --restart)\n"),
+        Some(dry.as_str())
+    );
+}
+
+#[test]
+fn daemon_json_keeps_its_indent() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\n    \"debug\": true\n}\n");
+    etc.ok("configure", &[]);
+    let text = etc.read("daemon.json");
+    assert!(text.contains("\n    \"debug\": true"), "{text}");
+    assert!(text.contains("\n        \"gpu-share\": {"), "{text}");
+}

@@ -32,8 +32,21 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Map<String, Value>, Docke
     }
 }
 
-fn render(m: &Map<String, Value>) -> String {
-    let mut s = serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default();
+/// The object as text, indented the way `before` is (two spaces where it shows none).
+fn render(m: &Map<String, Value>, before: Option<&str>) -> String {
+    use serde::Serialize;
+    let indent = before
+        .into_iter()
+        .flat_map(str::lines)
+        .map(|l| &l[..l.len() - l.trim_start().len()])
+        .find(|i| !i.is_empty())
+        .unwrap_or("  ");
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    // Writing a Value to memory cannot fail.
+    let _ = Value::Object(m.clone()).serialize(&mut ser);
+    let mut s = String::from_utf8_lossy(&out).into_owned();
     s.push('\n');
     s
 }
@@ -57,7 +70,7 @@ pub(super) fn write(path: &Path, current: &Current, daemon: &Map<String, Value>)
     changed.then(|| Edit::Write {
         path: path.to_path_buf(),
         before: current.daemon_text.clone(),
-        after: render(daemon),
+        after: render(daemon, current.daemon_text.as_deref()),
         // One backup per original: the first configure's, not one per run.
         backup: current.daemon_text.is_some() && current.record.is_none(),
     })
