@@ -813,3 +813,50 @@ fn daemon_json_keeps_its_indent() {
     assert!(text.contains("\n    \"debug\": true"), "{text}");
     assert!(text.contains("\n        \"gpu-share\": {"), "{text}");
 }
+
+#[test]
+fn a_failure_after_the_record_is_written_takes_everything_back() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    // The link named nvidia cannot be made: its directory's parent is a file.
+    etc.write("blocker", "a file\n");
+    let before = snapshot_with_modes(&etc);
+    let out = Command::new(cli_bin())
+        .args(["configure", "docker", "--config"])
+        .arg(etc.path("daemon.json"))
+        .arg("--sysconfig")
+        .arg(etc.path("sysconfig-docker"))
+        .arg("--runtimes-dir")
+        .arg(etc.path("docker-runtimes.d"))
+        .arg("--record")
+        .arg(etc.path("gpu-share/docker-configure.json"))
+        .arg("--channel-dir")
+        .arg(etc.path("blocker/gpu-share"))
+        .arg("--runtime-path")
+        .arg(etc.runtime())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("blocker"),
+        "{out:?}"
+    );
+    // The record and its directory are gone again, and daemon.json was never changed.
+    assert_eq!(snapshot_with_modes(&etc), before);
+}
+
+#[test]
+fn the_runtimes_dir_with_a_continued_options_line_starts_dockerd() {
+    let etc = Etc::new();
+    let dir = etc.path("docker-runtimes.d");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(etc.runtime(), dir.join("nvidia")).unwrap();
+    let sys = "# Docker options\nOPTIONS=\"--default-ulimit nofile=32768:65536 \\\n --default-runtime=nvidia\"\n";
+    etc.write("sysconfig-docker", sys);
+    let before = etc.snapshot();
+    etc.ok("configure", &[]);
+    assert!(!etc.path("daemon.json").exists());
+    assert_eq!(dockerd_default_runtime(&etc), "gpu-share");
+    etc.ok("unconfigure", &[]);
+    assert_eq!(etc.snapshot(), before);
+}
