@@ -860,3 +860,20 @@ fn the_runtimes_dir_with_a_continued_options_line_starts_dockerd() {
     etc.ok("unconfigure", &[]);
     assert_eq!(etc.snapshot(), before);
 }
+
+#[test]
+fn a_daemon_json_edited_since_configure_is_undone_setting_by_setting() {
+    let etc = Etc::new();
+    etc.write("daemon.json", "{\"debug\": true}\n");
+    etc.ok("configure", &[]);
+    let mut j = etc.json();
+    j["log-level"] = "warn".into();
+    etc.write("daemon.json", &j.to_string());
+    etc.ok("unconfigure", &[]);
+    // The edit made since stays; what configure added goes.
+    assert_eq!(
+        etc.json(),
+        serde_json::json!({"debug": true, "log-level": "warn"})
+    );
+    etc.assert_no_channel();
+}

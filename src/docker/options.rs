@@ -176,11 +176,13 @@ fn assignments(text: &str) -> Vec<Assignment> {
 }
 
 /// `$OPTIONS` as systemd splits it: at whitespace, quotes removed, an unclosed quote running to
-/// the end. (Values with backslashes are refused before, so none is handled here.)
-fn split(value: &str) -> Vec<String> {
+/// the end. (Values with backslashes are refused before, so none is handled here.) Also the
+/// first word that starts with an unquoted `#`: a comment to a person, an argument to dockerd.
+fn split(value: &str) -> (Vec<String>, Option<String>) {
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut quote: Option<char> = None;
+    let mut hash: Option<usize> = None;
     for c in value.chars() {
         match quote {
             Some(q) if c == q => quote = None,
@@ -190,11 +192,17 @@ fn split(value: &str) -> Vec<String> {
                 quote = Some(c);
                 word.get_or_insert_with(String::new);
             }
-            None => word.get_or_insert_with(String::new).push(c),
+            None => {
+                if c == '#' && word.is_none() && hash.is_none() {
+                    hash = Some(words.len());
+                }
+                word.get_or_insert_with(String::new).push(c);
+            }
         }
     }
     words.extend(word);
-    words
+    let hash = hash.and_then(|i| words.get(i).cloned());
+    (words, hash)
 }
 
 /// One word as `$OPTIONS` must hold it to split back into that word.
@@ -217,7 +225,7 @@ fn quote_word(w: &str) -> Option<String> {
 impl Options {
     pub fn parse(text: &str) -> Options {
         let last = assignments(text).into_iter().rev().find(|a| a.key == KEY);
-        let words = last.as_ref().map(|a| split(&a.value)).unwrap_or_default();
+        let (words, hash) = last.as_ref().map(|a| split(&a.value)).unwrap_or_default();
         let refusal = match &last {
             Some(a) if a.escape || a.value.contains('\\') => Some(format!(
                 "its OPTIONS has a backslash escape, which systemd versions read differently: {}",
@@ -227,7 +235,7 @@ impl Options {
                 "systemd passes the text after OPTIONS' closing quote to dockerd as part of it (there are no trailing comments): {}",
                 &text[a.span.clone()]
             )),
-            _ => words.iter().find(|w| w.starts_with('#')).map(|w| {
+            _ => hash.map(|w| {
                 format!("systemd passes `{w}` in OPTIONS to dockerd as an argument: a comment must be on a line of its own")
             }),
         };

@@ -75,3 +75,10 @@ fn a_file_without_options_gets_a_line() {
         "DAEMON_MAXFILES=1\nOPTIONS=\"--default-runtime gpu-share\"\n"
     );
 }
+
+#[test]
+fn a_quoted_hash_is_a_word_not_a_comment() {
+    let o = Options::parse("OPTIONS=\"--label '#team=a'\"\n");
+    assert_eq!(o.words, ["--label", "#team=a"]);
+    assert!(o.refusal().is_none(), "{:?}", o.refusal());
+}
