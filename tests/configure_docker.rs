@@ -745,6 +745,7 @@ mod round_trip {
             json_mode in prop_oneof![Just(0o600u32), Just(0o644), Just(0o640)],
             json_link in any::<bool>(),
             runtimes_dir in 0..4usize,
+            script_mode in prop_oneof![Just(0o755u32), Just(0o700), Just(0o750)],
         ) {
             let etc = Etc::new();
             if let Some(j) = &json {
@@ -775,7 +776,7 @@ mod round_trip {
                         std::fs::write(dir.join("nvidia"), "#!/bin/sh\nexec true\n").unwrap();
                         std::fs::set_permissions(
                             dir.join("nvidia"),
-                            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                            std::os::unix::fs::PermissionsExt::from_mode(script_mode),
                         )
                         .unwrap();
                     }

@@ -155,14 +155,18 @@ fn apply_one(e: &Edit, journal: &mut Journal) -> Result<(), DockerConfigError> {
             journal.save(path)?;
             replace_with_link(path, target)?
         }
-        Edit::Restore { path, previous } => {
+        Edit::Restore {
+            path,
+            previous,
+            mode,
+        } => {
             journal.save(path)?;
             match previous {
                 Previous::Absent | Previous::Json(_) | Previous::Path(_) => remove(path)?,
                 Previous::Link(t) => replace_with_link(path, Path::new(t))?,
                 Previous::File(text) => {
                     let exec = Perms {
-                        mode: 0o755,
+                        mode: mode.unwrap_or(0o755),
                         owner: None,
                     };
                     remove(path)?;

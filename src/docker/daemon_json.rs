@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::model::{Current, DockerConfigError, Edit, Previous, NAME, NVIDIA};
+use super::model::{Current, DockerConfigError, Edit, Previous, Record, NAME, NVIDIA};
 use super::place::{Draft, Place};
 
 const RUNTIMES: &str = "runtimes";
@@ -118,7 +118,8 @@ impl Place for DaemonJson {
         draft.daemon.insert(DEFAULT.to_owned(), Value::from(NAME));
     }
 
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record) {
+        let previous = &record.previous_nvidia;
         let mut now_empty = false;
         if let Some(Value::Object(r)) = draft.daemon.get_mut(RUNTIMES) {
             r.remove(NAME);

@@ -103,6 +103,9 @@ pub struct Record {
     pub default_in: Location,
     pub previous_default: Option<String>,
     pub previous_nvidia: Previous,
+    /// The mode of `runtimes.d/nvidia` where it was a file (a script), to put it back with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_nvidia_mode: Option<u32>,
     /// daemon.json did not exist before: unconfigure removes it again when nothing else is left.
     #[serde(default)]
     pub created_daemon_json: bool,
@@ -150,6 +153,8 @@ pub enum Edit {
     Restore {
         path: PathBuf,
         previous: Previous,
+        /// The mode a file comes back with (0755 where the record has none).
+        mode: Option<u32>,
     },
     Remove {
         path: PathBuf,
@@ -179,6 +184,8 @@ pub struct Current {
     pub runtimes_dir: bool,
     /// `runtimes.d/nvidia` as the record keeps it.
     pub nvidia_file: Previous,
+    /// Its mode, where it is a file.
+    pub nvidia_mode: Option<u32>,
     /// `runtimes.d/nvidia`'s link target as a path, to tell whether it already points at the
     /// runtime (`nvidia_file` holds it as text, which loses what is not UTF-8).
     pub nvidia_link: Option<PathBuf>,

@@ -72,6 +72,9 @@ pub fn plan_configure(
         default_in,
         previous_default: place(default_in).default_runtime(&draft),
         previous_nvidia: place(runtimes_in).nvidia(&draft),
+        previous_nvidia_mode: (runtimes_in == Location::RuntimesDir)
+            .then_some(current.nvidia_mode)
+            .flatten(),
         created_daemon_json: current.daemon_text.is_none(),
         channel_link: None,
         created_dirs: Vec::new(),
@@ -173,7 +176,7 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
         .as_ref()
         .ok_or_else(|| DockerConfigError::NoRecord(paths.record.display().to_string()))?;
     let mut draft = Draft::new(paths, current);
-    place(record.runtimes_in).restore_runtimes(&mut draft, &record.previous_nvidia);
+    place(record.runtimes_in).restore_runtimes(&mut draft, record);
     place(record.default_in).restore_default(&mut draft, record.previous_default.as_deref());
     draft.edits.extend(channel::undo(record));
 
@@ -317,6 +320,7 @@ mod tests {
             default_in: Location::DaemonJson,
             previous_default: None,
             previous_nvidia: Previous::Absent,
+            previous_nvidia_mode: None,
             created_daemon_json: true,
             channel_link: Some("/e/old/gpu-share/nvidia".into()),
             created_dirs: vec!["/e/old/gpu-share".into(), "/e/old".into()],

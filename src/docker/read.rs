@@ -21,16 +21,21 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         .map(|t| daemon_json::parse(&paths.daemon_json, t))
         .transpose()?;
     let nvidia = paths.runtimes_dir.join(NVIDIA);
-    let (nvidia_file, nvidia_link) = match std::fs::symlink_metadata(&nvidia) {
+    let (nvidia_file, nvidia_link, nvidia_mode) = match std::fs::symlink_metadata(&nvidia) {
         Ok(m) if m.file_type().is_symlink() => {
             let target = std::fs::read_link(&nvidia).map_err(io(&nvidia))?;
-            (Previous::Link(target.display().to_string()), Some(target))
+            (
+                Previous::Link(target.display().to_string()),
+                Some(target),
+                None,
+            )
         }
-        Ok(_) => {
+        Ok(m) => {
             let text = std::fs::read_to_string(&nvidia).map_err(io(&nvidia))?;
-            (Previous::File(text), None)
+            let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777;
+            (Previous::File(text), None, Some(mode))
         }
-        Err(_) => (Previous::Absent, None),
+        Err(_) => (Previous::Absent, None, None),
     };
     let channel = paths.channel_dir.join(NVIDIA);
     let channel_entry = match std::fs::symlink_metadata(&channel) {
@@ -71,6 +76,7 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         sysconfig,
         runtimes_dir: paths.runtimes_dir.is_dir(),
         nvidia_file,
+        nvidia_mode,
         nvidia_link,
         gpu_share_link: std::fs::read_link(paths.runtimes_dir.join(NAME)).ok(),
         channel_entry,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use super::options::Options;
 
-use super::model::{Current, DockerConfigError, Edit, Previous, NAME, NVIDIA};
+use super::model::{Current, DockerConfigError, Edit, Previous, Record, NAME, NVIDIA};
 use super::place::{Draft, Place};
 
 const ADD_RUNTIME: &str = "add-runtime";
@@ -108,7 +108,8 @@ impl Place for Sysconfig {
         }
     }
 
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record) {
+        let previous = &record.previous_nvidia;
         if let Some(o) = draft.options.as_mut() {
             remove_ours(o);
             if let Previous::Path(p) = previous {
