@@ -587,8 +587,13 @@ fn a_symlinked_daemon_json_is_written_through_and_keeps_its_mode() {
     )
     .unwrap();
     std::os::unix::fs::symlink("real/daemon.json", etc.path("daemon.json")).unwrap();
+    // Another owner, where the tests may give one (they run as root here).
+    let _ = std::os::unix::fs::chown(etc.path("real/daemon.json"), Some(1234), Some(1234));
+    let owner = |p: &Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
+    let uid = owner(&etc.path("real/daemon.json"));
     let before = etc.snapshot();
     etc.ok("configure", &[]);
+    assert_eq!(owner(&etc.path("real/daemon.json")), uid);
     let link = std::fs::symlink_metadata(etc.path("daemon.json")).unwrap();
     assert!(
         link.file_type().is_symlink(),
@@ -600,6 +605,7 @@ fn a_symlinked_daemon_json_is_written_through_and_keeps_its_mode() {
     // `"runtimes": {}` and the four-space indent come back too.
     assert_eq!(etc.snapshot(), before);
     assert_eq!(mode(&etc.path("real/daemon.json")), 0o600);
+    assert_eq!(owner(&etc.path("real/daemon.json")), uid);
 }
 
 #[test]
