@@ -12,7 +12,7 @@
 //!
 //! No crate reads systemd's EnvironmentFile syntax, and a POSIX-shell splitter (`shlex`) takes
 //! `#` for a comment and reads backslashes differently, so this is a small parser of its own.
-//! What systemd 219 (AL2) and 252 (AL2023) read differently (backslash escapes other than a line
+//! What systemd versions read differently (backslash escapes other than a line
 //! continuation), and a word starting with `#` (a comment systemd would pass to dockerd), are
 //! not guessed at: [`Options::refusal`] says why, and nothing is written.
 //!
@@ -141,7 +141,7 @@ fn assignments(text: &str) -> Vec<Assignment> {
             }
             S::Single if c == '\'' => (s, quoted) = (S::PreValue, true),
             S::Single => {
-                // systemd 219 reads a backslash in single quotes as an escape, 252 does not.
+                // Some systemd versions read a backslash in single quotes as an escape, others do not.
                 escape |= c == '\\';
                 value.push(c);
             }
