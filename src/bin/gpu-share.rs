@@ -10,7 +10,6 @@ use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::host;
 use gpu_share::metrics::agent::{self, Mode, Sink};
-use gpu_share::timestamp::now_rfc3339;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
 #[derive(Parser)]
@@ -218,14 +217,26 @@ fn installed_runtime() -> PathBuf {
 }
 
 fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
-    let paths = Paths {
-        daemon_json: args.daemon_json.clone(),
-        sysconfig: args.sysconfig.clone(),
-        runtimes_dir: args.runtimes_dir.clone(),
-        record: args.record.clone(),
-        channel_dir: args.channel_dir.clone(),
+    // dockerd runs from `/`, and a relative path has no parent to make: every path is made
+    // absolute against where this runs before anything is read or written.
+    let abs = |p: &PathBuf| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let absolute = || -> Result<(Paths, PathBuf), String> {
+        let runtime = args.runtime_path.clone().unwrap_or_else(installed_runtime);
+        Ok((
+            Paths {
+                daemon_json: abs(&args.daemon_json)?,
+                sysconfig: abs(&args.sysconfig)?,
+                runtimes_dir: abs(&args.runtimes_dir)?,
+                record: abs(&args.record)?,
+                channel_dir: abs(&args.channel_dir)?,
+            },
+            abs(&runtime)?,
+        ))
     };
-    let runtime = args.runtime_path.clone().unwrap_or_else(installed_runtime);
+    let (paths, runtime) = match absolute() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let planned = docker::read_current(&paths).and_then(|current| {
         if configure {
             docker::plan_configure(&paths, &current, &runtime).map(|(edits, _)| edits)
@@ -245,11 +256,7 @@ fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
     if args.dry_run {
         return ExitCode::SUCCESS;
     }
-    let stamp: String = now_rfc3339()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    if let Err(e) = docker::apply(&edits, &stamp) {
+    if let Err(e) = docker::apply(&edits) {
         return fail(e);
     }
     if args.restart {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::model::{Current, DockerConfigError, Edit, Previous, NAME, NVIDIA};
+use super::model::{Current, DockerConfigError, Edit, Previous, Record, NAME, NVIDIA};
 use super::place::{Draft, Place};
 
 const RUNTIMES: &str = "runtimes";
@@ -32,8 +32,21 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Map<String, Value>, Docke
     }
 }
 
-fn render(m: &Map<String, Value>) -> String {
-    let mut s = serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default();
+/// The object as text, indented the way `before` is (two spaces where it shows none).
+fn render(m: &Map<String, Value>, before: Option<&str>) -> String {
+    use serde::Serialize;
+    let indent = before
+        .into_iter()
+        .flat_map(str::lines)
+        .map(|l| &l[..l.len() - l.trim_start().len()])
+        .find(|i| !i.is_empty())
+        .unwrap_or("  ");
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    // Writing a Value to memory cannot fail.
+    let _ = Value::Object(m.clone()).serialize(&mut ser);
+    let mut s = String::from_utf8_lossy(&out).into_owned();
     s.push('\n');
     s
 }
@@ -57,8 +70,9 @@ pub(super) fn write(path: &Path, current: &Current, daemon: &Map<String, Value>)
     changed.then(|| Edit::Write {
         path: path.to_path_buf(),
         before: current.daemon_text.clone(),
-        after: render(daemon),
-        backup: current.daemon_text.is_some(),
+        after: render(daemon, current.daemon_text.as_deref()),
+        // One backup per original: the first configure's, not one per run.
+        backup: current.daemon_text.is_some() && current.record.is_none(),
     })
 }
 
@@ -104,7 +118,8 @@ impl Place for DaemonJson {
         draft.daemon.insert(DEFAULT.to_owned(), Value::from(NAME));
     }
 
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record) {
+        let previous = &record.previous_nvidia;
         let mut now_empty = false;
         if let Some(Value::Object(r)) = draft.daemon.get_mut(RUNTIMES) {
             r.remove(NAME);

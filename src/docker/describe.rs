@@ -31,7 +31,7 @@ pub fn describe(edits: &[Edit]) -> String {
                 path.display(),
                 target.display()
             )),
-            Edit::Restore { path, previous } => {
+            Edit::Restore { path, previous, .. } => {
                 let what = match previous {
                     Previous::Absent => "remove".to_owned(),
                     Previous::Link(t) => format!("link -> {t}"),

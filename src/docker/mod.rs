@@ -30,7 +30,12 @@
 //!    out come the [`Edit`]s and, for configure, the [`Record`].
 //! 3. [`describe()`] (`describe.rs`) renders the edits as the diff a person sees.
 //! 4. [`apply()`] (`apply.rs`, the only module that writes files) carries them out, each file
-//!    replaced atomically.
+//!    replaced atomically (through a symlink, mode and owner kept), all or none: the record is
+//!    written first, and a failed edit puts back every path changed before it.
+//!
+//! The record keeps daemon.json's and the sysconfig file's original bytes, so unconfigure puts
+//! back exactly what was there while a file is still as configure left it; a file changed since
+//! is undone setting by setting instead.
 //!
 //! The types they share are in `model.rs`, which imports none of them.
 
@@ -49,7 +54,7 @@ pub mod sysconfig;
 pub use apply::apply;
 pub use describe::describe;
 pub use model::{
-    Current, DockerConfigError, Edit, Entry, Location, Paths, Previous, Record,
+    Current, DockerConfigError, Edit, Entry, Location, Original, Paths, Previous, Record,
     DEFAULT_CHANNEL_DIR, DEFAULT_DAEMON_JSON, DEFAULT_RECORD, DEFAULT_RUNTIMES_DIR,
     DEFAULT_SYSCONFIG, NAME, NVIDIA,
 };

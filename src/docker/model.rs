@@ -57,6 +57,8 @@ pub enum DockerConfigError {
     NoRecord(String),
     #[error("{0} is there and is not gpu-share's link to the runtime: move it away or pass another --channel-dir; nothing was written")]
     ChannelTaken(String),
+    #[error("{path} cannot be rewritten faithfully: {reason}; nothing was written")]
+    Sysconfig { path: String, reason: String },
     #[error("the record of what configure replaces cannot be written as JSON ({0}); nothing was written")]
     Record(serde_json::Error),
 }
@@ -101,6 +103,9 @@ pub struct Record {
     pub default_in: Location,
     pub previous_default: Option<String>,
     pub previous_nvidia: Previous,
+    /// The mode of `runtimes.d/nvidia` where it was a file (a script), to put it back with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_nvidia_mode: Option<u32>,
     /// daemon.json did not exist before: unconfigure removes it again when nothing else is left.
     #[serde(default)]
     pub created_daemon_json: bool,
@@ -112,6 +117,23 @@ pub struct Record {
     /// that is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<PathBuf>,
+    /// daemon.json and the sysconfig file as they were before the first configure, and as
+    /// configure last wrote them: while a file is still as configure wrote it, unconfigure
+    /// puts the original back byte for byte. Absent from older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub originals: Vec<Original>,
+    /// The directories configure made for the record itself, deepest first; unconfigure removes
+    /// each that is empty once the record is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_dirs: Vec<PathBuf>,
+}
+
+/// One file configure rewrote: its text before (`None`: it was not there) and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    pub path: PathBuf,
+    pub before: Option<String>,
+    pub after: String,
 }
 
 /// One change to the filesystem.
@@ -121,7 +143,7 @@ pub enum Edit {
         path: PathBuf,
         before: Option<String>,
         after: String,
-        /// Keep a timestamped copy of the old file beside it.
+        /// Keep a copy of the old file beside it (`NAME.gpu-share.bak`).
         backup: bool,
     },
     Link {
@@ -131,6 +153,8 @@ pub enum Edit {
     Restore {
         path: PathBuf,
         previous: Previous,
+        /// The mode a file comes back with (0755 where the record has none).
+        mode: Option<u32>,
     },
     Remove {
         path: PathBuf,
@@ -160,6 +184,8 @@ pub struct Current {
     pub runtimes_dir: bool,
     /// `runtimes.d/nvidia` as the record keeps it.
     pub nvidia_file: Previous,
+    /// Its mode, where it is a file.
+    pub nvidia_mode: Option<u32>,
     /// `runtimes.d/nvidia`'s link target as a path, to tell whether it already points at the
     /// runtime (`nvidia_file` holds it as text, which loses what is not UTF-8).
     pub nvidia_link: Option<PathBuf>,
@@ -170,5 +196,7 @@ pub struct Current {
     /// The channel dir and those of its parents that are not there, deepest first: what making
     /// the link creates.
     pub channel_dir_missing: Vec<PathBuf>,
+    /// The record's directory and those of its parents that are not there, deepest first.
+    pub record_dir_missing: Vec<PathBuf>,
     pub record: Option<Record>,
 }

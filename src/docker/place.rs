@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::model::{Current, Edit, Paths, Previous};
+use super::model::{Current, Edit, Paths, Previous, Record};
 use super::options::Options;
 
 /// One place dockerd reads its runtimes, and maybe its default runtime, from.
@@ -30,7 +30,7 @@ pub(super) trait Place {
     /// Makes `gpu-share` the default here.
     fn set_default(&self, draft: &mut Draft);
     /// Drops `gpu-share` and puts `nvidia` back as `previous` says it was.
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous);
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record);
     /// Puts the default back to `previous`, or to none.
     fn restore_default(&self, draft: &mut Draft, previous: Option<&str>);
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::channel;
 use super::daemon_json::{self, DaemonJson};
-use super::model::{Current, DockerConfigError, Edit, Location, Paths, Record};
+use super::model::{Current, DockerConfigError, Edit, Location, Original, Paths, Record};
 use super::place::{Draft, Place};
 use super::runtimes_dir::RuntimesDir;
 use super::sysconfig::{self, Sysconfig};
@@ -72,9 +72,14 @@ pub fn plan_configure(
         default_in,
         previous_default: place(default_in).default_runtime(&draft),
         previous_nvidia: place(runtimes_in).nvidia(&draft),
+        previous_nvidia_mode: (runtimes_in == Location::RuntimesDir)
+            .then_some(current.nvidia_mode)
+            .flatten(),
         created_daemon_json: current.daemon_text.is_none(),
         channel_link: None,
         created_dirs: Vec::new(),
+        originals: Vec::new(),
+        record_dirs: current.record_dir_missing.clone(),
     });
     // `nvidia` must be run with argv[0]'s file name `nvidia`: see channel.rs.
     let nvidia = if place(runtimes_in).names_runtimes_by_path() {
@@ -85,19 +90,24 @@ pub fn plan_configure(
     place(runtimes_in).set_runtimes(&mut draft, runtime, &nvidia);
     place(default_in).set_default(&mut draft);
 
-    let mut edits = draft.edits;
-    edits.extend(daemon_json::write(
+    let mut files = Vec::new();
+    files.extend(daemon_json::write(
         &paths.daemon_json,
         current,
         &draft.daemon,
     ));
-    edits.extend(sysconfig::write(
+    files.extend(sysconfig::write(
         &paths.sysconfig,
         current,
         draft.options.as_ref(),
-    ));
-    // Written the first time, and again when the link is new to it (a record from before the
-    // link, or another --channel-dir).
+    )?);
+    for f in &files {
+        note_original(&mut record, f, current.record.is_none());
+    }
+    // The record goes first: if it cannot be written, nothing else is.
+    let mut edits = Vec::new();
+    // Written the first time, and again when it changes (a record from before the link,
+    // another --channel-dir, a file rewritten again).
     if current.record.as_ref() != Some(&record) {
         let before = current.record.as_ref().map(render_record).transpose()?;
         edits.push(Edit::Write {
@@ -107,7 +117,50 @@ pub fn plan_configure(
             backup: false,
         });
     }
+    edits.extend(draft.edits);
+    edits.extend(files);
     Ok((edits, record))
+}
+
+/// Notes a file configure rewrites: its original on the first configure (later, the file holds
+/// configure's own work, no original), and what it now writes where it has the original.
+fn note_original(record: &mut Record, edit: &Edit, first: bool) {
+    let Edit::Write {
+        path,
+        before,
+        after,
+        ..
+    } = edit
+    else {
+        return;
+    };
+    match record.originals.iter_mut().find(|o| &o.path == path) {
+        Some(o) => o.after.clone_from(after),
+        None if !first => {}
+        None => record.originals.push(Original {
+            path: path.clone(),
+            before: before.clone(),
+            after: after.clone(),
+        }),
+    }
+}
+
+/// The files the record can put back byte for byte: those still as configure wrote them.
+fn restorable<'a>(record: &'a Record, paths: &Paths, current: &Current) -> Vec<&'a Original> {
+    record
+        .originals
+        .iter()
+        .filter(|o| {
+            let now = if o.path == paths.daemon_json {
+                current.daemon_text.as_ref()
+            } else if o.path == paths.sysconfig {
+                current.sysconfig.as_ref()
+            } else {
+                None
+            };
+            now == Some(&o.after)
+        })
+        .collect()
 }
 
 fn render_record(record: &Record) -> Result<String, DockerConfigError> {
@@ -123,7 +176,7 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
         .as_ref()
         .ok_or_else(|| DockerConfigError::NoRecord(paths.record.display().to_string()))?;
     let mut draft = Draft::new(paths, current);
-    place(record.runtimes_in).restore_runtimes(&mut draft, &record.previous_nvidia);
+    place(record.runtimes_in).restore_runtimes(&mut draft, record);
     place(record.default_in).restore_default(&mut draft, record.previous_default.as_deref());
     draft.edits.extend(channel::undo(record));
 
@@ -143,10 +196,33 @@ pub fn plan_unconfigure(paths: &Paths, current: &Current) -> Result<Vec<Edit>, D
         &paths.sysconfig,
         current,
         draft.options.as_ref(),
-    ));
+    )?);
+    // A file still as configure left it gets its original bytes back, not a re-rendering.
+    for o in restorable(record, paths, current) {
+        edits.retain(
+            |e| !matches!(e, Edit::Write { path, .. } | Edit::Remove { path } if *path == o.path),
+        );
+        edits.push(match &o.before {
+            Some(text) => Edit::Write {
+                path: o.path.clone(),
+                before: Some(o.after.clone()),
+                after: text.clone(),
+                backup: false,
+            },
+            None => Edit::Remove {
+                path: o.path.clone(),
+            },
+        });
+    }
     edits.push(Edit::Remove {
         path: paths.record.clone(),
     });
+    edits.extend(
+        record
+            .record_dirs
+            .iter()
+            .map(|d| Edit::RemoveDir { path: d.clone() }),
+    );
     Ok(edits)
 }
 
@@ -244,9 +320,12 @@ mod tests {
             default_in: Location::DaemonJson,
             previous_default: None,
             previous_nvidia: Previous::Absent,
+            previous_nvidia_mode: None,
             created_daemon_json: true,
             channel_link: Some("/e/old/gpu-share/nvidia".into()),
             created_dirs: vec!["/e/old/gpu-share".into(), "/e/old".into()],
+            originals: Vec::new(),
+            record_dirs: Vec::new(),
         };
         let mut p = paths(dir);
         p.channel_dir = "/e/old/new".into();

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::daemon_json;
 use super::model::{io, Current, DockerConfigError, Entry, Paths, Previous, NAME, NVIDIA};
+use super::options::Options;
 
 /// Reads the files `paths` names. Invalid daemon.json is an error: nothing may be written then.
 pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
@@ -20,16 +21,21 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         .map(|t| daemon_json::parse(&paths.daemon_json, t))
         .transpose()?;
     let nvidia = paths.runtimes_dir.join(NVIDIA);
-    let (nvidia_file, nvidia_link) = match std::fs::symlink_metadata(&nvidia) {
+    let (nvidia_file, nvidia_link, nvidia_mode) = match std::fs::symlink_metadata(&nvidia) {
         Ok(m) if m.file_type().is_symlink() => {
             let target = std::fs::read_link(&nvidia).map_err(io(&nvidia))?;
-            (Previous::Link(target.display().to_string()), Some(target))
+            (
+                Previous::Link(target.display().to_string()),
+                Some(target),
+                None,
+            )
         }
-        Ok(_) => {
+        Ok(m) => {
             let text = std::fs::read_to_string(&nvidia).map_err(io(&nvidia))?;
-            (Previous::File(text), None)
+            let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777;
+            (Previous::File(text), None, Some(mode))
         }
-        Err(_) => (Previous::Absent, None),
+        Err(_) => (Previous::Absent, None, None),
     };
     let channel = paths.channel_dir.join(NVIDIA);
     let channel_entry = match std::fs::symlink_metadata(&channel) {
@@ -41,23 +47,41 @@ pub fn read_current(paths: &Paths) -> Result<Current, DockerConfigError> {
         Err(e) => return Err(io(&channel)(e)),
     };
     // Deepest first, stopping at the first that is there: what making the link would create.
-    let channel_dir_missing = paths
-        .channel_dir
-        .ancestors()
-        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
-        .map(Path::to_path_buf)
-        .collect();
+    let missing = |dir: Option<&Path>| {
+        dir.into_iter()
+            .flat_map(Path::ancestors)
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect()
+    };
+    let channel_dir_missing = missing(Some(&paths.channel_dir));
+    let record_dir_missing = missing(paths.record.parent());
+    let sysconfig = read(&paths.sysconfig)?;
+    // A file whose OPTIONS could be misread is refused before anything is planned.
+    if let Some(reason) = sysconfig
+        .as_deref()
+        .map(Options::parse)
+        .as_ref()
+        .and_then(|o| o.refusal().map(str::to_owned))
+    {
+        return Err(DockerConfigError::Sysconfig {
+            path: paths.sysconfig.display().to_string(),
+            reason,
+        });
+    }
     let record = read(&paths.record)?.and_then(|t| serde_json::from_str(&t).ok());
     Ok(Current {
         daemon_text,
         daemon,
-        sysconfig: read(&paths.sysconfig)?,
+        sysconfig,
         runtimes_dir: paths.runtimes_dir.is_dir(),
         nvidia_file,
+        nvidia_mode,
         nvidia_link,
         gpu_share_link: std::fs::read_link(paths.runtimes_dir.join(NAME)).ok(),
         channel_entry,
         channel_dir_missing,
+        record_dir_missing,
         record,
     })
 }

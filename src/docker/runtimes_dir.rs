@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::daemon_json::DaemonJson;
-use super::model::{Edit, Previous, NAME, NVIDIA};
+use super::model::{Edit, Previous, Record, NAME, NVIDIA};
 use super::place::{Draft, Place};
 
 /// The runtimes directory as a [`Place`]. It cannot name a default runtime: that setting is
@@ -50,7 +50,7 @@ impl Place for RuntimesDir {
         DaemonJson.set_default(draft)
     }
 
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record) {
         if draft.current.gpu_share_link.is_some() {
             draft.edits.push(Edit::Remove {
                 path: draft.paths.runtimes_dir.join(NAME),
@@ -58,7 +58,8 @@ impl Place for RuntimesDir {
         }
         draft.edits.push(Edit::Restore {
             path: draft.paths.runtimes_dir.join(NVIDIA),
-            previous: previous.clone(),
+            previous: record.previous_nvidia.clone(),
+            mode: record.previous_nvidia_mode,
         });
     }
 

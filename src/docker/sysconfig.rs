@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use super::options::Options;
 
-use super::model::{Current, Edit, Previous, NAME, NVIDIA};
+use super::model::{Current, DockerConfigError, Edit, Previous, Record, NAME, NVIDIA};
 use super::place::{Draft, Place};
 
 const ADD_RUNTIME: &str = "add-runtime";
@@ -43,14 +43,27 @@ fn remove_ours(o: &mut Options) {
 }
 
 /// The write of the sysconfig file at `path`, where its flags changed.
-pub(super) fn write(path: &Path, current: &Current, options: Option<&Options>) -> Option<Edit> {
-    let (o, before) = (options?, current.sysconfig.as_ref()?);
-    (Options::parse(before).words != o.words).then(|| Edit::Write {
+pub(super) fn write(
+    path: &Path,
+    current: &Current,
+    options: Option<&Options>,
+) -> Result<Option<Edit>, DockerConfigError> {
+    let (Some(o), Some(before)) = (options, current.sysconfig.as_ref()) else {
+        return Ok(None);
+    };
+    if Options::parse(before).words == o.words {
+        return Ok(None);
+    }
+    let after = o.render().ok_or_else(|| DockerConfigError::Sysconfig {
+        path: path.display().to_string(),
+        reason: format!("a word of OPTIONS holds both kinds of quote: {:?}", o.words),
+    })?;
+    Ok(Some(Edit::Write {
         path: path.to_path_buf(),
         before: Some(before.clone()),
-        after: o.render(),
+        after,
         backup: false,
-    })
+    }))
 }
 
 /// The sysconfig file as a [`Place`]. Where there is no file, it changes nothing.
@@ -95,7 +108,8 @@ impl Place for Sysconfig {
         }
     }
 
-    fn restore_runtimes(&self, draft: &mut Draft, previous: &Previous) {
+    fn restore_runtimes(&self, draft: &mut Draft, record: &Record) {
+        let previous = &record.previous_nvidia;
         if let Some(o) = draft.options.as_mut() {
             remove_ours(o);
             if let Previous::Path(p) = previous {
