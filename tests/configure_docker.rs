@@ -86,6 +86,11 @@ impl Etc {
     }
 
     fn run(&self, verb: &str, extra: &[&str]) -> Output {
+        self.run_with_channel_dir(verb, &self.channel_dir(), extra)
+    }
+
+    /// `run`, with the link named `nvidia` made in `channel_dir`.
+    fn run_with_channel_dir(&self, verb: &str, channel_dir: &Path, extra: &[&str]) -> Output {
         Command::new(cli_bin())
             .args([verb, "docker", "--config"])
             .arg(self.path("daemon.json"))
@@ -96,7 +101,7 @@ impl Etc {
             .arg("--record")
             .arg(self.path("gpu-share/docker-configure.json"))
             .arg("--channel-dir")
-            .arg(self.channel_dir())
+            .arg(channel_dir)
             .arg("--runtime-path")
             .arg(self.runtime())
             .args(extra)
@@ -112,31 +117,11 @@ impl Etc {
 
     /// Every file under the dir (links as their targets), for before/after comparisons.
     fn snapshot(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = e.path();
-                let name = p
-                    .strip_prefix(self.dir.path())
-                    .unwrap()
-                    .display()
-                    .to_string();
-                let meta = std::fs::symlink_metadata(&p).unwrap();
-                if meta.is_dir() {
-                    stack.push(p);
-                } else if meta.file_type().is_symlink() {
-                    out.push((
-                        name,
-                        format!("-> {}", std::fs::read_link(&p).unwrap().display()),
-                    ));
-                } else if !name.contains(".bak") {
-                    out.push((name, std::fs::read_to_string(&p).unwrap()));
-                }
-            }
-        }
-        out.sort();
-        out
+        snapshot_with_modes(self)
+            .into_iter()
+            .filter(|(_, content, _)| content != DIR)
+            .map(|(name, content, _)| (name, content))
+            .collect()
     }
 
     fn json(&self) -> serde_json::Value {
@@ -627,7 +612,10 @@ fn runs_again_and_again_keep_one_backup() {
     assert_eq!(etc.read("daemon.json.gpu-share.bak"), "{\"debug\": true}\n");
 }
 
-/// Every entry under the dir with its mode and kind, for the property below.
+/// What `snapshot_with_modes` shows for a directory's content.
+const DIR: &str = "<directory>";
+
+/// Every entry under the dir with its mode and kind (links as their targets, backups left out).
 fn snapshot_with_modes(etc: &Etc) -> Vec<(String, String, u32)> {
     let mut out = Vec::new();
     let mut stack = vec![etc.dir.path().to_path_buf()];
@@ -643,7 +631,7 @@ fn snapshot_with_modes(etc: &Etc) -> Vec<(String, String, u32)> {
             let m = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
             if meta.is_dir() {
                 stack.push(p);
-                out.push((name, "dir".into(), m));
+                out.push((name, DIR.into(), m));
             } else if meta.file_type().is_symlink() {
                 let t = std::fs::read_link(&p).unwrap().display().to_string();
                 out.push((name, format!("-> {t}"), 0));
@@ -828,21 +816,7 @@ fn a_failure_after_the_record_is_written_takes_everything_back() {
     // The link named nvidia cannot be made: its directory's parent is a file.
     etc.write("blocker", "a file\n");
     let before = snapshot_with_modes(&etc);
-    let out = Command::new(cli_bin())
-        .args(["configure", "docker", "--config"])
-        .arg(etc.path("daemon.json"))
-        .arg("--sysconfig")
-        .arg(etc.path("sysconfig-docker"))
-        .arg("--runtimes-dir")
-        .arg(etc.path("docker-runtimes.d"))
-        .arg("--record")
-        .arg(etc.path("gpu-share/docker-configure.json"))
-        .arg("--channel-dir")
-        .arg(etc.path("blocker/gpu-share"))
-        .arg("--runtime-path")
-        .arg(etc.runtime())
-        .output()
-        .unwrap();
+    let out = etc.run_with_channel_dir("configure", &etc.path("blocker/gpu-share"), &[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("blocker"),
