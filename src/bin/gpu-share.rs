@@ -10,6 +10,7 @@ use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::host;
 use gpu_share::metrics::agent::{self, Mode, Sink};
+use gpu_share::runc_exec;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
 #[derive(Parser)]
@@ -208,12 +209,14 @@ fn run_metrics(config_path: &Path, once: bool, output: Output) -> ExitCode {
     }
 }
 
+/// The runtime to register: beside this program, else where `make install` puts it (the same
+/// rule `doctor` uses to tell the shim from runc, `runc_exec::NotRunc::installed_runtime`).
 fn installed_runtime() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .map(|me| me.with_file_name("gpu-share-runtime"))
+        .map(|me| me.with_file_name(runc_exec::RUNTIME_NAME))
         .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/gpu-share-runtime"))
+        .unwrap_or_else(|| PathBuf::from(runc_exec::RUNTIME_INSTALLED))
 }
 
 fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
