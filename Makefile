@@ -11,7 +11,7 @@ DESTDIR ?=
 PACKER   ?= packer
 AMI_VARS ?=
 
-.PHONY: all deps build release demo test lint bench install ami clean
+.PHONY: all deps build release demo test lint bench simulate install ami clean
 
 all: release
 
@@ -44,6 +44,11 @@ test: deps lint
 
 bench: deps release
 	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup --bench agent
+
+# A day of a GPU service under service target tracking and capacity-provider scaling
+# (docs/scaling.md): prints the summary and redraws docs/scaling-simulation.png.
+simulate: deps
+	python3 scripts/simulate.py --plot docs/scaling-simulation.png
 
 install: release
 	install -D -m 0755 $(DIST)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime

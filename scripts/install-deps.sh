@@ -2,8 +2,8 @@
 # Installs what the demo, the tests and the benchmark run for real: runc, dockerd (docker.io,
 # which brings containerd), a static busybox for container root filesystems, a C compiler (the
 # fake NVML library), Debian's packer (`packer fmt -check` on the AMI template), from PyPI
-# moto's server (a local CloudWatch API) and cfn-lint, and from crates.io cargo-machete
-# (`make lint` fails on unused dependencies).
+# moto's server (a local CloudWatch API), cfn-lint and matplotlib (`make simulate`'s plot), and
+# from crates.io cargo-machete (`make lint` fails on unused dependencies).
 # Installs only what is missing, so it costs nothing on a machine that has them.
 set -euo pipefail
 
@@ -19,6 +19,7 @@ command -v packer >/dev/null 2>&1 || need+=(packer)
 py=()
 command -v moto_server >/dev/null 2>&1 || py+=("moto[server]")
 command -v cfn-lint >/dev/null 2>&1 || py+=(cfn-lint)
+python3 -c "import matplotlib" >/dev/null 2>&1 || py+=(matplotlib)
 if ((${#py[@]})); then
   echo "install-deps: installing ${py[*]} from PyPI"
   python3 -m pip install -q --disable-pip-version-check "${py[@]}"
