@@ -375,10 +375,20 @@ def main(argv):
     ap.add_argument("--plot", metavar="PNG", help="draw the runs to this PNG (needs matplotlib)")
     ap.add_argument("--json", action="store_true", help="print the summaries as JSON")
     args = ap.parse_args(argv)
-    if args.max_per_gpu < 1 or any(t <= 0 for t in args.targets) or not 0 < args.target_capacity <= 100:
-        ap.error("--max-per-gpu must be at least 1, targets above 0, --target-capacity in (0, 100]")
+    if args.max_per_gpu < 1:
+        ap.error(f"--max-per-gpu {args.max_per_gpu}: must be at least 1")
+    if any(t <= 0 for t in args.targets):
+        ap.error("--targets: every target must be above 0")
+    if not 0 < args.target_capacity <= 100:
+        ap.error(f"--target-capacity {args.target_capacity:g}: must be in (0, 100]")
     if args.scale_out_cooldown < 0 or args.instance_start < 0:
         ap.error("--scale-out-cooldown and --instance-start must not be negative")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("simulate: --plot needs matplotlib (scripts/install-deps.sh installs it)", file=sys.stderr)
+            return 1
     runs, summaries = [], []
     for target in args.targets:
         cfg = Config(
@@ -398,7 +408,11 @@ def main(argv):
         for s in summaries:
             print_summary(s)
     if args.plot:
-        plot(runs, args.plot)
+        try:
+            plot(runs, args.plot)
+        except OSError as e:
+            print(f"simulate: writing {args.plot}: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"plot: {args.plot}", file=sys.stderr)
     return 0
 
