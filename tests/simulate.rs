@@ -96,7 +96,10 @@ fn lower_target_runs_more_tasks_on_more_instances_at_lower_gpu_use() {
 fn target_above_a_full_gpus_share_starves_the_service() {
     let runs = simulate(&["--targets", "50"]);
     let run = &runs[0];
-    assert!(run["warning"].as_str().unwrap().contains("100 / max_per_gpu = 25"));
+    assert!(run["warning"]
+        .as_str()
+        .unwrap()
+        .contains("100 / max_per_gpu = 25"));
     assert!(f(&run["served_percent"]) < 50.0, "{run:#}");
     assert!(f(&phase(run, "peak")["served"]) < 25.0, "{run:#}");
 }
@@ -118,8 +121,5 @@ fn bad_arguments_are_refused_before_simulating() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--max-per-gpu 0: must be at least 1"),
-        "{err}"
-    );
+    assert!(err.contains("--max-per-gpu 0: must be at least 1"), "{err}");
 }
