@@ -71,7 +71,8 @@ class Config:
     gpus_per_instance: int = 1  # g4dn.xlarge
     min_tasks: int = 1
     max_tasks: int = 80
-    scale_out_cooldown: int = 7  # minutes (ScaleOutCooldown 420 s: instance + task start + a datapoint)
+    # Minutes (ScaleOutCooldown 420 s): an instance's start, a task's start and a datapoint.
+    scale_out_cooldown: int = 7
     scale_in_cooldown: int = 5  # minutes (ScaleInCooldown 300 s)
     out_datapoints: int = 3
     in_datapoints: int = 15
@@ -122,7 +123,8 @@ class Stack:
         return [t for t in self.tasks if t.instance == inst.ident]
 
     def running(self, now):
-        return [t for t in self.tasks if t.placed_at >= 0 and now - t.placed_at >= self.cfg.task_start]
+        start = self.cfg.task_start
+        return [t for t in self.tasks if t.placed_at >= 0 and now - t.placed_at >= start]
 
     def provisioning(self):
         return [t for t in self.tasks if t.placed_at < 0]
@@ -146,7 +148,10 @@ class Stack:
         if waiting:
             return waiting[-1]
         # Stop on the emptiest instance, so whole instances empty and can be scaled in.
-        return min(self.tasks, key=lambda t: (len([u for u in self.tasks if u.instance == t.instance]), -t.instance))
+        count = {}
+        for t in self.tasks:
+            count[t.instance] = count.get(t.instance, 0) + 1
+        return min(self.tasks, key=lambda t: (count[t.instance], -t.instance))
 
     # --- what the GPUs do -----------------------------------------------------------------
     def serve(self, now, load):
@@ -227,6 +232,8 @@ def simulate(cfg):
         metric = sum(use.values()) / len(use) if use else None
         ready = stack.ready(now)
         per_gpu = max((len(stack.on(i)) for i in ready), default=0) / cfg.gpus_per_instance
+        gpus = len(ready) * cfg.gpus_per_instance
+        waited = max((now - t.created_at for t in stack.provisioning()), default=0)
         rows.append(
             {
                 "minute": now,
@@ -237,10 +244,10 @@ def simulate(cfg):
                 "instances": len(stack.instances),
                 "ready_instances": len(ready),
                 "metric": metric,
-                "gpu_use": served / (len(ready) * cfg.gpus_per_instance) if ready else 0.0,  # percent
+                "gpu_use": served / gpus if gpus else 0.0,  # percent
                 "served": min(1.0, served / load) if load else 1.0,
                 "max_tasks_per_gpu": per_gpu,
-                "oldest_provisioning": max((now - t.created_at for t in stack.provisioning()), default=0),
+                "oldest_provisioning": waited,
             }
         )
         stack.scale_service(now, metric)
@@ -287,12 +294,13 @@ def summarize(cfg, rows):
             need = math.ceil(r["running"] / (cfg.max_per_gpu * cfg.gpus_per_instance))
             settled_excess.append(r["ready_instances"] - need)
     by_phase = {p["phase"]: p for p in phases}
+    served = sum(r["load"] * r["served"] for r in rows)
     ceiling = 100.0 * cfg.gpus_per_instance / (cfg.max_per_gpu * cfg.gpus_per_instance)
     warning = None
     if cfg.target > ceiling:
         warning = (
-            f"target {cfg.target:g} is above 100 / max_per_gpu = {ceiling:g}: a GPU full of tasks reads "
-            "below target while it is saturated, so the service does not scale out under load"
+            f"target {cfg.target:g} is above 100 / max_per_gpu = {ceiling:g}: a GPU full of tasks "
+            "reads below target while it is saturated, so the service does not scale out under load"
         )
     return {
         "target": cfg.target,
@@ -310,26 +318,32 @@ def summarize(cfg, rows):
         "settled_minutes": len(settled_excess),
         "settled_instances_short": sum(1 for e in settled_excess if e < 0),
         "settled_instances_spare_max": max(settled_excess, default=0),
-        "served_percent": round(100 * sum(min(r["load"], r["load"] * r["served"]) for r in rows) / sum(r["load"] for r in rows), 1),
+        "served_percent": round(100 * served / sum(r["load"] for r in rows), 1),
     }
 
 
 def print_summary(s):
-    print(f"target {s['target']:g}% per task (ceiling on a full GPU: 100 / max_per_gpu = {s['ceiling']:g}%)")
+    ceiling = f"ceiling on a full GPU: 100 / max_per_gpu = {s['ceiling']:g}%"
+    print(f"target {s['target']:g}% per task ({ceiling})")
     if s["warning"]:
         print(f"  WARNING: {s['warning']}")
-    head = f"  {'phase':<13} {'start':>5} {'load':>6} {'tasks':>6} {'max':>4} {'inst':>5} {'task%':>6} {'gpu%':>5} {'served%':>8}"
-    print(head)
+    print(
+        f"  {'phase':<13} {'start':>5} {'load':>6} {'tasks':>6} {'max':>4} {'inst':>5} "
+        f"{'task%':>6} {'gpu%':>5} {'served%':>8}"
+    )
     for p in s["phases"]:
         use = "-" if p["task_gpu_use"] is None else f"{p['task_gpu_use']:.1f}"
         print(
-            f"  {p['phase']:<13} {p['start']:>5} {p['load']:>6.0f} {p['tasks']:>6.1f} {p['tasks_max']:>4} "
+            f"  {p['phase']:<13} {p['start']:>5} {p['load']:>6.0f} {p['tasks']:>6.1f} "
+            f"{p['tasks_max']:>4} "
             f"{p['instances']:>5.1f} {use:>6} {p['gpu_use']:>5.1f} {p['served']:>8.1f}"
         )
     print(
-        f"  reversals of desired tasks: {s['desired_reversals']}, of instances: {s['instance_reversals']}; "
+        f"  reversals of desired tasks: {s['desired_reversals']}, "
+        f"of instances: {s['instance_reversals']}; "
         f"peak {s['peak_tasks']} tasks on {s['peak_instances']} instances; "
-        f"at most {s['max_tasks_per_gpu']:g} tasks per GPU; longest PROVISIONING {s['longest_provisioning_minutes']} min; "
+        f"at most {s['max_tasks_per_gpu']:g} tasks per GPU; "
+        f"longest PROVISIONING {s['longest_provisioning_minutes']} min; "
         f"load served {s['served_percent']}%"
     )
 
@@ -345,14 +359,22 @@ def plot(runs, path):
     for ax, (cfg, rows) in zip(axes, runs):
         hours = [r["minute"] / 60 for r in rows]
         ax.plot(hours, [r["running"] for r in rows], label="running tasks", color="tab:blue")
-        ax.plot(hours, [r["desired"] for r in rows], label="desired tasks", color="tab:blue", ls=":", lw=1)
-        ax.step(hours, [r["instances"] for r in rows], where="post", label="instances (GPUs)", color="tab:orange")
-        ax.plot(hours, [r["load"] / 100 for r in rows], label="load (GPUs of work)", color="black", lw=1)
+        ax.plot(hours, [r["desired"] for r in rows], label="desired tasks", color="tab:blue",
+                ls=":", lw=1)
+        ax.step(hours, [r["instances"] for r in rows], where="post", label="instances (GPUs)",
+                color="tab:orange")
+        ax.plot(hours, [r["load"] / 100 for r in rows], label="load (GPUs of work)",
+                color="black", lw=1)
         ax.set_ylabel("tasks / instances / GPUs of load")
-        ax.set_title(f"TargetGpuUtilization {cfg.target:g}% per task, sharing.max_per_gpu = {cfg.max_per_gpu}")
+        ax.set_title(
+            f"TargetGpuUtilization {cfg.target:g}% per task, "
+            f"sharing.max_per_gpu = {cfg.max_per_gpu}"
+        )
         right = ax.twinx()
-        right.plot(hours, [r["gpu_use"] for r in rows], label="mean GPU use % (right)", color="tab:green", lw=0.8, alpha=0.7)
-        right.plot(hours, [r["metric"] or 0 for r in rows], label="ServiceGPUUtilization avg % (right)", color="tab:red", lw=0.8)
+        right.plot(hours, [r["gpu_use"] for r in rows], label="mean GPU use % (right)",
+                   color="tab:green", lw=0.8, alpha=0.7)
+        right.plot(hours, [r["metric"] or 0 for r in rows],
+                   label="ServiceGPUUtilization avg % (right)", color="tab:red", lw=0.8)
         right.axhline(cfg.target, color="tab:red", ls="--", lw=0.8)
         right.set_ylim(0, 110)
         right.set_ylabel("percent")
@@ -367,11 +389,14 @@ def plot(runs, path):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", type=float, nargs="+", default=[20.0, 15.0], help="TargetGpuUtilization values, one run each")
+    ap.add_argument("--targets", type=float, nargs="+", default=[20.0, 15.0],
+                    help="TargetGpuUtilization values, one run each")
     ap.add_argument("--max-per-gpu", type=int, default=4, help="sharing.max_per_gpu")
-    ap.add_argument("--instance-start", type=int, default=5, help="minutes from launch to joining the cluster")
+    ap.add_argument("--instance-start", type=int, default=5,
+                    help="minutes from launch to joining the cluster")
     ap.add_argument("--scale-out-cooldown", type=int, default=7, help="ScaleOutCooldown in minutes")
-    ap.add_argument("--target-capacity", type=float, default=100.0, help="the capacity provider's TargetCapacity")
+    ap.add_argument("--target-capacity", type=float, default=100.0,
+                    help="the capacity provider's TargetCapacity")
     ap.add_argument("--plot", metavar="PNG", help="draw the runs to this PNG (needs matplotlib)")
     ap.add_argument("--json", action="store_true", help="print the summaries as JSON")
     args = ap.parse_args(argv)
@@ -387,7 +412,8 @@ def main(argv):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("simulate: --plot needs matplotlib (scripts/install-deps.sh installs it)", file=sys.stderr)
+            print("simulate: --plot needs matplotlib (scripts/install-deps.sh installs it)",
+                  file=sys.stderr)
             return 1
     runs, summaries = [], []
     for target in args.targets:
