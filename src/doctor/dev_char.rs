@@ -50,9 +50,13 @@ pub enum LinkState {
     InPlace,
     Missing,
     /// A symlink that resolves elsewhere, or nowhere.
-    Wrong { points_at: PathBuf },
+    Wrong {
+        points_at: PathBuf,
+    },
     /// Not a symlink: `--fix` never removes it.
-    Blocked { what: &'static str },
+    Blocked {
+        what: &'static str,
+    },
     Unreadable(io::Error),
 }
 
@@ -221,7 +225,10 @@ pub fn check_links(root: &Path) -> Vec<Check> {
         })
         .collect();
     if lines.is_empty() {
-        let detail = format!("{total} NVIDIA device node(s) linked in {}", survey.dir.display());
+        let detail = format!(
+            "{total} NVIDIA device node(s) linked in {}",
+            survey.dir.display()
+        );
         return vec![check(Status::Ok, NAME, detail)];
     }
     let blocked = survey

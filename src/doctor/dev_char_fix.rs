@@ -84,9 +84,7 @@ pub struct Fixed {
 pub fn fix_links(root: &Path) -> Result<Fixed, FixError> {
     let Survey { dir, links } = survey(root)?;
     let mut fixed = Fixed::default();
-    let needs_work = links
-        .iter()
-        .any(|(_, s)| !matches!(s, LinkState::InPlace));
+    let needs_work = links.iter().any(|(_, s)| !matches!(s, LinkState::InPlace));
     // udev makes /dev/char 0755; made only when a link is to go in it.
     if needs_work {
         if let Err(source) = std::fs::DirBuilder::new()
@@ -108,12 +106,12 @@ pub fn fix_links(root: &Path) -> Result<Fixed, FixError> {
                 fixed.in_place += 1;
                 continue;
             }
-            LinkState::Missing => std::os::unix::fs::symlink(&w.target, &link).map(|()| {
-                Done::Made {
+            LinkState::Missing => {
+                std::os::unix::fs::symlink(&w.target, &link).map(|()| Done::Made {
                     link: link.clone(),
                     target: w.target.clone(),
-                }
-            }),
+                })
+            }
             LinkState::Wrong { points_at } => {
                 replace_symlink(&dir, &link, &w.target).map(|()| Done::Replaced {
                     link: link.clone(),

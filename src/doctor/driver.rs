@@ -135,4 +135,3 @@ pub(crate) fn persistence(root: &Path) -> Check {
         )
     }
 }
-

@@ -145,4 +145,3 @@ pub(crate) fn state_file(config: &Config) -> Check {
         Err(e) => check(Status::Fail, "state", e.to_string()),
     }
 }
-
