@@ -355,3 +355,34 @@ fn doctor_fix_refuses_a_config_that_does_not_load_and_writes_nothing() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(snapshot(h.root()), before);
 }
+
+#[test]
+fn doctor_fix_leaves_a_file_where_dev_char_should_be() {
+    if !require("doctor_fix_leaves_a_file_where_dev_char_should_be", &[]) {
+        return;
+    }
+    let h = Host::new(1);
+    std::fs::write(h.dev_char(), "not a directory\n").unwrap();
+    let out = h.doctor(false);
+    let lines = dev_char_lines(&out);
+    assert_eq!(
+        lines,
+        [format!(
+            "WARN dev/char         {} is not a directory, so no link can be in it: remove it, \
+             then run `gpu-share doctor --fix` (docs/dev-char.md)",
+            h.dev_char().display()
+        )]
+    );
+    let before = snapshot(h.root());
+    let out = h.doctor(true);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "gpu-share: {} is not a directory: left as it is; remove it, then run gpu-share \
+             doctor --fix again\n",
+            h.dev_char().display()
+        )
+    );
+    assert_eq!(snapshot(h.root()), before);
+}

@@ -179,6 +179,14 @@ pub fn state(root: &Path, dir: &Path, w: &Wanted) -> LinkState {
     LinkState::Blocked { what }
 }
 
+/// Whether `dir` is a directory (through a symlink too), or is missing and can be made.
+pub fn dir_can_hold_links(dir: &Path) -> bool {
+    match std::fs::metadata(dir) {
+        Ok(m) => m.is_dir(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 /// Every wanted link under `root`, with its state.
 pub fn survey(root: &Path) -> Result<Survey, SurveyError> {
     let dir = root.join("dev/char");
@@ -202,6 +210,14 @@ pub fn check_links(root: &Path) -> Vec<Check> {
     };
     if survey.links.is_empty() {
         return vec![check(Status::Ok, NAME, "no NVIDIA device nodes to link")];
+    }
+    if !dir_can_hold_links(&survey.dir) {
+        let detail = format!(
+            "{} is not a directory, so no link can be in it: remove it, then run \
+             `gpu-share doctor --fix` (docs/dev-char.md)",
+            survey.dir.display()
+        );
+        return vec![check(Status::Warn, NAME, detail)];
     }
     let total = survey.links.len();
     let mut lines: Vec<Check> = survey

@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::dev_char::{survey, LinkState, Survey, SurveyError};
+use super::dev_char::{dir_can_hold_links, survey, LinkState, Survey, SurveyError};
 
 /// A change `--fix` made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,10 @@ impl fmt::Display for Done {
 pub enum FixError {
     #[error(transparent)]
     Survey(#[from] SurveyError),
+    #[error(
+        "{dir} is not a directory: left as it is; remove it, then run gpu-share doctor --fix again"
+    )]
+    NotADirectory { dir: String },
     #[error("cannot make {dir}: {source}")]
     MakeDir { dir: String, source: io::Error },
     #[error(
@@ -85,6 +89,11 @@ pub fn fix_links(root: &Path) -> Result<Fixed, FixError> {
     let Survey { dir, links } = survey(root)?;
     let mut fixed = Fixed::default();
     let needs_work = links.iter().any(|(_, s)| !matches!(s, LinkState::InPlace));
+    if needs_work && !dir_can_hold_links(&dir) {
+        return Err(FixError::NotADirectory {
+            dir: dir.display().to_string(),
+        });
+    }
     // udev makes /dev/char 0755; made only when a link is to go in it.
     if needs_work {
         if let Err(source) = std::fs::DirBuilder::new()
