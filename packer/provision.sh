@@ -54,18 +54,12 @@ tool() {
 }
 
 # Whether the AMI has the unit file NAME (installed by a package, or ours).
+# (The list is read whole first: with pipefail, grep -q quitting early could fail the pipe.)
 has_unit() {
-  systemctl --root="${ROOT:-/}" list-unit-files --no-legend "$1" 2>/dev/null |
-    grep -q "^$1[[:space:]]"
+  local units
+  units=$(systemctl --root="${ROOT:-/}" list-unit-files --no-legend "$1" 2>/dev/null || true)
+  grep -q "^$1[[:space:]]" <<<"$units"
 }
-
-# /dev/char links: made at every boot (/dev is rebuilt at boot) before docker and ECS start,
-# and now, which checks that --fix works on this hardware and fails the build if it cannot.
-install -D -m 0644 "$SRC/units/gpu-share-dev-char.service" "$SYSTEMD/gpu-share-dev-char.service"
-systemctl --root="${ROOT:-/}" enable gpu-share-dev-char.service
-"$BIN/gpu-share" doctor --fix \
-  --config "$ROOT/etc/gpu-share/config.toml" \
-  --daemon-json "$ROOT/etc/docker/daemon.json"
 
 # A current CDI spec at every boot: the toolkit's own refresh units where it has them (1.18 and
 # later: regenerated at boot and when the driver or toolkit changes), else our oneshot unit
@@ -87,19 +81,29 @@ elif [[ -n $CTK ]]; then
 else
   # Not fatal: the runtime's legacy path (the NVIDIA hook) needs no CDI spec.
   echo "provision.sh: WARNING: no nvidia-ctk on this AMI: no CDI spec is generated at boot;" \
-    "containers get GPUs through the NVIDIA hook (devices.injection = \"cdi\" would fail)" >&2
+    "containers get GPUs through the NVIDIA hook, and CDI injection finds no spec" >&2
 fi
 
-if [[ -z $ROOT ]]; then
-  if [[ -n $CDI_UNIT ]]; then
-    # Run the unit as boot will; a unit that writes no spec on this hardware fails the build.
-    systemctl start "$CDI_UNIT"
-    if ! compgen -G "/var/run/cdi/nvidia*.yaml" >/dev/null && ! compgen -G "/etc/cdi/nvidia*.yaml" >/dev/null; then
-      echo "provision.sh: $CDI_UNIT ran but wrote no NVIDIA CDI spec in /var/run/cdi or /etc/cdi:" \
-        "see journalctl -u $CDI_UNIT" >&2
-      exit 1
-    fi
+# At bake time, run the CDI unit as boot will: one that writes no spec on this hardware fails
+# the build, with this line rather than systemctl's.
+if [[ -z $ROOT && -n $CDI_UNIT ]]; then
+  systemctl start "$CDI_UNIT" || true
+  if ! compgen -G "/var/run/cdi/nvidia*.yaml" >/dev/null && ! compgen -G "/etc/cdi/nvidia*.yaml" >/dev/null; then
+    echo "provision.sh: $CDI_UNIT ran but wrote no NVIDIA CDI spec in /var/run/cdi or /etc/cdi:" \
+      "see journalctl -u $CDI_UNIT" >&2
+    exit 1
   fi
+fi
+
+# /dev/char links: made at every boot (/dev is rebuilt at boot) before docker and ECS start,
+# and now (after the CDI unit, as at boot): a link --fix cannot make fails the build.
+install -D -m 0644 "$SRC/units/gpu-share-dev-char.service" "$SYSTEMD/gpu-share-dev-char.service"
+systemctl --root="${ROOT:-/}" enable gpu-share-dev-char.service
+"$BIN/gpu-share" doctor --fix \
+  --config "$ROOT/etc/gpu-share/config.toml" \
+  --daemon-json "$ROOT/etc/docker/daemon.json"
+
+if [[ -z $ROOT ]]; then
   systemctl restart docker
   # A broken AMI fails the build here: doctor exits non-zero on any FAIL.
   "$BIN/gpu-share" doctor

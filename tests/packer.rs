@@ -850,19 +850,22 @@ fn template_uploads_every_boot_unit() {
 #[test]
 fn provision_checks_at_bake_time_that_a_cdi_spec_was_written() {
     let script = std::fs::read_to_string(packer_dir().join("provision.sh")).unwrap();
-    let bake = script
-        .split_once("if [[ -z $ROOT ]]; then")
-        .map(|(_, b)| b)
-        .expect("the bake-time branch");
-    let start = bake
-        .find("systemctl start \"$CDI_UNIT\"")
-        .expect("starts the unit");
-    let check = bake
-        .find("/var/run/cdi/nvidia*.yaml")
-        .expect("looks for the spec");
-    let fail = bake[check..].find("exit 1").expect("fails the build") + check;
-    let restart = bake.find("systemctl restart docker").unwrap();
-    assert!(start < check && check < fail && fail < restart, "{bake}");
+    let at = |what: &str| {
+        script
+            .find(what)
+            .unwrap_or_else(|| panic!("provision.sh does not run {what:?}"))
+    };
+    let bake = at("if [[ -z $ROOT && -n $CDI_UNIT ]]; then");
+    let start = at("systemctl start \"$CDI_UNIT\"");
+    let check = at("/var/run/cdi/nvidia*.yaml");
+    let fail = script[check..].find("exit 1").expect("fails the build") + check;
+    // The links are made after the CDI unit made the control nodes, as at boot.
+    let fix = at("\"$BIN/gpu-share\" doctor --fix");
+    let restart = at("systemctl restart docker");
+    assert!(
+        bake < start && start < check && check < fail && fail < fix && fix < restart,
+        "{script}"
+    );
 }
 
 fn enabled(ami: &Ami, unit: &str) -> bool {
