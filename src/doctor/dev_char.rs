@@ -101,7 +101,11 @@ pub fn wanted(root: &Path) -> Result<Vec<Wanted>, SurveyError> {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.starts_with("nvidia") || NOT_LINKED.iter().any(|p| name.starts_with(p)) {
+            // A name with a control character is no driver's, and would break doctor's lines.
+            if !name.starts_with("nvidia")
+                || NOT_LINKED.iter().any(|p| name.starts_with(p))
+                || name.chars().any(char::is_control)
+            {
                 continue;
             }
             let path = entry.path();
@@ -126,6 +130,17 @@ pub fn wanted(root: &Path) -> Result<Vec<Wanted>, SurveyError> {
     let mut seen = std::collections::HashSet::new();
     nodes.retain(|n| seen.insert((n.major, n.minor)));
     Ok(nodes)
+}
+
+/// A link's target for one line of output: anyone who can write /dev/char chose it, so a
+/// control character in it is shown escaped rather than written out.
+pub fn shown_target(target: &Path) -> String {
+    let s = target.to_string_lossy();
+    if s.chars().any(char::is_control) {
+        format!("{s:?}")
+    } else {
+        s.into_owned()
+    }
 }
 
 /// Where a link's target leads: an absolute target is read under the devices root (so a
@@ -230,7 +245,7 @@ pub fn check_links(root: &Path) -> Vec<Check> {
                 LinkState::InPlace => return None,
                 LinkState::Missing => format!("{link} is missing (for {node})"),
                 LinkState::Wrong { points_at } => {
-                    format!("{link} points at {}, not {node}", points_at.display())
+                    format!("{link} points at {}, not {node}", shown_target(points_at))
                 }
                 LinkState::Blocked { what } => format!(
                     "{link} is {what}, not a link to {node}: --fix leaves it, remove it by hand"
@@ -265,4 +280,38 @@ pub fn check_links(root: &Path) -> Vec<Check> {
     );
     lines.push(check(Status::Warn, NAME, hint));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_with_a_control_character_is_shown_escaped() {
+        assert_eq!(shown_target(Path::new("../nvidia0")), "../nvidia0");
+        assert_eq!(
+            shown_target(Path::new("../x\nOK   dev/char")),
+            "\"../x\\nOK   dev/char\""
+        );
+    }
+
+    #[test]
+    fn an_absolute_target_is_read_under_the_devices_root() {
+        let root = Path::new("/tmp/host");
+        let dir = root.join("dev/char");
+        assert_eq!(
+            resolve(root, &dir, Path::new("/dev/nvidia0")),
+            Path::new("/tmp/host/dev/nvidia0")
+        );
+        assert_eq!(
+            resolve(root, &dir, Path::new("../nvidia0")),
+            Path::new("/tmp/host/dev/char/../nvidia0")
+        );
+    }
+
+    #[test]
+    fn a_root_without_dev_wants_no_links() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(wanted(dir.path()).unwrap(), Vec::new());
+    }
 }

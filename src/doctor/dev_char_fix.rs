@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::dev_char::{dir_can_hold_links, survey, LinkState, Survey, SurveyError};
+use super::dev_char::{dir_can_hold_links, shown_target, survey, LinkState, Survey, SurveyError};
 
 /// A change `--fix` made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl fmt::Display for Done {
                 f,
                 "replaced {} -> {} with -> {}",
                 link.display(),
-                was.display(),
+                shown_target(was),
                 target.display()
             ),
         }
