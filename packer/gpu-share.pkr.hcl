@@ -152,7 +152,7 @@ build {
   sources = ["source.amazon-ebs.ecs_gpu"]
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/gpu-share/systemd"]
+    inline = ["mkdir -p /tmp/gpu-share/systemd /tmp/gpu-share/units"]
   }
 
   provisioner "file" {
@@ -167,6 +167,17 @@ build {
   provisioner "file" {
     source      = "${path.root}/../systemd/gpu-share-metrics.service"
     destination = "/tmp/gpu-share/systemd/gpu-share-metrics.service"
+  }
+
+  # Boot-time units provision.sh installs: the /dev/char links, and the CDI spec where the
+  # NVIDIA toolkit has no refresh unit of its own (or the ordering drop-in for the one it has).
+  provisioner "file" {
+    sources = [
+      "${path.root}/units/gpu-share-dev-char.service",
+      "${path.root}/units/gpu-share-cdi-generate.service",
+      "${path.root}/units/nvidia-cdi-refresh-before-docker.conf",
+    ]
+    destination = "/tmp/gpu-share/units/"
   }
 
   provisioner "file" {

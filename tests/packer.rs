@@ -460,6 +460,8 @@ fn baked_config_is_valid() {
 struct Ami {
     dir: tempfile::TempDir,
     host: FakeGpuHost,
+    /// What provision.sh said on stderr (its warnings).
+    stderr: String,
 }
 
 impl Ami {
@@ -470,7 +472,11 @@ impl Ami {
     fn new(layout: &[(&str, &str, u32)]) -> Ami {
         let dir = tempfile::tempdir().unwrap();
         let host = FakeGpuHost::new(1);
-        let ami = Ami { dir, host };
+        let mut ami = Ami {
+            dir,
+            host,
+            stderr: String::new(),
+        };
         for (path, body, mode) in layout {
             let p = ami.root().join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -488,6 +494,11 @@ impl Ami {
             src.join("systemd/gpu-share-metrics.service"),
         )
         .unwrap();
+        std::fs::create_dir_all(src.join("units")).unwrap();
+        for unit in std::fs::read_dir(packer_dir().join("units")).unwrap() {
+            let unit = unit.unwrap();
+            std::fs::copy(unit.path(), src.join("units").join(unit.file_name())).unwrap();
+        }
         // The baked config, pointed at the fake GPU host and a private state dir and log.
         let config = format!(
             "{}\n[devices]\nroot = {:?}\n[state]\ndir = {:?}\n[log]\npath = {:?}\n",
@@ -504,6 +515,7 @@ impl Ami {
             .output()
             .unwrap();
         assert!(out.status.success(), "provision.sh: {out:?}");
+        ami.stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         ami
     }
 
@@ -724,4 +736,267 @@ fn amazon_linux_2023_ami_daemon_json() {
     );
     assert_eq!(std::fs::read_link(&nvidia).unwrap(), runtime);
     check_dockerd(&ami, "gpu-share-runtime");
+}
+
+// ---- boot units: the /dev/char links and the CDI spec ----
+
+/// The values of `key=` in a unit file, each split on whitespace (`After=a b` is two).
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .flat_map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+fn unit_text(name: &str) -> String {
+    std::fs::read_to_string(packer_dir().join("units").join(name)).unwrap()
+}
+
+#[test]
+fn dev_char_unit_runs_doctor_fix_after_the_driver_and_before_docker_and_ecs() {
+    let unit = unit_text("gpu-share-dev-char.service");
+    assert_eq!(unit_values(&unit, "Type"), ["oneshot"]);
+    assert_eq!(
+        unit.lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap(),
+        "/usr/local/bin/gpu-share doctor --fix"
+    );
+    let after = unit_values(&unit, "After");
+    for before_it in [
+        "nvidia-persistenced.service",
+        "nvidia-cdi-refresh.service",
+        "gpu-share-cdi-generate.service",
+    ] {
+        assert!(
+            after.iter().any(|a| a == before_it),
+            "{before_it}: {after:?}"
+        );
+    }
+    assert_eq!(
+        unit_values(&unit, "Before"),
+        ["docker.service", "ecs.service"]
+    );
+    // The uvm nodes exist before the links are made; a host without nvidia-modprobe goes on.
+    assert_eq!(
+        unit_values(&unit, "ExecStartPre").join(" "),
+        "-/usr/bin/nvidia-modprobe -u -c=0"
+    );
+    assert_eq!(unit_values(&unit, "WantedBy"), ["multi-user.target"]);
+}
+
+#[test]
+fn cdi_units_write_the_spec_before_docker_and_ecs() {
+    let unit = unit_text("gpu-share-cdi-generate.service");
+    assert_eq!(unit_values(&unit, "Type"), ["oneshot"]);
+    assert_eq!(
+        unit.lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap(),
+        "@NVIDIA_CTK@ cdi generate --output=/var/run/cdi/nvidia.yaml"
+    );
+    assert!(unit_values(&unit, "After").contains(&"nvidia-persistenced.service".to_owned()));
+    assert_eq!(
+        unit_values(&unit, "Before"),
+        ["docker.service", "ecs.service"]
+    );
+    assert_eq!(unit_values(&unit, "WantedBy"), ["multi-user.target"]);
+    let drop_in = unit_text("nvidia-cdi-refresh-before-docker.conf");
+    assert_eq!(
+        unit_values(&drop_in, "Before"),
+        ["docker.service", "ecs.service"]
+    );
+}
+
+/// Every file in packer/units/ goes to the instance, where provision.sh reads it.
+#[test]
+fn template_uploads_every_boot_unit() {
+    let t = template();
+    let build = &blocks(&t, "build")[0];
+    let uploads: Vec<String> = blocks(&build.body, "provisioner")
+        .into_iter()
+        .filter(|p| labels(p) == ["file"])
+        .filter(|p| {
+            attr(&p.body, "destination").map(text).as_deref() == Some("\"/tmp/gpu-share/units/\"")
+        })
+        .filter_map(|p| attr(&p.body, "sources").map(text))
+        .collect();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let mut units: Vec<String> = std::fs::read_dir(packer_dir().join("units"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    units.sort();
+    assert_eq!(units.len(), 3, "{units:?}");
+    for u in units {
+        assert!(
+            uploads[0].contains(&format!("\"${{path.root}}/units/{u}\"")),
+            "{u} is not uploaded: {}",
+            uploads[0]
+        );
+    }
+    // The directory exists before the file provisioner uploads into it.
+    let mkdir = blocks(&build.body, "provisioner")
+        .into_iter()
+        .take_while(|p| labels(p) == ["shell"])
+        .filter_map(|p| attr(&p.body, "inline").map(text))
+        .find(|i| i.contains("mkdir"))
+        .expect("a shell provisioner that makes /tmp/gpu-share/units first");
+    assert!(mkdir.contains("/tmp/gpu-share/units"), "{mkdir}");
+}
+
+/// At bake time (no ROOT) the CDI unit is run as boot will run it, and a build whose unit wrote
+/// no spec fails: this branch needs a GPU instance, so its commands are pinned here.
+#[test]
+fn provision_checks_at_bake_time_that_a_cdi_spec_was_written() {
+    let script = std::fs::read_to_string(packer_dir().join("provision.sh")).unwrap();
+    let at = |what: &str| {
+        script
+            .find(what)
+            .unwrap_or_else(|| panic!("provision.sh does not run {what:?}"))
+    };
+    let bake = at("if [[ -z $ROOT && -n $CDI_UNIT ]]; then");
+    let start = at("systemctl start \"$CDI_UNIT\"");
+    let check = at("/var/run/cdi/nvidia*.yaml");
+    let fail = script[check..].find("exit 1").expect("fails the build") + check;
+    // The links are made after the CDI unit made the control nodes, as at boot.
+    let fix = at("\"$BIN/gpu-share\" doctor --fix");
+    let restart = at("systemctl restart docker");
+    assert!(
+        bake < start && start < check && check < fail && fail < fix && fix < restart,
+        "{script}"
+    );
+}
+
+fn enabled(ami: &Ami, unit: &str) -> bool {
+    std::fs::symlink_metadata(
+        ami.root()
+            .join("etc/systemd/system/multi-user.target.wants")
+            .join(unit),
+    )
+    .is_ok()
+}
+
+/// A toolkit's refresh units, as its package installs them (contents as in the toolkit's
+/// deployments/systemd/), and its nvidia-ctk.
+const TOOLKIT_1_18: &[(&str, &str, u32)] = &[
+    (
+        "usr/lib/systemd/system/nvidia-cdi-refresh.service",
+        "[Unit]\nDescription=Refresh NVIDIA CDI specification file\n[Service]\nType=oneshot\nExecStart=/usr/bin/nvidia-ctk cdi generate\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    (
+        "usr/lib/systemd/system/nvidia-cdi-refresh.path",
+        "[Unit]\nDescription=Trigger CDI refresh\n[Path]\nPathChanged=/usr/bin/nvidia-ctk\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    ("usr/bin/nvidia-ctk", "#!/bin/sh\n", 0o755),
+];
+
+#[test]
+fn provisioning_links_dev_char_and_enables_the_links_unit() {
+    if !require(
+        "provisioning_links_dev_char_and_enables_the_links_unit",
+        &["runc", "systemctl"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(TOOLKIT_1_18);
+    let unit = ami
+        .root()
+        .join("etc/systemd/system/gpu-share-dev-char.service");
+    assert_eq!(
+        std::fs::read_to_string(unit).unwrap(),
+        unit_text("gpu-share-dev-char.service")
+    );
+    assert!(enabled(&ami, "gpu-share-dev-char.service"));
+    // doctor --fix ran over the devices root the baked config names.
+    let dev_char = ami.host.root().join("dev/char");
+    assert_eq!(
+        std::fs::read_link(dev_char.join("195:0")).unwrap(),
+        Path::new("../nvidia0")
+    );
+    assert_eq!(
+        std::fs::read_link(dev_char.join("195:255")).unwrap(),
+        Path::new("../nvidiactl")
+    );
+}
+
+#[test]
+fn provisioning_enables_the_toolkits_cdi_refresh_units_where_it_has_them() {
+    if !require(
+        "provisioning_enables_the_toolkits_cdi_refresh_units_where_it_has_them",
+        &["runc", "systemctl"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(TOOLKIT_1_18);
+    assert!(enabled(&ami, "nvidia-cdi-refresh.service"));
+    assert!(enabled(&ami, "nvidia-cdi-refresh.path"));
+    let drop_in = ami
+        .root()
+        .join("etc/systemd/system/nvidia-cdi-refresh.service.d/gpu-share.conf");
+    assert_eq!(
+        std::fs::read_to_string(drop_in).unwrap(),
+        unit_text("nvidia-cdi-refresh-before-docker.conf")
+    );
+    assert!(!ami
+        .root()
+        .join("etc/systemd/system/gpu-share-cdi-generate.service")
+        .exists());
+    assert!(!ami.stderr.contains("WARNING"), "{}", ami.stderr);
+}
+
+#[test]
+fn provisioning_installs_its_own_cdi_unit_for_a_toolkit_without_refresh_units() {
+    if !require(
+        "provisioning_installs_its_own_cdi_unit_for_a_toolkit_without_refresh_units",
+        &["runc", "systemctl"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(&[("usr/bin/nvidia-ctk", "#!/bin/sh\n", 0o755)]);
+    let unit = std::fs::read_to_string(
+        ami.root()
+            .join("etc/systemd/system/gpu-share-cdi-generate.service"),
+    )
+    .unwrap();
+    assert!(!unit.contains("@NVIDIA_CTK@"), "{unit}");
+    assert_eq!(
+        unit.lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap(),
+        "/usr/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml"
+    );
+    assert_eq!(
+        unit_values(&unit, "ConditionPathExists"),
+        ["/usr/bin/nvidia-ctk"]
+    );
+    assert!(enabled(&ami, "gpu-share-cdi-generate.service"));
+    assert!(!enabled(&ami, "nvidia-cdi-refresh.service"));
+    assert!(!ami.stderr.contains("WARNING"), "{}", ami.stderr);
+}
+
+#[test]
+fn provisioning_without_nvidia_ctk_warns_and_installs_no_cdi_unit() {
+    if !require(
+        "provisioning_without_nvidia_ctk_warns_and_installs_no_cdi_unit",
+        &["runc", "systemctl"],
+    ) {
+        return;
+    }
+    let ami = Ami::new(&[]);
+    assert!(
+        ami.stderr
+            .contains("provision.sh: WARNING: no nvidia-ctk on this AMI"),
+        "{}",
+        ami.stderr
+    );
+    assert!(!enabled(&ami, "gpu-share-cdi-generate.service"));
+    assert!(!ami
+        .root()
+        .join("etc/systemd/system/gpu-share-cdi-generate.service")
+        .exists());
+    // The links are made all the same.
+    assert!(enabled(&ami, "gpu-share-dev-char.service"));
 }

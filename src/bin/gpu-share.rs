@@ -44,13 +44,21 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Check the driver, NVML, runc, the NVIDIA hook, the config, dockerd and the state file
+    /// Check the driver, the /dev/char links, NVML, runc, the NVIDIA hook, the config, dockerd
+    /// and the state file; changes nothing unless --fix is given
     Doctor {
         #[command(flatten)]
         config: ConfigArg,
         /// dockerd's configuration, read when `docker info` does not answer
         #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_DAEMON_JSON)]
         daemon_json: PathBuf,
+        /// First make the missing /dev/char/MAJOR:MINOR links of the NVIDIA device nodes under
+        /// devices.root (systemd needs them to keep GPUs in running containers across a
+        /// daemon-reload), replacing a symlink that leads elsewhere; a file in a link's place is
+        /// left alone and reported. Nothing else is changed. Exits non-zero if a link cannot be
+        /// made
+        #[arg(long)]
+        fix: bool,
     },
     /// Sample GPU and per-container GPU use every metrics.interval_seconds and print it
     Metrics {
@@ -128,20 +136,14 @@ fn main() -> ExitCode {
         Commands::Doctor {
             config,
             daemon_json,
-        } => {
-            let checks = doctor::run(&doctor::Inputs {
+            fix,
+        } => run_doctor(
+            &doctor::Inputs {
                 config_path: config.path(),
                 daemon_json,
-            });
-            for c in &checks {
-                println!("{c}");
-            }
-            if checks.iter().any(|c| c.status == Status::Fail) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+            },
+            fix,
+        ),
         Commands::Metrics {
             config,
             once,
@@ -159,6 +161,41 @@ fn main() -> ExitCode {
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("gpu-share: {msg}");
     ExitCode::FAILURE
+}
+
+/// With `fix`, the links first (one line per change, one per link it could not make), then the
+/// report, which shows what the links are now.
+fn run_doctor(inputs: &doctor::Inputs, fix: bool) -> ExitCode {
+    let mut fix_failed = false;
+    if fix {
+        match doctor::fix(inputs) {
+            Ok(fixed) => {
+                for done in &fixed.done {
+                    println!("fix: {done}");
+                }
+                for e in &fixed.failed {
+                    eprintln!("gpu-share: {e}");
+                }
+                if fixed.done.is_empty() && fixed.failed.is_empty() {
+                    println!(
+                        "fix: {} /dev/char link(s) in place: nothing to change",
+                        fixed.in_place
+                    );
+                }
+                fix_failed = !fixed.failed.is_empty();
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let checks = doctor::run(inputs);
+    for c in &checks {
+        println!("{c}");
+    }
+    if fix_failed || checks.iter().any(|c| c.status == Status::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn list(config_path: &Path, json: bool) -> ExitCode {
