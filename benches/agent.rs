@@ -16,7 +16,7 @@ use common::{fake_nvml_library, require};
 use gpu_share::gpu::nvml::Nvml;
 use gpu_share::metrics::pipeline::{Pipeline, Render, Rendered};
 use gpu_share::metrics::publication::{Publication, StorageResolution};
-use gpu_share::metrics::ContainerInfo;
+use gpu_share::metrics::{ContainerInfo, NvmlSampler};
 
 const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 
@@ -70,10 +70,12 @@ fn main() {
             ("ClusterName".to_owned(), "gpu-cluster".to_owned()),
         ],
         storage_resolution: StorageResolution::High,
+        task_dimensions: false,
     };
     // The agent's default sink, and the one the memory figure below runs: CloudWatch datums.
+    let sampler = NvmlSampler::new(&nvml);
     let pipeline = Pipeline {
-        sampler: &nvml,
+        sampler: &sampler,
         root: &root,
         describe: &|_| ContainerInfo::default(),
         publication: &publication,
