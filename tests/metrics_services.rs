@@ -122,7 +122,10 @@ fn run_tasks(d: &Dockerd) -> Vec<(String, String)> {
                     "--label",
                     &format!("com.amazonaws.ecs.cluster={CLUSTER}"),
                     "--env",
-                    &format!("ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/ep-{}", t.id),
+                    &format!(
+                        "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/ep-{}",
+                        t.id
+                    ),
                     IMAGE,
                     "sleep",
                     "120",
@@ -185,7 +188,11 @@ fn two_services_sharing_a_gpu_get_their_own_series() {
     assert!(out.status.success(), "{out:?}");
 
     let service = |name: &str, s: &str| {
-        moto.statistics("GPUShare", name, &[("ClusterName", CLUSTER), ("ServiceName", s)])
+        moto.statistics(
+            "GPUShare",
+            name,
+            &[("ClusterName", CLUSTER), ("ServiceName", s)],
+        )
     };
     // svc-a: two tasks, 30 % and 50 % of the GPU; Average is the mean over its tasks.
     assert_eq!(
@@ -204,7 +211,10 @@ fn two_services_sharing_a_gpu_get_their_own_series() {
     let family = moto.statistics(
         "GPUShare",
         "ServiceGPUUtilization",
-        &[("ClusterName", CLUSTER), ("TaskDefinitionFamily", "inference")],
+        &[
+            ("ClusterName", CLUSTER),
+            ("TaskDefinitionFamily", "inference"),
+        ],
     );
     assert_eq!(family, Some((95.0 / 3.0, 95.0, 3.0)));
 
@@ -230,7 +240,10 @@ fn two_services_sharing_a_gpu_get_their_own_series() {
     for t in &TASKS {
         let want = (
             "TaskGPUUtilization".to_owned(),
-            vec!["InstanceId=i-0abc".to_owned(), format!("TaskArn={}", arn(t.id))],
+            vec![
+                "InstanceId=i-0abc".to_owned(),
+                format!("TaskArn={}", arn(t.id)),
+            ],
         );
         assert!(listed.contains(&want), "{want:?} not in {listed:?}");
     }

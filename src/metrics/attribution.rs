@@ -45,9 +45,7 @@ pub fn by_container(
     for p in processes {
         match container_of(p.pid) {
             Some(id) => {
-                let e = grouped
-                    .entry((id, p.gpu_index))
-                    .or_insert((0, Some(0), 0));
+                let e = grouped.entry((id, p.gpu_index)).or_insert((0, Some(0), 0));
                 e.0 += p.used_gpu_memory_bytes.unwrap_or(0);
                 e.1 = e.1.zip(p.sm_util_percent).map(|(a, b)| a.saturating_add(b));
                 e.2 += 1;

@@ -156,7 +156,10 @@ mod tests {
             .as_deref(),
             Some("http://169.254.170.2/v4/abc-1")
         );
-        assert_eq!(metadata_uri_v4(&env(&["ECS_CONTAINER_METADATA_URI_V4="])), None);
+        assert_eq!(
+            metadata_uri_v4(&env(&["ECS_CONTAINER_METADATA_URI_V4="])),
+            None
+        );
         assert_eq!(metadata_uri_v4(&env(&["NOEQUALS"])), None);
     }
 }

@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn a_pid_with_several_samples_gets_their_mean_and_an_idle_one_zero() {
         let mut c = Cursors::default();
-        let got = c.per_pid(0, Reading::Samples(vec![s(10, 5, 20), s(10, 6, 41), s(11, 6, 7)]));
+        let got = c.per_pid(
+            0,
+            Reading::Samples(vec![s(10, 5, 20), s(10, 6, 41), s(11, 6, 7)]),
+        );
         assert_eq!(got.of(10), Some(31));
         assert_eq!(got.of(11), Some(7));
         assert_eq!(got.of(12), Some(0));

@@ -12,8 +12,8 @@
 
 use serde_json::json;
 
-pub use super::record::{Metric, Record};
 use super::record::{keys, metric};
+pub use super::record::{Metric, Record};
 use super::sample::Sample;
 use super::task_records;
 

@@ -94,7 +94,10 @@ fn service_record(t: &TaskUse, base: &[(String, String)]) -> Option<Record> {
         base.iter().filter(|(k, _)| k != CLUSTER).cloned().collect();
     dimensions.push((CLUSTER.to_owned(), cluster));
     let mut sets = Vec::new();
-    for (key, value) in [(SERVICE, &t.info.service_name), (FAMILY, &t.info.task_family)] {
+    for (key, value) in [
+        (SERVICE, &t.info.service_name),
+        (FAMILY, &t.info.task_family),
+    ] {
         if let Some(v) = value {
             dimensions.push((key.to_owned(), v.clone()));
             sets.push(vec![CLUSTER.to_owned(), key.to_owned()]);
@@ -231,7 +234,10 @@ mod tests {
         let r = records(&s, &base(), false);
         let web: Vec<f64> = r
             .iter()
-            .filter(|r| r.dimensions.contains(&(SERVICE.to_owned(), "web".to_owned())))
+            .filter(|r| {
+                r.dimensions
+                    .contains(&(SERVICE.to_owned(), "web".to_owned()))
+            })
             .filter_map(|r| value(r, "ServiceGPUUtilization")?.as_f64())
             .collect();
         assert_eq!(web, vec![30.0, 50.0]);
