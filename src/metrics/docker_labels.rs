@@ -94,14 +94,15 @@ impl<'rt> DockerLabels<'rt> {
 }
 
 pub fn from_labels(labels: &HashMap<String, String>) -> ContainerInfo {
+    // An empty label says nothing: treated as absent, never published as an empty value.
+    let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
     ContainerInfo {
-        task_arn: labels.get(TASK_ARN).cloned(),
-        task_family: labels.get(FAMILY).cloned(),
-        container_name: labels.get(CONTAINER_NAME).cloned(),
+        task_arn: label(TASK_ARN),
+        task_family: label(FAMILY),
+        container_name: label(CONTAINER_NAME),
         // The agent labels the cluster as configured (`ECS_CLUSTER`): a name or an ARN.
-        cluster_name: labels
-            .get(CLUSTER)
-            .map(|c| c.rsplit('/').next().unwrap_or(c).to_owned())
+        cluster_name: label(CLUSTER)
+            .map(|c| c.rsplit('/').next().unwrap_or(&c).to_owned())
             .filter(|c| !c.is_empty()),
         service_name: None,
         metadata_uri_v4: None,

@@ -80,9 +80,11 @@ impl TaskServices {
                 self.remember(arn, service);
             }
             None => {
-                self.failed
-                    .borrow_mut()
-                    .insert(arn.to_owned(), Instant::now());
+                let mut failed = self.failed.borrow_mut();
+                if failed.len() >= MAX_TASKS {
+                    failed.clear();
+                }
+                failed.insert(arn.to_owned(), Instant::now());
             }
         }
     }

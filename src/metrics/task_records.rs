@@ -21,6 +21,13 @@ const CLUSTER: &str = "ClusterName";
 const SERVICE: &str = "ServiceName";
 const FAMILY: &str = "TaskDefinitionFamily";
 
+/// Whether CloudWatch takes `v` as a dimension value (1 to 1024 ASCII characters, not all
+/// blank). Labels are whatever a container was started with: one bad value must not get a
+/// whole PutMetricData batch refused.
+fn publishable(v: &str) -> bool {
+    v.len() <= 1024 && v.is_ascii() && !v.trim().is_empty()
+}
+
 /// One task's GPU use in a sample: its containers on every GPU.
 struct TaskUse<'a> {
     /// `TaskArn`, or `ContainerId` for a container of no ECS task.
@@ -85,11 +92,16 @@ fn metrics(t: &TaskUse, utilization: &'static str, memory: &'static str) -> Vec<
 /// published under. `base` gives the instance's dimensions (as log fields in EMF) and the
 /// cluster where the task's label does not.
 fn service_record(t: &TaskUse, base: &[(String, String)]) -> Option<Record> {
-    let cluster = t.info.cluster_name.clone().or_else(|| {
-        base.iter()
-            .find(|(k, _)| k == CLUSTER)
-            .map(|(_, v)| v.clone())
-    })?;
+    let cluster = t
+        .info
+        .cluster_name
+        .clone()
+        .or_else(|| {
+            base.iter()
+                .find(|(k, _)| k == CLUSTER)
+                .map(|(_, v)| v.clone())
+        })
+        .filter(|c| publishable(c))?;
     let mut dimensions: Vec<(String, String)> =
         base.iter().filter(|(k, _)| k != CLUSTER).cloned().collect();
     dimensions.push((CLUSTER.to_owned(), cluster));
@@ -98,7 +110,7 @@ fn service_record(t: &TaskUse, base: &[(String, String)]) -> Option<Record> {
         (SERVICE, &t.info.service_name),
         (FAMILY, &t.info.task_family),
     ] {
-        if let Some(v) = value {
+        if let Some(v) = value.as_ref().filter(|v| publishable(v)) {
             dimensions.push((key.to_owned(), v.clone()));
             sets.push(vec![CLUSTER.to_owned(), key.to_owned()]);
         }
@@ -143,7 +155,7 @@ pub fn records(sample: &Sample, base: &[(String, String)], task_dimensions: bool
     let mut out = Vec::new();
     for t in tasks(sample) {
         out.extend(service_record(&t, base));
-        if task_dimensions {
+        if task_dimensions && publishable(&t.key.1) {
             out.push(task_record(&t, base));
         }
     }
@@ -269,6 +281,23 @@ mod tests {
         );
         assert_eq!(value(&r[0], "TaskGPUUtilization"), Some(json!(30)));
         assert_eq!(value(&r[0], "TaskGPUMemoryUsed"), Some(json!(100)));
+    }
+
+    #[test]
+    fn values_cloudwatch_would_refuse_are_not_dimensions() {
+        let mut odd = task(1, Some("  "));
+        odd.task_family = Some("famille-été".to_owned());
+        let s = sample(vec![used('a', 0, 100, Some(30), odd)]);
+        assert!(records(&s, &base(), false).is_empty());
+        let mut no_cluster = task(2, Some("web"));
+        no_cluster.cluster_name = None;
+        let s = sample(vec![used('a', 0, 100, Some(30), no_cluster)]);
+        // The identity's cluster stands in for a task without the label.
+        let r = records(&s, &base(), false);
+        assert!(r[0]
+            .dimensions
+            .contains(&(CLUSTER.to_owned(), "from-identity".to_owned())));
+        assert!(records(&s, &[], false).is_empty());
     }
 
     #[test]
