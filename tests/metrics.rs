@@ -195,6 +195,25 @@ fn a_gpu_without_process_utilisation_gives_no_utilisation_datum() {
 }
 
 #[test]
+fn a_process_in_both_compute_and_graphics_lists_counts_its_utilisation_once() {
+    if !require(
+        "a_process_in_both_compute_and_graphics_lists_counts_its_utilisation_once",
+        &["cc"],
+    ) {
+        return;
+    }
+    // B's process is a CUDA and a graphics process on GPU 1: NVML lists it twice.
+    let h = agent(60)
+        .task_dimensions(true)
+        .procs(&format!("1:201:{};1:201:0:1", 2 * GIB));
+    let lines = emf_lines(&h);
+    assert_eq!(
+        find(&lines, "ContainerId", B, "TaskGPUUtilization"),
+        Some(serde_json::json!(45))
+    );
+}
+
+#[test]
 fn each_driver_sample_is_counted_once_and_an_idle_process_reads_zero() {
     if !require(
         "each_driver_sample_is_counted_once_and_an_idle_process_reads_zero",

@@ -97,9 +97,10 @@ impl GpuSampler for NvmlSampler<'_> {
             // A process in both lists (CUDA and graphics) has one utilisation, counted once.
             let mut counted: Vec<u32> = Vec::new();
             for p in compute.into_iter().chain(graphics) {
-                let sm_util_percent = match counted.contains(&p.pid) {
-                    true => per_pid.of(p.pid).map(|_| 0),
-                    false => per_pid.of(p.pid),
+                let sm_util_percent = if counted.contains(&p.pid) {
+                    per_pid.of(p.pid).map(|_| 0)
+                } else {
+                    per_pid.of(p.pid)
                 };
                 counted.push(p.pid);
                 processes.push(ProcessUse {
