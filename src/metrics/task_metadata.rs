@@ -144,6 +144,9 @@ pub fn service_of(task: &serde_json::Value, arn: &str) -> Option<Option<String>>
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const ARN: &str = "arn:aws:ecs:us-east-1:1:task/c/abc";
 
@@ -184,6 +187,60 @@ mod tests {
         let t = json!({"TaskARN": "arn:aws:ecs:us-east-1:1:task/c/other", "ServiceName": "x"});
         assert_eq!(service_of(&t, ARN), None);
         assert_eq!(service_of(&json!({}), ARN), None);
+    }
+
+    /// A task metadata server answering `status` and `body` to every request; counts them.
+    fn serve(status: &'static str, body: String) -> (String, std::sync::Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, asked)
+    }
+
+    fn container() -> ContainerInfo {
+        ContainerInfo {
+            task_arn: Some(ARN.to_owned()),
+            metadata_uri_v4: Some("http://169.254.170.2/v4/abc-1".to_owned()),
+            ..ContainerInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_task_s_service_is_asked_once() {
+        let body = json!({"TaskARN": ARN, "ServiceName": "web"}).to_string();
+        let (url, asked) = serve("200 OK", body);
+        let services = TaskServices::new(&url);
+        for _ in 0..3 {
+            let mut info = container();
+            services.fill(&mut info);
+            assert_eq!(info.service_name.as_deref(), Some("web"));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_not_repeated_at_once() {
+        let (url, asked) = serve("500 Internal Server Error", String::new());
+        let services = TaskServices::new(&url);
+        for _ in 0..3 {
+            let mut info = container();
+            services.fill(&mut info);
+            assert_eq!(info.service_name, None);
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
 
     #[test]
