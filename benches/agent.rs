@@ -1,9 +1,11 @@
 //! `make bench`, second part: the metrics agent's CPU time per sample and its peak memory.
 //!
 //! CPU: in-process, the whole per-sample path as the agent runs it (`Pipeline::sample_once`:
-//! NVML through the fake library with 4 GPUs and 8 processes in 4 containers, /proc
-//! attribution, records, PutMetricData datums), measured with getrusage over many samples. Memory: the real `gpu-share metrics` publishing to
-//! moto's CloudWatch API every second, its peak RSS (VmHWM) after a while.
+//! NVML through the fake library with 4 GPUs and 8 processes in 4 containers of 4 ECS tasks of
+//! 2 services, per-process utilisation samples on every GPU, /proc attribution, records,
+//! PutMetricData datums), measured with getrusage over many samples. Memory: the real
+//! `gpu-share metrics` publishing to moto's CloudWatch API every second, its peak RSS (VmHWM)
+//! after a while.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,7 +18,7 @@ use common::{fake_nvml_library, require};
 use gpu_share::gpu::nvml::Nvml;
 use gpu_share::metrics::pipeline::{Pipeline, Render, Rendered};
 use gpu_share::metrics::publication::{Publication, StorageResolution};
-use gpu_share::metrics::ContainerInfo;
+use gpu_share::metrics::{ContainerInfo, NvmlSampler};
 
 const CLI: &str = env!("CARGO_BIN_EXE_gpu-share");
 
@@ -38,6 +40,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let mut procs = Vec::new();
+    let mut util = Vec::new();
     for i in 0..8u32 {
         let pid = 1000 + i;
         let container = format!("{:064x}", i / 2 + 1);
@@ -45,6 +48,8 @@ fn main() {
         std::fs::create_dir_all(&p).unwrap();
         std::fs::write(p.join("cgroup"), format!("0::/docker/{container}\n")).unwrap();
         procs.push(format!("{}:{pid}:{}", i % 4, (i + 1) << 28));
+        // No timestamp: always newer than the cursor, so every call returns samples.
+        util.push(format!("{}:{pid}:{}:{}", i % 4, 5 + i * 7, i));
     }
     let gpus: Vec<String> = (0..4)
         .map(|i| {
@@ -60,6 +65,7 @@ fn main() {
         .collect();
     std::env::set_var("FAKE_NVML_GPUS", gpus.join(";"));
     std::env::set_var("FAKE_NVML_PROCS", procs.join(";"));
+    std::env::set_var("FAKE_NVML_PROC_UTIL", util.join(";"));
     let lib = fake_nvml_library(dir.path());
     let nvml = Nvml::load(lib.as_os_str()).expect("fake NVML");
     let publication = Publication {
@@ -70,12 +76,26 @@ fn main() {
             ("ClusterName".to_owned(), "gpu-cluster".to_owned()),
         ],
         storage_resolution: StorageResolution::High,
+        task_dimensions: false,
     };
     // The agent's default sink, and the one the memory figure below runs: CloudWatch datums.
+    let sampler = NvmlSampler::new(&nvml);
+    // Four ECS tasks of two services, as dockerd's labels and the task metadata tell them
+    // (both cached in the agent after a task's first sample).
+    let describe = |id: &str| {
+        let task = id.trim_start_matches('0');
+        ContainerInfo {
+            task_arn: Some(format!("arn:aws:ecs:us-east-1:1:task/gpu-cluster/{task}")),
+            task_family: Some("inference".to_owned()),
+            cluster_name: Some("gpu-cluster".to_owned()),
+            service_name: Some(format!("svc-{}", u8::from(task.ends_with(['1', '3'])))),
+            ..ContainerInfo::default()
+        }
+    };
     let pipeline = Pipeline {
-        sampler: &nvml,
+        sampler: &sampler,
         root: &root,
-        describe: &|_| ContainerInfo::default(),
+        describe: &describe,
         publication: &publication,
         render: Render::Datums,
     };
@@ -83,12 +103,12 @@ fn main() {
         let Ok(Rendered::Datums(datums)) = pipeline.sample_once() else {
             panic!("a sample of datums");
         };
-        // Every container is attributed: one TaskGPUMemoryUsed datum for each of the 4.
+        // Every task is attributed: its utilisation under its service and its family.
         let per_task = datums
             .iter()
-            .filter(|d| d.metric_name() == Some("TaskGPUMemoryUsed"))
+            .filter(|d| d.metric_name() == Some("ServiceGPUUtilization"))
             .count();
-        assert_eq!(per_task, 4);
+        assert_eq!(per_task, 4 * 2);
         std::hint::black_box(datums.len());
     };
     for _ in 0..50 {
@@ -144,7 +164,9 @@ fn main() {
 
     let rss_mib = hwm_kib as f64 / 1024.0;
     println!();
-    println!("metrics agent (4 GPUs, 8 processes in 4 containers, fake NVML)");
+    println!(
+        "metrics agent (4 GPUs, 8 processes in 4 ECS tasks, per-process utilisation, fake NVML)"
+    );
     println!(
         "  CPU per sample        {per_sample_ms:>8.3} ms over {n} samples   target < 1 ms {}",
         if per_sample_ms < 1.0 {

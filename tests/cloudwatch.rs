@@ -109,29 +109,14 @@ fn metric_names_dimensions_and_values_arrive() {
         return;
     }
     let moto = Moto::start(Moto::free_port());
-    let agent = agent(&moto, 60, 10_000);
+    // Containers of no ECS task have series of their own only with task dimensions on.
+    let agent = agent(&moto, 60, 10_000)
+        .task_dimensions(true)
+        .proc_util("0:101:35:5;1:102:60:5");
     let out = agent.run_once("cloudwatch");
     assert!(out.status.success(), "{out:?}");
 
-    let (rt, client) = moto.client();
-    let listed = rt
-        .block_on(client.list_metrics().namespace("GPUShare").send())
-        .expect("ListMetrics");
-    let mut seen: Vec<(String, Vec<String>)> = listed
-        .metrics()
-        .iter()
-        .map(|m| {
-            let mut d: Vec<String> = m
-                .dimensions()
-                .iter()
-                .map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap()))
-                .collect();
-            d.sort();
-            (m.metric_name().unwrap().to_owned(), d)
-        })
-        .collect();
-    seen.sort();
-    seen.dedup();
+    let seen = moto.list_metrics("GPUShare");
     let expect = |name: &str, d: &[&str]| {
         let mut d: Vec<String> = d.iter().map(|s| s.to_string()).collect();
         d.sort();
@@ -149,6 +134,14 @@ fn metric_names_dimensions_and_values_arrive() {
         ),
         expect(
             "TaskGPUMemoryUsed",
+            &[base[0], base[1], &format!("ContainerId={B}")],
+        ),
+        expect(
+            "TaskGPUUtilization",
+            &[base[0], base[1], &format!("ContainerId={A}")],
+        ),
+        expect(
+            "TaskGPUUtilization",
             &[base[0], base[1], &format!("ContainerId={B}")],
         ),
     ];
@@ -201,10 +194,12 @@ fn metric_names_dimensions_and_values_arrive() {
         64.5
     );
     // Two containers: each one's memory under its own series.
-    for (id, bytes) in [(A, GIB), (B, GIB / 2)] {
+    for (id, bytes, sm) in [(A, GIB, 35.0), (B, GIB / 2, 60.0)] {
         let task = [b[0], b[1], ("ContainerId", id)];
         let got = series(&moto, "TaskGPUMemoryUsed", &task, 60);
         assert_eq!(got.last().unwrap().1, bytes as f64, "{id}");
+        let got = series(&moto, "TaskGPUUtilization", &task, 60);
+        assert_eq!(got.last().unwrap().1, sm, "{id}");
     }
 }
 
@@ -244,7 +239,7 @@ fn an_outage_is_bridged_by_the_buffer_and_memory_stays_bounded() {
         return;
     }
     let mut moto = Moto::start(Moto::free_port());
-    // 1-second samples of 19 datums each; room for the whole outage.
+    // 1-second samples of 16 datums each; room for the whole outage.
     let agent = agent(&moto, 1, 1000);
     let (mut child, stderr) = spawn(&agent);
     std::thread::sleep(Duration::from_millis(2500));
@@ -301,7 +296,7 @@ fn a_full_buffer_drops_the_oldest_and_says_so() {
     child.kill().unwrap();
     child.wait().unwrap();
     let log = std::fs::read_to_string(&stderr).unwrap();
-    // 4 samples of 19 datums into room for 40.
+    // 4 samples of 16 datums into room for 40.
     assert!(log.contains("buffer full (40 datums)"), "{log}");
     assert!(log.contains("oldest datums dropped so far"), "{log}");
     assert!(peak > 0 && peak < 64 * 1024, "RSS {peak} KiB");

@@ -1,5 +1,6 @@
 //! `gpu-share metrics` through the fake NVML library: two GPUs, processes in two fake
-//! containers (cgroup files under a fake root) and one of the host's.
+//! containers (cgroup files under a fake root) and one of the host's, with per-process SM
+//! utilisation samples.
 
 mod common;
 
@@ -43,12 +44,30 @@ fn agent(interval: u64) -> Agent {
             2 * GIB,
             GIB / 4
         ))
+        .proc_util("0:101:12:3;1:102:30:9;1:201:45:2;0:301:8:1")
+}
+
+/// The EMF lines of one sample, parsed.
+fn emf_lines(agent: &Agent) -> Vec<Value> {
+    agent
+        .once("emf")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The value of `metric` on the line whose `key` is `value`, if that line has it.
+fn find(lines: &[Value], key: &str, value: &str, metric: &str) -> Option<Value> {
+    lines
+        .iter()
+        .find(|l| l[key] == value)
+        .and_then(|l| l.get(metric).cloned())
 }
 
 #[test]
-fn json_sample_has_every_gpu_and_each_container_s_memory() {
+fn json_sample_has_every_gpu_and_each_container_s_memory_and_sm_use() {
     if !require(
-        "json_sample_has_every_gpu_and_each_container_s_memory",
+        "json_sample_has_every_gpu_and_each_container_s_memory_and_sm_use",
         &["cc"],
     ) {
         return;
@@ -63,7 +82,7 @@ fn json_sample_has_every_gpu_and_each_container_s_memory() {
     assert_eq!(gpus[1]["memory_total_bytes"], 16 * GIB);
     assert_eq!(gpus[1]["temperature_celsius"], 67);
     assert_eq!(gpus[1]["power_watts"], 64.5);
-    let containers: Vec<(String, u64, u64)> = s["containers"]
+    let containers: Vec<(String, u64, u64, u64)> = s["containers"]
         .as_array()
         .unwrap()
         .iter()
@@ -72,15 +91,16 @@ fn json_sample_has_every_gpu_and_each_container_s_memory() {
                 c["container_id"].as_str().unwrap().to_owned(),
                 c["gpu_index"].as_u64().unwrap(),
                 c["gpu_memory_bytes"].as_u64().unwrap(),
+                c["sm_util_percent"].as_u64().unwrap(),
             )
         })
         .collect();
     assert_eq!(
         containers,
         vec![
-            (A.to_owned(), 0, GIB),
-            (A.to_owned(), 1, GIB / 2),
-            (B.to_owned(), 1, 2 * GIB)
+            (A.to_owned(), 0, GIB, 12),
+            (A.to_owned(), 1, GIB / 2, 30),
+            (B.to_owned(), 1, 2 * GIB, 45)
         ]
     );
     assert_eq!(s["host_processes"], 1);
@@ -94,7 +114,7 @@ fn emf_lines_follow_the_specification_and_carry_the_values() {
     ) {
         return;
     }
-    let h = agent(60);
+    let h = agent(60).task_dimensions(true);
     let text = h.once("emf");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 2 + 2, "{text}");
@@ -127,11 +147,104 @@ fn emf_lines_follow_the_specification_and_carry_the_values() {
     assert_eq!(v[2]["GPUUtilization"], 80);
     assert_eq!(v[2]["GPUMemoryUsed"], 4 * GIB);
     assert_eq!(v[2]["InstanceId"], "i-0abc");
-    // Per container (no ECS labels known here): memory over its GPUs.
+    // Per container (no ECS labels known here, task dimensions on): memory and SM utilisation
+    // over its GPUs.
     assert_eq!(v[3]["ContainerId"], A);
     assert_eq!(v[3]["TaskGPUMemoryUsed"], GIB + GIB / 2);
+    assert_eq!(v[3]["TaskGPUUtilization"], 12 + 30);
     assert_eq!(v[4]["ContainerId"], B);
     assert_eq!(v[4]["TaskGPUMemoryUsed"], 2 * GIB);
+    assert_eq!(v[4]["TaskGPUUtilization"], 45);
+}
+
+#[test]
+fn containers_of_no_ecs_task_have_no_series_of_their_own_by_default() {
+    if !require(
+        "containers_of_no_ecs_task_have_no_series_of_their_own_by_default",
+        &["cc"],
+    ) {
+        return;
+    }
+    let lines = emf_lines(&agent(60));
+    assert_eq!(lines.len(), 1 + 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.get("ContainerId").is_none()));
+}
+
+#[test]
+fn a_gpu_without_process_utilisation_gives_no_utilisation_datum() {
+    if !require(
+        "a_gpu_without_process_utilisation_gives_no_utilisation_datum",
+        &["cc"],
+    ) {
+        return;
+    }
+    // GPU 0 answers NOT_SUPPORTED; A uses GPU 0 and 1, B only GPU 1.
+    let lines = emf_lines(&agent(60).task_dimensions(true).proc_util_error("0:3"));
+    assert_eq!(find(&lines, "ContainerId", A, "TaskGPUUtilization"), None);
+    assert_eq!(
+        find(&lines, "ContainerId", A, "TaskGPUMemoryUsed"),
+        Some(serde_json::json!(GIB + GIB / 2))
+    );
+    assert_eq!(
+        find(&lines, "ContainerId", B, "TaskGPUUtilization"),
+        Some(serde_json::json!(45))
+    );
+    for l in &lines {
+        emf::validate(&l.to_string()).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}
+
+#[test]
+fn a_process_in_both_compute_and_graphics_lists_counts_its_utilisation_once() {
+    if !require(
+        "a_process_in_both_compute_and_graphics_lists_counts_its_utilisation_once",
+        &["cc"],
+    ) {
+        return;
+    }
+    // B's process is a CUDA and a graphics process on GPU 1: NVML lists it twice.
+    let h = agent(60)
+        .task_dimensions(true)
+        .procs(&format!("1:201:{};1:201:0:1", 2 * GIB));
+    let lines = emf_lines(&h);
+    assert_eq!(
+        find(&lines, "ContainerId", B, "TaskGPUUtilization"),
+        Some(serde_json::json!(45))
+    );
+}
+
+#[test]
+fn each_driver_sample_is_counted_once_and_an_idle_process_reads_zero() {
+    if !require(
+        "each_driver_sample_is_counted_once_and_an_idle_process_reads_zero",
+        &["cc"],
+    ) {
+        return;
+    }
+    // Samples the driver took once, long ago: the first call sees them; later calls ask only
+    // for newer ones, get NOT_FOUND, and read 0.
+    let h = agent(1)
+        .task_dimensions(true)
+        .proc_util("0:101:12:3:1000;1:102:30:9:1000;1:201:45:2:1000");
+    let out = h.dir().join("out");
+    let mut child = h
+        .command("emf")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let b: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["ContainerId"] == B)
+        .map(|v| v["TaskGPUUtilization"].clone())
+        .collect();
+    assert!(b.len() >= 2, "{text}");
+    assert_eq!(b[0], 45, "{text}");
+    assert!(b[1..].iter().all(|v| *v == 0), "{text}");
 }
 
 #[test]

@@ -32,6 +32,12 @@ pub struct MetricsSection {
     pub imds_endpoint: Option<String>,
     /// The ECS agent's introspection API.
     pub ecs_agent_endpoint: String,
+    /// The ECS agent's task metadata server as the host reaches it, for each task's service;
+    /// empty: never asked.
+    pub task_metadata_endpoint: String,
+    /// Per-task series too (`TaskArn` or `ContainerId` as a dimension: one series per task ever
+    /// run); off, tasks are published per service and task family only.
+    pub task_dimensions: bool,
 }
 
 impl Default for MetricsSection {
@@ -49,6 +55,8 @@ impl Default for MetricsSection {
             discover: true,
             imds_endpoint: None,
             ecs_agent_endpoint: "http://localhost:51678".to_owned(),
+            task_metadata_endpoint: "http://127.0.0.1:51679".to_owned(),
+            task_dimensions: false,
         }
     }
 }

@@ -18,7 +18,8 @@ use super::docker_labels::DockerLabels;
 use super::identity;
 use super::pipeline::{Pipeline, Render, Rendered};
 use super::publication::Publication;
-use super::sampler::SampleError;
+use super::sampler::{NvmlSampler, SampleError};
+use super::task_metadata::TaskServices;
 use crate::config::{Config, MetricsSection};
 use crate::gpu::nvml::{Nvml, NvmlError};
 
@@ -73,15 +74,21 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
             None
         }
     };
-    let describe = |id: &str| labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
+    let services = TaskServices::new(&config.metrics.task_metadata_endpoint);
+    let describe = |id: &str| {
+        let mut info = labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
+        services.fill(&mut info);
+        info
+    };
     let identity = identity::resolve(&config.metrics, &runtime);
     let publication = Publication::new(&config.metrics, &identity);
     let mut outbox = match sink {
         Sink::CloudWatch => Some(Outbox::new(&runtime, &config.metrics, &publication)),
         Sink::Emf | Sink::Json => None,
     };
+    let sampler = NvmlSampler::new(&nvml);
     let pipeline = Pipeline {
-        sampler: &nvml,
+        sampler: &sampler,
         root: &config.devices.root,
         describe: &describe,
         publication: &publication,

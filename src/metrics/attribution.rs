@@ -32,32 +32,35 @@ pub fn container_of(root: &Path, pid: u32) -> Option<String> {
         .find_map(container_id_in)
 }
 
-/// Groups processes by (container, GPU). `container_of` maps a pid to its container id and
-/// `info` describes a container. Also returns how many processes belong to no container.
+/// Groups processes by (container, GPU), summing their memory and SM utilisation (absent if any
+/// of them has none). `container_of` maps a pid to its container id and `info` describes a
+/// container. Also returns how many processes belong to no container.
 pub fn by_container(
     processes: &[ProcessUse],
     container_of: impl Fn(u32) -> Option<String>,
     info: impl Fn(&str) -> ContainerInfo,
 ) -> (Vec<ContainerUse>, u32) {
-    let mut grouped: BTreeMap<(String, u32), (u64, u32)> = BTreeMap::new();
+    let mut grouped: BTreeMap<(String, u32), (u64, Option<u32>, u32)> = BTreeMap::new();
     let mut host = 0;
     for p in processes {
         match container_of(p.pid) {
             Some(id) => {
-                let e = grouped.entry((id, p.gpu_index)).or_default();
+                let e = grouped.entry((id, p.gpu_index)).or_insert((0, Some(0), 0));
                 e.0 += p.used_gpu_memory_bytes.unwrap_or(0);
-                e.1 += 1;
+                e.1 = e.1.zip(p.sm_util_percent).map(|(a, b)| a.saturating_add(b));
+                e.2 += 1;
             }
             None => host += 1,
         }
     }
     let uses = grouped
         .into_iter()
-        .map(|((id, gpu), (bytes, n))| ContainerUse {
+        .map(|((id, gpu), (bytes, sm, n))| ContainerUse {
             info: info(&id),
             container_id: id,
             gpu_index: gpu,
             gpu_memory_bytes: bytes,
+            sm_util_percent: sm,
             processes: n,
         })
         .collect();
@@ -106,12 +109,15 @@ mod tests {
             gpu_index: gpu,
             pid,
             used_gpu_memory_bytes: Some(bytes),
+            sm_util_percent: Some(pid),
         }
     }
 
     #[test]
     fn processes_are_summed_per_container_and_gpu() {
-        let procs = [p(0, 10, 100), p(0, 11, 50), p(1, 12, 7), p(0, 99, 1)];
+        let mut unsupported = p(1, 12, 7);
+        unsupported.sm_util_percent = None;
+        let procs = [p(0, 10, 100), p(0, 11, 50), unsupported, p(0, 99, 1)];
         let container_of = |pid: u32| match pid {
             10 | 11 => Some("aaa".to_owned()),
             12 => Some("bbb".to_owned()),
@@ -119,17 +125,21 @@ mod tests {
         };
         let (uses, host) = by_container(&procs, container_of, |_| ContainerInfo::default());
         assert_eq!(host, 1);
-        let got: Vec<(&str, u32, u64, u32)> = uses
+        let got: Vec<(&str, u32, u64, Option<u32>, u32)> = uses
             .iter()
             .map(|u| {
                 (
                     u.container_id.as_str(),
                     u.gpu_index,
                     u.gpu_memory_bytes,
+                    u.sm_util_percent,
                     u.processes,
                 )
             })
             .collect();
-        assert_eq!(got, vec![("aaa", 0, 150, 2), ("bbb", 1, 7, 1)]);
+        assert_eq!(
+            got,
+            vec![("aaa", 0, 150, Some(21), 2), ("bbb", 1, 7, None, 1)]
+        );
     }
 }

@@ -42,7 +42,7 @@ fn render(record: &Record, publication: &Publication, timestamp_ms: u64) -> Stri
 
 /// The EMF lines for one sample.
 pub fn lines(sample: &Sample, publication: &Publication) -> Vec<String> {
-    records::records(sample, &publication.dimensions)
+    records::records_with(sample, &publication.dimensions, publication.task_dimensions)
         .iter()
         .map(|r| render(r, publication, sample.timestamp_ms))
         .collect()
@@ -138,9 +138,13 @@ mod tests {
                     container_id: "a".repeat(64),
                     gpu_index: 0,
                     gpu_memory_bytes: 100,
+                    sm_util_percent: Some(30),
                     processes: 1,
                     info: ContainerInfo {
                         task_arn: Some("arn:aws:ecs:us-east-1:1:task/c/t1".into()),
+                        task_family: Some("inference".into()),
+                        cluster_name: Some("c".into()),
+                        service_name: Some("web".into()),
                         ..Default::default()
                     },
                 },
@@ -148,9 +152,13 @@ mod tests {
                     container_id: "a".repeat(64),
                     gpu_index: 1,
                     gpu_memory_bytes: 50,
+                    sm_util_percent: Some(20),
                     processes: 1,
                     info: ContainerInfo {
                         task_arn: Some("arn:aws:ecs:us-east-1:1:task/c/t1".into()),
+                        task_family: Some("inference".into()),
+                        cluster_name: Some("c".into()),
+                        service_name: Some("web".into()),
                         ..Default::default()
                     },
                 },
@@ -158,6 +166,7 @@ mod tests {
                     container_id: "b".repeat(64),
                     gpu_index: 1,
                     gpu_memory_bytes: 7,
+                    sm_util_percent: None,
                     processes: 1,
                     info: ContainerInfo::default(),
                 },
@@ -166,7 +175,7 @@ mod tests {
         }
     }
 
-    fn opts(asg: bool) -> Publication {
+    fn opts(asg: bool, task_dimensions: bool) -> Publication {
         let mut dimensions = vec![("InstanceId".to_owned(), "i-0abc".to_owned())];
         if asg {
             dimensions.push((ASG.to_owned(), "gpu-asg".to_owned()));
@@ -175,21 +184,26 @@ mod tests {
             namespace: "GPUShare".into(),
             dimensions,
             storage_resolution: StorageResolution::Standard,
+            task_dimensions,
         }
     }
 
     #[test]
     fn every_line_is_valid_emf() {
-        let lines = lines(&sample(), &opts(true));
-        assert_eq!(lines.len(), 1 + 2 + 2);
-        for l in &lines {
-            validate(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        // Instance, two GPUs, the ECS task's service line; with task dimensions, its task line
+        // and the bare container's.
+        for (task_dimensions, n) in [(false, 1 + 2 + 1), (true, 1 + 2 + 1 + 2)] {
+            let lines = lines(&sample(), &opts(true, task_dimensions));
+            assert_eq!(lines.len(), n);
+            for l in &lines {
+                validate(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            }
         }
     }
 
     #[test]
     fn instance_mean_is_also_published_under_the_group_alone() {
-        let l: Value = serde_json::from_str(&lines(&sample(), &opts(true))[0]).unwrap();
+        let l: Value = serde_json::from_str(&lines(&sample(), &opts(true, false))[0]).unwrap();
         assert_eq!(l["GPUUtilization"], json!(50.0));
         assert_eq!(
             l["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
@@ -198,7 +212,7 @@ mod tests {
                 ["AutoScalingGroupName"]
             ])
         );
-        let l: Value = serde_json::from_str(&lines(&sample(), &opts(false))[0]).unwrap();
+        let l: Value = serde_json::from_str(&lines(&sample(), &opts(false, false))[0]).unwrap();
         assert_eq!(
             l["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["InstanceId"]])
@@ -206,13 +220,31 @@ mod tests {
     }
 
     #[test]
-    fn tasks_sum_their_gpus_and_bare_containers_use_their_id() {
-        let lines = lines(&sample(), &opts(false));
+    fn a_service_line_carries_the_task_as_properties() {
+        let lines = lines(&sample(), &opts(false, false));
         let task: Value = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(task["TaskArn"], "arn:aws:ecs:us-east-1:1:task/c/t1");
+        assert_eq!(task["ServiceName"], "web");
+        assert_eq!(task["ServiceGPUMemoryUsed"], 150);
+        assert_eq!(task["ServiceGPUUtilization"], 50);
+        assert_eq!(task["ContainerIds"], json!(["a".repeat(64)]));
+        assert_eq!(
+            task["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([
+                ["ClusterName", "ServiceName"],
+                ["ClusterName", "TaskDefinitionFamily"]
+            ])
+        );
+    }
+
+    #[test]
+    fn with_task_dimensions_tasks_sum_their_gpus_and_bare_containers_use_their_id() {
+        let lines = lines(&sample(), &opts(false, true));
+        let task: Value = serde_json::from_str(&lines[4]).unwrap();
         assert_eq!(task["TaskArn"], "arn:aws:ecs:us-east-1:1:task/c/t1");
         assert_eq!(task["TaskGPUMemoryUsed"], 150);
         assert_eq!(task["GpuIndices"], json!([0, 1]));
-        let bare: Value = serde_json::from_str(&lines[4]).unwrap();
+        let bare: Value = serde_json::from_str(&lines[5]).unwrap();
         assert_eq!(bare["ContainerId"], "b".repeat(64));
         assert_eq!(
             bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"],

@@ -1,13 +1,15 @@
 //! `gpu-share metrics`: what each GPU and each container on it is doing, for CloudWatch.
 //!
-//! One sample = NVML's per-GPU figures plus its per-process GPU memory, with every process
-//! mapped to the container (and, where dockerd tells it, the ECS task) it belongs to.
+//! One sample = NVML's per-GPU figures plus its per-process GPU memory and SM utilisation, with
+//! every process mapped to the container (and, where dockerd tells it, the ECS task, and where
+//! the ECS agent tells it, the task's service) it belongs to.
 //!
 //! ```text
-//! agent ── set-up: Nvml, docker_labels, identity → publication, cloudwatch::Publisher
+//! agent ── set-up: Nvml, docker_labels, task_metadata, identity → publication,
+//!          cloudwatch::Publisher
 //!   └ every tick: pipeline::sample_once
-//!        sampler (NVML) → attribution (/proc, grouping) → sample::Sample
-//!        → records → emf lines | cloudwatch datums | JSON
+//!        sampler (NVML, process_util cursors) → attribution (/proc, grouping) → sample::Sample
+//!        → records (+ task_records) → emf lines | cloudwatch datums | JSON
 //! ```
 //!
 //! This module only names its parts and re-exports the sample's data types; it holds no logic,
@@ -20,10 +22,14 @@ pub mod docker_labels;
 pub mod emf;
 pub mod identity;
 pub mod pipeline;
+pub mod process_util;
 pub mod publication;
+pub mod record;
 pub mod records;
 pub mod sample;
 pub mod sampler;
+pub mod task_metadata;
+pub mod task_records;
 
 pub use sample::{ContainerInfo, ContainerUse, GpuSample, ProcessUse, Sample};
-pub use sampler::{GpuSampler, SampleError};
+pub use sampler::{GpuSampler, NvmlSampler, SampleError};

@@ -55,7 +55,7 @@ impl Pipeline<'_> {
         let p = self.publication;
         Ok(match self.render {
             Render::Datums => Rendered::Datums(cloudwatch::datums(
-                &records::records(&sample, &p.dimensions),
+                &records::records_with(&sample, &p.dimensions, p.task_dimensions),
                 sample.timestamp_ms,
                 p.storage_resolution,
             )),

@@ -1,9 +1,10 @@
 //! What the agent publishes under, whichever sink carries it: the namespace, the dimensions
-//! every series carries, and the storage resolution. EMF lines and PutMetricData datums read the
+//! every instance and GPU series carries, the storage resolution, and whether tasks get series
+//! of their own. EMF lines and PutMetricData datums read the
 //! same `Publication`, so a series is the same series whether it goes through the CloudWatch
 //! agent or straight to CloudWatch.
 //!
-//! Owns these three facts and how the config and the identity give them. Never holds how a sink
+//! Owns these facts and how the config and the identity give them. Never holds how a sink
 //! is reached (endpoint, region, buffer: `cloudwatch`) and never renders anything.
 
 use super::identity::Identity;
@@ -43,6 +44,8 @@ pub struct Publication {
     /// `InstanceId`, `AutoScalingGroupName`, `ClusterName`, ...: those known, in this order.
     pub dimensions: Vec<(String, String)>,
     pub storage_resolution: StorageResolution,
+    /// `metrics.task_dimensions`: per-task series (`TaskArn` a dimension) beside the services'.
+    pub task_dimensions: bool,
 }
 
 impl Publication {
@@ -52,6 +55,7 @@ impl Publication {
             namespace: config.namespace.clone(),
             dimensions: identity.dimensions(),
             storage_resolution: StorageResolution::for_interval(config.interval_seconds),
+            task_dimensions: config.task_dimensions,
         }
     }
 }

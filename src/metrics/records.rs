@@ -1,43 +1,23 @@
 //! What one sample publishes, independent of how: groups of metrics that share dimensions.
 //! `emf` renders each group as one line; `cloudwatch` as PutMetricData datums.
 //!
-//! Three kinds per sample: the instance (mean utilisation over its GPUs, also under
-//! `AutoScalingGroupName` alone, since CloudWatch does not aggregate across dimension sets and a
-//! group's scaling policy needs the group-wide series), each GPU (`GpuIndex`), and each task or
-//! container using a GPU (`TaskArn`, else `ContainerId`), its GPU memory summed over its GPUs.
+//! Per sample: the instance (mean utilisation over its GPUs, also under `AutoScalingGroupName`
+//! alone, since CloudWatch does not aggregate across dimension sets and a group's scaling policy
+//! needs the group-wide series), each GPU (`GpuIndex`), and each task's GPU use
+//! (`task_records`: per service and task family, and per task when asked).
 //!
-//! Owns which metrics, dimensions and properties a sample becomes. Never formats them for a
-//! sink and never knows the namespace or resolution (that is the `Publication`).
+//! Owns which metrics, dimensions and properties the instance and its GPUs become, and the
+//! order of the records. Never formats them for a sink and never knows the namespace or
+//! resolution (that is the `Publication`).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::sample::{ContainerInfo, Sample};
+use super::record::{keys, metric};
+pub use super::record::{Metric, Record};
+use super::sample::Sample;
+use super::task_records;
 
 const ASG: &str = "AutoScalingGroupName";
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metric {
-    pub name: &'static str,
-    /// A CloudWatch unit name: `Percent`, `Bytes`, `Count`, `None`.
-    pub unit: &'static str,
-    /// A JSON number, so whole numbers stay whole in EMF.
-    pub value: Value,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// Every dimension's value.
-    pub dimensions: Vec<(String, String)>,
-    /// The combinations of dimension names the metrics are published under.
-    pub dimension_sets: Vec<Vec<String>>,
-    pub metrics: Vec<Metric>,
-    /// Context that is neither metric nor dimension (`GpuUuid`, `TaskFamily`, ...).
-    pub properties: Vec<(String, Value)>,
-}
-
-fn metric(name: &'static str, unit: &'static str, value: Value) -> Metric {
-    Metric { name, unit, value }
-}
 
 fn with(base: &[(String, String)], key: &str, value: String) -> Vec<(String, String)> {
     let mut d = base.to_vec();
@@ -45,12 +25,19 @@ fn with(base: &[(String, String)], key: &str, value: String) -> Vec<(String, Str
     d
 }
 
-fn keys(d: &[(String, String)]) -> Vec<String> {
-    d.iter().map(|(k, _)| k.clone()).collect()
+/// The records of one sample, `base` dimensions (instance, group, cluster) on the instance's
+/// and GPUs' ones; tasks under the service-level series alone (`metrics.task_dimensions` off).
+pub fn records(sample: &Sample, base: &[(String, String)]) -> Vec<Record> {
+    records_with(sample, base, false)
 }
 
-/// The records of one sample, `base` dimensions (instance, group, cluster) on every one.
-pub fn records(sample: &Sample, base: &[(String, String)]) -> Vec<Record> {
+/// The records of one sample; `task_dimensions` adds the per-task series (`TaskArn` or
+/// `ContainerId` as a dimension).
+pub fn records_with(
+    sample: &Sample,
+    base: &[(String, String)],
+    task_dimensions: bool,
+) -> Vec<Record> {
     let mut out = Vec::new();
     if let Some(mean) = sample.instance_utilization() {
         let mut sets = vec![keys(base)];
@@ -91,36 +78,6 @@ pub fn records(sample: &Sample, base: &[(String, String)]) -> Vec<Record> {
             properties: vec![("GpuUuid".to_owned(), json!(g.uuid))],
         });
     }
-    let mut tasks: Vec<(&str, String, u64, Vec<u32>, &ContainerInfo)> = Vec::new();
-    for c in &sample.containers {
-        let (key, value) = match &c.info.task_arn {
-            Some(arn) => ("TaskArn", arn.clone()),
-            None => ("ContainerId", c.container_id.clone()),
-        };
-        match tasks.iter_mut().find(|t| t.0 == key && t.1 == value) {
-            Some(t) => {
-                t.2 += c.gpu_memory_bytes;
-                t.3.push(c.gpu_index);
-            }
-            None => tasks.push((key, value, c.gpu_memory_bytes, vec![c.gpu_index], &c.info)),
-        }
-    }
-    for (key, value, bytes, gpus, info) in tasks {
-        let dims = with(base, key, value);
-        let mut properties = Vec::new();
-        if let Some(f) = &info.task_family {
-            properties.push(("TaskFamily".to_owned(), json!(f)));
-        }
-        if let Some(n) = &info.container_name {
-            properties.push(("ContainerName".to_owned(), json!(n)));
-        }
-        properties.push(("GpuIndices".to_owned(), json!(gpus)));
-        out.push(Record {
-            dimension_sets: vec![keys(&dims)],
-            dimensions: dims,
-            metrics: vec![metric("TaskGPUMemoryUsed", "Bytes", json!(bytes))],
-            properties,
-        });
-    }
+    out.extend(task_records::records(sample, base, task_dimensions));
     out
 }

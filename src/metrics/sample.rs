@@ -1,5 +1,5 @@
-//! What one sample of the host is: each GPU's figures, the GPU memory each container uses on
-//! each GPU, and how many processes belong to no container.
+//! What one sample of the host is: each GPU's figures, the GPU memory and SM utilisation each
+//! container uses on each GPU, and how many processes belong to no container.
 //!
 //! Owns these data types and the one figure derived from them alone (the instance's mean
 //! utilisation). Never gathers, attributes, formats or sends: they are plain data that the
@@ -28,14 +28,27 @@ pub struct ProcessUse {
     pub pid: u32,
     /// `None` where the driver does not tell (some GPUs under WDDM, MIG without privileges).
     pub used_gpu_memory_bytes: Option<u64>,
+    /// NVML's per-process SM utilisation since the previous sample (the mean of its samples in
+    /// that window; 0 when it had none). `None` where the GPU does not report it
+    /// (`NOT_SUPPORTED`): absent, never a false 0.
+    pub sm_util_percent: Option<u32>,
 }
 
-/// What is known of a container beyond its id: docker labels the ECS agent sets.
+/// What is known of a container beyond its id: docker labels the ECS agent sets, and the
+/// task's service from the agent's task metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ContainerInfo {
     pub task_arn: Option<String>,
     pub task_family: Option<String>,
     pub container_name: Option<String>,
+    /// The cluster's short name (the label may hold an ARN; this never does).
+    pub cluster_name: Option<String>,
+    /// The ECS service that started the task; `None` for a standalone task.
+    pub service_name: Option<String>,
+    /// The container's `ECS_CONTAINER_METADATA_URI_V4`: where the agent serves its task's
+    /// metadata. A means of lookup, not a fact to publish.
+    #[serde(skip)]
+    pub metadata_uri_v4: Option<String>,
 }
 
 /// GPU memory one container uses on one GPU.
@@ -44,6 +57,9 @@ pub struct ContainerUse {
     pub container_id: String,
     pub gpu_index: u32,
     pub gpu_memory_bytes: u64,
+    /// Its processes' SM utilisation on this GPU, summed; `None` where the GPU does not report
+    /// per-process utilisation.
+    pub sm_util_percent: Option<u32>,
     pub processes: u32,
     #[serde(flatten)]
     pub info: ContainerInfo,

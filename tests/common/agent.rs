@@ -16,6 +16,8 @@ pub struct Agent {
     metrics: Vec<(&'static str, String)>,
     gpus: Option<String>,
     procs: Option<String>,
+    proc_util: Option<String>,
+    proc_util_error: Option<String>,
     aws_credentials: bool,
 }
 
@@ -30,6 +32,8 @@ impl Agent {
             metrics: Vec::new(),
             gpus: None,
             procs: None,
+            proc_util: None,
+            proc_util_error: None,
             aws_credentials: false,
         }
     }
@@ -129,6 +133,16 @@ impl Agent {
         self.string("ecs_agent_endpoint", url)
     }
 
+    /// The ECS agent's task metadata server, asked for each task's service.
+    pub fn task_metadata_endpoint(self, url: &str) -> Agent {
+        self.string("task_metadata_endpoint", url)
+    }
+
+    /// `task_dimensions`: per-task series (`TaskArn` a dimension) beside the services'.
+    pub fn task_dimensions(self, on: bool) -> Agent {
+        self.metrics_key("task_dimensions", on.to_string())
+    }
+
     /// The dockerd asked for containers' labels (`unix:///path`).
     pub fn docker_host(self, url: &str) -> Agent {
         self.string("docker_host", url)
@@ -148,6 +162,19 @@ impl Agent {
     /// The fake NVML's processes (`FAKE_NVML_PROCS`); without this it has none.
     pub fn procs(mut self, procs: &str) -> Agent {
         self.procs = Some(procs.to_owned());
+        self
+    }
+
+    /// The fake NVML's per-process utilisation samples (`FAKE_NVML_PROC_UTIL`:
+    /// `gpu:pid:sm:mem[:timestamp_us]`; no timestamp is always new); without this it has none.
+    pub fn proc_util(mut self, samples: &str) -> Agent {
+        self.proc_util = Some(samples.to_owned());
+        self
+    }
+
+    /// GPUs whose process utilisation call fails (`FAKE_NVML_PROC_UTIL_ERROR`: `gpu:code`).
+    pub fn proc_util_error(mut self, errors: &str) -> Agent {
+        self.proc_util_error = Some(errors.to_owned());
         self
     }
 
@@ -189,10 +216,16 @@ impl Agent {
             Some(g) => c.env("FAKE_NVML_GPUS", g),
             None => c.env_remove("FAKE_NVML_GPUS"),
         };
-        match &self.procs {
-            Some(p) => c.env("FAKE_NVML_PROCS", p),
-            None => c.env_remove("FAKE_NVML_PROCS"),
-        };
+        for (name, value) in [
+            ("FAKE_NVML_PROCS", &self.procs),
+            ("FAKE_NVML_PROC_UTIL", &self.proc_util),
+            ("FAKE_NVML_PROC_UTIL_ERROR", &self.proc_util_error),
+        ] {
+            match value {
+                Some(v) => c.env(name, v),
+                None => c.env_remove(name),
+            };
+        }
         if self.aws_credentials {
             c.env("AWS_ACCESS_KEY_ID", "test")
                 .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -3,16 +3,25 @@
  * FAKE_NVML_GPUS describes, one per ';', fields separated by ',':
  *     uuid,name,memory_total_bytes,memory_free_bytes,pci_bus_id,minor[,util_gpu_pct,util_memory_pct,temperature_c,power_mw]
  * FAKE_NVML_PROCS lists processes using GPUs, one per ';': gpu_index:pid:used_bytes[:graphics]
+ * FAKE_NVML_PROC_UTIL lists per-process utilisation samples, one per ';':
+ *     gpu_index:pid:sm_util_pct:mem_util_pct[:timestamp_us]
+ * (no timestamp: "now", so every call finds it newer than the caller's last-seen timestamp).
+ * nvmlDeviceGetProcessUtilization returns those newer than lastSeenTimeStamp, and
+ * NVML_ERROR_NOT_FOUND when there are none, as the driver does.
+ * FAKE_NVML_PROC_UTIL_ERROR=gpu_index:code[;...] makes that GPU's process utilisation call fail
+ * with that NVML return code (3: NOT_SUPPORTED).
  * FAKE_NVML_INIT_ERROR=<code> makes nvmlInit fail with that NVML return code.
  * Built by the tests with `cc -shared -fPIC`; loaded by path through `nvml.library`.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #define NVML_SUCCESS 0
 #define NVML_ERROR_UNINITIALIZED 1
 #define NVML_ERROR_INVALID_ARGUMENT 2
+#define NVML_ERROR_NOT_FOUND 6
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define MAX_GPUS 16
 #define MAX_PROCS 64
@@ -38,6 +47,17 @@ typedef struct {
     unsigned int gpuInstanceId, computeInstanceId;
 } nvmlProcessInfo_t;
 
+struct fake_util {
+    unsigned int gpu, pid, sm, mem;
+    unsigned long long timestamp; /* 0: now */
+};
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
 typedef struct {
     unsigned int gpu, memory;
 } nvmlUtilization_t;
@@ -57,6 +77,9 @@ static struct fake_gpu gpus[MAX_GPUS];
 static unsigned int gpu_count;
 static struct fake_proc procs[MAX_PROCS];
 static unsigned int proc_count;
+static struct fake_util utils[MAX_PROCS];
+static unsigned int util_count;
+static int util_error[MAX_GPUS];
 static int initialised;
 
 static void parse_gpus(void) {
@@ -112,12 +135,42 @@ static void parse_procs(void) {
     free(copy);
 }
 
+static void parse_utils(void) {
+    const char *spec = getenv("FAKE_NVML_PROC_UTIL");
+    util_count = 0;
+    if (spec) {
+        char *copy = strdup(spec), *save = NULL;
+        for (char *p = strtok_r(copy, ";", &save); p && util_count < MAX_PROCS;
+             p = strtok_r(NULL, ";", &save)) {
+            struct fake_util *u = &utils[util_count];
+            memset(u, 0, sizeof *u);
+            if (sscanf(p, "%u:%u:%u:%u:%llu", &u->gpu, &u->pid, &u->sm, &u->mem, &u->timestamp) < 4)
+                continue;
+            util_count++;
+        }
+        free(copy);
+    }
+    memset(util_error, 0, sizeof util_error);
+    const char *errors = getenv("FAKE_NVML_PROC_UTIL_ERROR");
+    if (errors) {
+        char *copy = strdup(errors), *save = NULL;
+        for (char *p = strtok_r(copy, ";", &save); p; p = strtok_r(NULL, ";", &save)) {
+            unsigned int gpu = 0;
+            int code = 0;
+            if (sscanf(p, "%u:%d", &gpu, &code) == 2 && gpu < MAX_GPUS)
+                util_error[gpu] = code;
+        }
+        free(copy);
+    }
+}
+
 int nvmlInit_v2(void) {
     const char *fail = getenv("FAKE_NVML_INIT_ERROR");
     if (fail && *fail)
         return atoi(fail);
     parse_gpus();
     parse_procs();
+    parse_utils();
     initialised = 1;
     return NVML_SUCCESS;
 }
@@ -267,4 +320,47 @@ int nvmlDeviceGetComputeRunningProcesses_v3(void *device, unsigned int *count, n
 
 int nvmlDeviceGetGraphicsRunningProcesses_v3(void *device, unsigned int *count, nvmlProcessInfo_t *infos) {
     return running_processes(device, count, infos, 1);
+}
+
+static unsigned long long now_us(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec;
+}
+
+/* The driver's protocol: a NULL buffer asks for the count (INSUFFICIENT_SIZE), then the caller
+ * passes a buffer of that size; NOT_FOUND when no sample is newer than lastSeenTimeStamp. */
+int nvmlDeviceGetProcessUtilization(void *device, nvmlProcessUtilizationSample_t *utilization,
+                                    unsigned int *count, unsigned long long lastSeenTimeStamp) {
+    if (!device || !count)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int index = (unsigned int)((struct fake_gpu *)device - gpus), n = 0;
+    if (util_error[index])
+        return util_error[index];
+    unsigned long long now = now_us();
+    for (unsigned int i = 0; i < util_count; i++) {
+        unsigned long long ts = utils[i].timestamp ? utils[i].timestamp : now;
+        if (utils[i].gpu == index && ts > lastSeenTimeStamp)
+            n++;
+    }
+    if (n == 0)
+        return NVML_ERROR_NOT_FOUND;
+    if (!utilization || *count < n) {
+        *count = n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    unsigned int k = 0;
+    for (unsigned int i = 0; i < util_count; i++) {
+        unsigned long long ts = utils[i].timestamp ? utils[i].timestamp : now;
+        if (utils[i].gpu != index || ts <= lastSeenTimeStamp)
+            continue;
+        memset(&utilization[k], 0, sizeof utilization[k]);
+        utilization[k].pid = utils[i].pid;
+        utilization[k].timeStamp = ts;
+        utilization[k].smUtil = utils[i].sm;
+        utilization[k].memUtil = utils[i].mem;
+        k++;
+    }
+    *count = k;
+    return NVML_SUCCESS;
 }
