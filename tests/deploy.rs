@@ -30,11 +30,6 @@ mod contract {
     pub const UNIT: &str = "Percent";
 }
 
-/// Switch at the merge with i13-metrics: `true` once `records` publishes the service series.
-/// While `false`, `agent_publishes_what_the_service_policy_tracks` fails if they appear, so the
-/// switch cannot be forgotten.
-const RECORDS_PUBLISH_SERVICE_SERIES: bool = false;
-
 fn templates() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(DEPLOY)
         .unwrap()
@@ -273,24 +268,13 @@ fn agent_publishes_what_the_service_policy_tracks() {
         (contract::SERVICE_UTILIZATION, contract::UNIT),
         (contract::SERVICE_MEMORY, "Bytes"),
     ];
-    if RECORDS_PUBLISH_SERVICE_SERIES {
-        for (metric, unit) in service_series {
-            for dims in [contract::SERVICE_DIMENSIONS, contract::FAMILY_DIMENSIONS] {
-                assert!(
-                    publishes(&published, metric, unit, &dims),
-                    "{metric} ({unit}) under {dims:?} missing from {published:#?}"
-                );
-            }
+    for (metric, unit) in service_series {
+        for dims in [contract::SERVICE_DIMENSIONS, contract::FAMILY_DIMENSIONS] {
+            assert!(
+                publishes(&published, metric, unit, &dims),
+                "{metric} ({unit}) under {dims:?} missing from {published:#?}"
+            );
         }
-    } else {
-        assert!(
-            published
-                .iter()
-                .flat_map(|r| &r.metrics)
-                .all(|m| m.name != contract::SERVICE_UTILIZATION),
-            "records now publish {}: set RECORDS_PUBLISH_SERVICE_SERIES = true",
-            contract::SERVICE_UTILIZATION
-        );
     }
 }
 
@@ -328,21 +312,19 @@ fn sample() -> Sample {
         temperature_celsius: 40,
         power_watts: 30.0,
     };
-    // Today the literal names every field; the update keeps it compiling as i13-metrics adds
-    // fields (cluster_name, service_name, ...).
-    #[allow(clippy::needless_update)]
     let info = ContainerInfo {
         task_arn: Some("arn:aws:ecs:us-east-1:1:task/gpu-cluster/abc".into()),
         task_family: Some("web".into()),
         container_name: Some("app".into()),
-        // At the merge with i13-metrics: cluster_name and service_name ("web") go here.
+        cluster_name: Some("gpu-cluster".into()),
+        service_name: Some("web".into()),
         ..Default::default()
     };
-    // At the merge with i13-metrics: `sm_util_percent: Some(30)` goes here.
     let task = ContainerUse {
         container_id: "c1".into(),
         gpu_index: 0,
         gpu_memory_bytes: 1 << 30,
+        sm_util_percent: Some(30),
         processes: 1,
         info,
     };
