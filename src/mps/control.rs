@@ -12,6 +12,12 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+
+/// POSIX's smallest PIPE_BUF: a write this long is atomic and never waits on an empty pipe.
+const PIPE_BUF: usize = 4096;
+
 /// The client's own MPS settings, never inherited by a daemon or a front-end gpu-share runs:
 /// a daemon given them would hand them to its servers.
 const INHERITED: [&str; 4] = [
@@ -57,7 +63,7 @@ pub fn daemonise(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    run(program, cmd, None, timeout).map(|_| ())
+    run(program, cmd, timeout).map(|_| ())
 }
 
 /// Sends `commands` (one per line) to the daemon whose pipe directory is `pipe_dir` and returns
@@ -69,10 +75,10 @@ pub fn send(
     timeout: Duration,
 ) -> Result<String, ControlError> {
     let mut cmd = command(program, &[("CUDA_MPS_PIPE_DIRECTORY", pipe_dir)]);
-    cmd.stdin(Stdio::piped())
+    cmd.stdin(stdin_with(program, commands)?)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    run(program, cmd, Some(commands), timeout)
+    run(program, cmd, timeout)
 }
 
 fn command(program: &Path, env: &[(&str, &Path)]) -> Command {
@@ -86,12 +92,33 @@ fn command(program: &Path, env: &[(&str, &Path)]) -> Command {
     cmd
 }
 
-fn run(
-    program: &Path,
-    mut cmd: Command,
-    input: Option<&str>,
-    timeout: Duration,
-) -> Result<String, ControlError> {
+/// A stdin that already holds `commands`, written before the child starts: the write can
+/// neither block on a child that does not read nor raise SIGPIPE (which the runtime, a
+/// `no_main` program, does not ignore) on one that has exited.
+fn stdin_with(program: &Path, commands: &str) -> Result<Stdio, ControlError> {
+    let io = |source: std::io::Error| ControlError::Io {
+        program: program.display().to_string(),
+        source,
+    };
+    let mut text = commands.to_owned();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    // Within PIPE_BUF, one write fills the pipe without waiting for a reader.
+    if text.len() > PIPE_BUF {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "commands longer than one pipe buffer",
+        )));
+    }
+    let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| io(e.into()))?;
+    std::fs::File::from(write)
+        .write_all(text.as_bytes())
+        .map_err(io)?;
+    Ok(Stdio::from(read))
+}
+
+fn run(program: &Path, mut cmd: Command, timeout: Duration) -> Result<String, ControlError> {
     let name = program.display().to_string();
     let io = |source| ControlError::Io {
         program: name.clone(),
@@ -102,24 +129,6 @@ fn run(
         program: name.clone(),
         source,
     })?;
-    if let Some(text) = input {
-        // The answers are a few lines, well inside a pipe's buffer, so writing all of stdin
-        // before reading stdout cannot deadlock.
-        if let Some(mut stdin) = child.stdin.take() {
-            let mut line = text.to_owned();
-            if !line.ends_with('\n') {
-                line.push('\n');
-            }
-            // A front-end that found no daemon exits without reading: its exit status says so.
-            match stdin.write_all(line.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    kill(&mut child);
-                    return Err(io(e));
-                }
-                _ => {}
-            }
-        }
-    }
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
