@@ -313,3 +313,20 @@ fn isolation_refuses_bad_sizes_and_caps_with_the_key() {
         assert!(!e.contains('\n'), "{keys}: {e}");
     }
 }
+
+#[test]
+fn start_fails_when_the_daemon_never_opens_its_socket() {
+    let mps = MpsDir::new();
+    let mut iso = isolation(&mps, 200);
+    // `true -d` exits 0 and listens nowhere: a daemon that died at once.
+    iso.control = common::which("true").unwrap();
+    let t = Instant::now();
+    let e = daemon(&iso, 0).start(&iso, "0").unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("gpu0-4096M-50pct: cannot start it: no answer within 200 ms"),
+        "{msg}"
+    );
+    assert!(msg.contains("control.log"), "{msg}");
+}

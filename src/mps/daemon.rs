@@ -156,7 +156,16 @@ impl Daemon {
         // `-d` may return before the socket is bound; its limits must be set before any client
         // starts a server, so nothing is mounted until they are.
         let deadline = Instant::now() + timeout;
-        while !self.socket().exists() && Instant::now() < deadline {
+        while !self.socket().exists() {
+            if Instant::now() >= deadline {
+                return Err(DaemonError::Start {
+                    name: self.name(),
+                    log: self.control_log(),
+                    source: Box::new(ControlError::Timeout {
+                        ms: timeout.as_millis(),
+                    }),
+                });
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
         self.send(isolation, &self.limit_commands())?;
