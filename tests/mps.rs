@@ -330,3 +330,27 @@ fn start_fails_when_the_daemon_never_opens_its_socket() {
     );
     assert!(msg.contains("control.log"), "{msg}");
 }
+
+#[test]
+fn gpu_share_mps_stop_leaves_daemons_it_does_not_own() {
+    let mps = MpsDir::new();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("c.toml");
+    std::fs::write(&config, mps.section("")).unwrap();
+    // ECS's daemon, as if its pipe directory sat under isolation.dir with a name not ours.
+    // Under `pipe/`, so MpsDir's drop kills it whatever this test asserts.
+    let ecs = mps.path().join("mps-ecs/pipe");
+    std::fs::create_dir_all(&ecs).unwrap();
+    let status = Command::new(&mps.control)
+        .arg("-d")
+        .env("CUDA_MPS_PIPE_DIRECTORY", &ecs)
+        .env("CUDA_MPS_LOG_DIRECTORY", &ecs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out, err) = gpu_share(&config, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let log = std::fs::read_to_string(ecs.join("control.log")).unwrap();
+    assert!(!log.contains("quit"), "{log}");
+    assert!(ecs.join("control").exists());
+}
