@@ -76,7 +76,8 @@ fn stop_quits_the_daemon_and_waits_for_it() {
         .unwrap();
     assert_eq!(d.stop(&iso).unwrap(), Stopped::Stopped);
     assert!(mps.control_log(&d.name()).ends_with("quit -> \n"));
-    assert!(!d.pipe_dir.join("control").exists());
+    assert!(!d.pipe_dir.exists());
+    assert!(d.log_dir.join("control.log").exists());
     let gone = unsafe { libc::kill(pid, 0) } != 0
         || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"));
     assert!(gone, "daemon {pid} still running");
@@ -230,11 +231,45 @@ fn gpu_share_mps_starts_one_daemon_per_gpu_reports_and_stops_them() {
     );
 
     let (code, out, _) = gpu_share(&config, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!("no MPS daemon under {}\n", mps.path().display())
+    );
+}
+
+#[test]
+fn gpu_share_mps_status_reports_a_daemon_that_died_and_stop_cleans_it_up() {
+    let mps = MpsDir::new();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("c.toml");
+    std::fs::write(&config, mps.section("")).unwrap();
+    let iso = Config::load(&config).unwrap().isolation;
+    let d = daemon(&iso, 0);
+    d.start(&iso, "0").unwrap();
+    let pid: i32 = std::fs::read_to_string(d.pipe_dir.join("nvidia-cuda-mps-control.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (code, out, _) = gpu_share(&config, &["status"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("gpu0-4096M-50pct: down: MPS daemon gpu0-4096M-50pct is not running"),
+        out.starts_with("gpu0-4096M-50pct: down: MPS daemon gpu0-4096M-50pct (pipe dir"),
         "{out}"
     );
+    let (code, out, err) = gpu_share(&config, &["stop"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "gpu0-4096M-50pct: not running\n"),
+        "{err}"
+    );
+    let (code, out, _) = gpu_share(&config, &["status"]);
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub enum DaemonError {
         log: String,
         source: Box<ControlError>,
     },
-    #[error("MPS daemon {name}: cannot make {path}: {source}")]
+    #[error("MPS daemon {name}: cannot make or remove {path}: {source}")]
     Dir {
         name: String,
         path: String,
@@ -182,12 +182,21 @@ impl Daemon {
             .collect())
     }
 
-    /// `quit`, then waits (up to the answer timeout) for the daemon to be gone.
+    /// `quit`, then waits (up to the answer timeout) for the daemon to be gone, and removes its
+    /// pipe directory (its log stays), so that it is no longer listed. A daemon already gone
+    /// (no socket, or a socket whose pid is dead) is only cleaned up; one that is alive but
+    /// does not answer is an error, and left as it is.
     pub fn stop(&self, isolation: &IsolationSection) -> Result<Stopped, DaemonError> {
         let pid = self.pid();
         match self.send(isolation, "quit") {
             Ok(_) => {}
-            Err(DaemonError::NotRunning { .. }) => return Ok(Stopped::NotRunning),
+            Err(e @ DaemonError::NoAnswer { .. }) if pid.is_some_and(process_exists) => {
+                return Err(e)
+            }
+            Err(DaemonError::NotRunning { .. } | DaemonError::NoAnswer { .. }) => {
+                self.forget()?;
+                return Ok(Stopped::NotRunning);
+            }
             Err(e) => return Err(e),
         }
         let timeout = timeout(isolation);
@@ -202,7 +211,19 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        self.forget()?;
         Ok(Stopped::Stopped)
+    }
+
+    fn forget(&self) -> Result<(), DaemonError> {
+        match std::fs::remove_dir_all(&self.pipe_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DaemonError::Dir {
+                name: self.name(),
+                path: self.pipe_dir.display().to_string(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The commands that give its servers this daemon's limits. The daemon sees one GPU
@@ -312,7 +333,8 @@ fn parse_name(text: &str) -> Option<(u32, Limits)> {
     ))
 }
 
-/// The daemons gpu-share owns under `isolation.dir`, in name order; none when it is missing.
+/// The daemons gpu-share owns under `isolation.dir` and has not stopped, in name order; none
+/// when the directory is missing.
 pub fn owned(isolation: &IsolationSection) -> Vec<Daemon> {
     let Ok(entries) = std::fs::read_dir(&isolation.dir) else {
         return Vec::new();
@@ -321,6 +343,8 @@ pub fn owned(isolation: &IsolationSection) -> Vec<Daemon> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| Daemon::from_dir_name(isolation, e.file_name().to_str()?))
+        // A stopped daemon keeps its log but not its pipe directory.
+        .filter(|d| d.pipe_dir.is_dir())
         .collect();
     out.sort_by_key(|d| (d.gpu, d.limits));
     out
