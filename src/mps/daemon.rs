@@ -132,7 +132,11 @@ impl Daemon {
             // A daemon that is there but does not answer is never replaced behind its back;
             // a socket whose daemon is gone (killed, host crashed into a kept /run) is.
             Err(e) if self.pid().is_some_and(process_exists) => return Err(e),
-            Err(_) => {}
+            // Cleared first, so that waiting for the new socket cannot find the old one.
+            Err(_) => {
+                let _ = std::fs::remove_file(self.socket());
+                let _ = std::fs::remove_file(self.pipe_dir.join(PID_FILE));
+            }
         }
         for dir in [&self.pipe_dir, &self.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| DaemonError::Dir {
