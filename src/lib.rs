@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod gpu;
 pub mod host;
 pub mod metrics;
+pub mod mps;
 pub mod placement;
 pub mod plan;
 pub mod request;

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use gpu_share::config::{Config, CONFIG_ENV};
+use gpu_share::config::{Config, IsolationMode, CONFIG_ENV};
 use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
 use gpu_share::host;
 use gpu_share::metrics::agent::{self, Mode, Sink};
+use gpu_share::mps;
 use gpu_share::runc_exec;
 
 /// Share NVIDIA GPUs between containers on Amazon ECS GPU instances.
@@ -81,6 +82,34 @@ enum Commands {
     Unconfigure {
         #[command(subcommand)]
         target: Target,
+    },
+    /// The MPS control daemons gpu-share owns under isolation.dir (docs/isolation.md)
+    Mps {
+        #[command(subcommand)]
+        action: MpsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MpsAction {
+    /// Start the daemon with the default caps (isolation.memory, isolation.compute_percent) on
+    /// each GPU, and set its limits; one already answering is left as it is
+    Start {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this GPU (an index); repeat for several
+        #[arg(long, value_name = "INDEX")]
+        gpu: Vec<u32>,
+    },
+    /// Tell every daemon under isolation.dir to quit, and wait for it
+    Stop {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Whether each daemon under isolation.dir answers; exits 1 if one does not
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -155,6 +184,7 @@ fn main() -> ExitCode {
         Commands::Unconfigure {
             target: Target::Docker(args),
         } => configure_docker(&args, false),
+        Commands::Mps { action } => mps_command(action),
     }
 }
 
@@ -311,4 +341,81 @@ fn configure_docker(args: &DockerArgs, configure: bool) -> ExitCode {
         println!("restart docker to apply the change (or pass --restart)");
     }
     ExitCode::SUCCESS
+}
+
+fn mps_command(action: MpsAction) -> ExitCode {
+    let path = match &action {
+        MpsAction::Start { config, .. }
+        | MpsAction::Stop { config }
+        | MpsAction::Status { config } => config.path(),
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e} (set --config or {CONFIG_ENV})")),
+    };
+    let iso = &config.isolation;
+    let mut failed = false;
+    match action {
+        MpsAction::Start { gpu, .. } => {
+            if iso.mode != IsolationMode::Mps {
+                println!(
+                    "isolation.mode is \"{}\": no MPS daemon to start",
+                    iso.mode.as_str()
+                );
+            }
+            let started = match mps::start_defaults(&config, &gpu) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            for (daemon, outcome) in started {
+                match outcome {
+                    Ok(mps::Started::Started) => println!("{}: started", daemon.name()),
+                    Ok(mps::Started::AlreadyRunning) => {
+                        println!("{}: already running", daemon.name())
+                    }
+                    Err(e) => {
+                        eprintln!("gpu-share: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        MpsAction::Stop { .. } => {
+            for daemon in mps::owned(iso) {
+                match daemon.stop(iso) {
+                    Ok(mps::Stopped::Stopped) => println!("{}: stopped", daemon.name()),
+                    Ok(mps::Stopped::NotRunning) => println!("{}: not running", daemon.name()),
+                    Err(e) => {
+                        eprintln!("gpu-share: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        MpsAction::Status { .. } => {
+            let daemons = mps::owned(iso);
+            if daemons.is_empty() {
+                println!("no MPS daemon under {}", iso.dir.display());
+            }
+            for daemon in daemons {
+                match daemon.status(iso) {
+                    Ok(servers) => println!(
+                        "{}: answering, {} server(s), pipe dir {}",
+                        daemon.name(),
+                        servers.len(),
+                        daemon.pipe_dir.display()
+                    ),
+                    Err(e) => {
+                        println!("{}: down: {e}", daemon.name());
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -15,8 +15,10 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 mod sections;
+mod size;
 
 pub use sections::*;
+pub use size::ByteSize;
 
 /// Where the configuration lives unless `GPU_SHARE_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/gpu-share/config.toml";
@@ -34,6 +36,7 @@ pub struct Config {
     pub state: StateSection,
     pub nvml: NvmlSection,
     pub metrics: MetricsSection,
+    pub isolation: IsolationSection,
 }
 
 /// The file as the runtime reads it: the sections a create uses, and the others only as TOML.
@@ -48,6 +51,7 @@ struct RuntimeFile {
     state: StateSection,
     nvml: IgnoredAny,
     metrics: IgnoredAny,
+    isolation: IsolationSection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,7 @@ impl Config {
             hook: file.hook,
             log: file.log,
             state: file.state,
+            isolation: file.isolation,
             ..Config::default()
         };
         config.check_runtime()?;
@@ -131,6 +136,7 @@ impl Config {
             ("hook.path", Some(self.hook.path.as_path())),
             ("log.path", Some(self.log.path.as_path())),
             ("state.dir", Some(self.state.dir.as_path())),
+            ("isolation.dir", Some(self.isolation.dir.as_path())),
         ];
         for (key, path) in absolute {
             if let Some(p) = path {
@@ -145,6 +151,55 @@ impl Config {
         if self.sharing.max_per_gpu == Some(0) {
             return Err(
                 "sharing.max_per_gpu: 0 would refuse every container; leave it unset for no limit"
+                    .to_owned(),
+            );
+        }
+        self.check_isolation()
+    }
+
+    /// The rules of `[isolation]`: caps within 1..=100 percent and at least 1 MiB, defaults
+    /// within the maxima, and `mps` mode with a default memory cap (a container that asks for
+    /// none must still get one).
+    fn check_isolation(&self) -> Result<(), String> {
+        let iso = &self.isolation;
+        let percents = [
+            ("isolation.compute_percent", iso.compute_percent),
+            ("isolation.max_compute_percent", iso.max_compute_percent),
+        ];
+        for (key, value) in percents {
+            if let Some(p) = value.filter(|p| !(1..=100).contains(p)) {
+                return Err(format!("{key}: {p} is not a percentage from 1 to 100"));
+            }
+        }
+        let sizes = [
+            ("isolation.memory", iso.memory),
+            ("isolation.max_memory", iso.max_memory),
+        ];
+        for (key, value) in sizes {
+            if let Some(size) = value.filter(|s| s.mib() == 0) {
+                return Err(format!("{key}: {size} is under 1MiB, the smallest MPS cap"));
+            }
+        }
+        if let (Some(cap), Some(max)) = (iso.memory, iso.max_memory) {
+            if cap > max {
+                return Err(format!(
+                    "isolation.memory: {cap} is above isolation.max_memory ({max})"
+                ));
+            }
+        }
+        if let (Some(cap), Some(max)) = (iso.compute_percent, iso.max_compute_percent) {
+            if cap > max {
+                return Err(format!(
+                    "isolation.compute_percent: {cap} is above isolation.max_compute_percent ({max})"
+                ));
+            }
+        }
+        if iso.answer_timeout_ms == 0 || iso.answer_timeout_ms > 60_000 {
+            return Err("isolation.answer_timeout_ms: must be 1 to 60000".to_owned());
+        }
+        if iso.mode == IsolationMode::Mps && iso.memory.is_none() {
+            return Err(
+                "isolation.memory: mode = \"mps\" needs the cap a container that asks for none gets (e.g. memory = \"4GiB\")"
                     .to_owned(),
             );
         }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::size::ByteSize;
+
 /// `gpu-share metrics`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -254,6 +256,65 @@ impl Default for LogSection {
         LogSection {
             path: PathBuf::from("/var/log/gpu-share-runtime.log"),
             level: LogLevel::Info,
+        }
+    }
+}
+
+/// How a container's use of its GPUs is capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationMode {
+    /// No caps: containers share the GPU as they would with NVIDIA's runtime.
+    #[default]
+    None,
+    /// Caps held by MPS control daemons gpu-share owns (docs/isolation.md).
+    Mps,
+}
+
+impl IsolationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IsolationMode::None => "none",
+            IsolationMode::Mps => "mps",
+        }
+    }
+}
+
+/// `[isolation]`: caps a container cannot lift (docs/isolation.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IsolationSection {
+    pub mode: IsolationMode,
+    /// `nvidia-cuda-mps-control`: a name looked up on `PATH`, or a path.
+    pub control: PathBuf,
+    /// Where each daemon gpu-share owns keeps its pipe and log directories.
+    pub dir: PathBuf,
+    /// The memory cap of a container that asks for none.
+    pub memory: Option<ByteSize>,
+    /// The compute cap (active thread percentage) of a container that asks for none.
+    pub compute_percent: Option<u8>,
+    /// The most a container may ask for; above it, create is refused.
+    pub max_memory: Option<ByteSize>,
+    pub max_compute_percent: Option<u8>,
+    /// Memory on each GPU no cap may take (admission: the caps on a GPU sum to at most its
+    /// memory less this).
+    pub reserved_memory: ByteSize,
+    /// How long a daemon has to answer one control command before it counts as down.
+    pub answer_timeout_ms: u64,
+}
+
+impl Default for IsolationSection {
+    fn default() -> Self {
+        IsolationSection {
+            mode: IsolationMode::None,
+            control: PathBuf::from("nvidia-cuda-mps-control"),
+            dir: PathBuf::from("/run/gpu-share/mps"),
+            memory: None,
+            compute_percent: None,
+            max_memory: None,
+            max_compute_percent: None,
+            reserved_memory: ByteSize(0),
+            answer_timeout_ms: 2000,
         }
     }
 }

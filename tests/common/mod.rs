@@ -8,12 +8,14 @@
 //! - the metrics agent's config and command line: [`agent::Agent`];
 //! - the fake NVML library: [`fake_nvml`], [`fake_nvml_gpus`];
 //! - a private dockerd: [`dockerd::Dockerd`]; moto's CloudWatch: [`moto::Moto`].
+//! - the fake MPS control daemon and a directory of daemons: [`mps::MpsDir`].
 #![allow(dead_code)]
 
 pub mod agent;
 pub mod bundle;
 pub mod dockerd;
 pub mod moto;
+pub mod mps;
 pub mod shim;
 
 use std::os::unix::fs::PermissionsExt;
