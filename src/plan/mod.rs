@@ -14,6 +14,7 @@ pub mod cgroup_rules;
 pub mod devices;
 pub mod env;
 pub mod hook;
+pub mod mps;
 
 use serde_json::{Map, Value};
 
