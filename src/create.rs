@@ -9,11 +9,14 @@
 
 use std::path::PathBuf;
 
+use crate::caps::CapsError;
+use crate::capping::Capping;
 use crate::config::{Config, ConfigError, LogLevel};
 use crate::decision::{Decision, Given, Outcome};
 use crate::gpu::{self, devfs::DiscoveryError, Inventory};
 use crate::placement::state::{self, Entry, Locked, StateError};
-use crate::placement::{self, Claim, Decided, PlacementError, SelectError};
+use crate::mps::DaemonError;
+use crate::placement::{self, Claim, Decided, MemoryError, PlacementError, SelectError};
 use crate::plan::{Hook, Plan, PlanError};
 use crate::request::{Channel, Request, RequestError};
 use crate::runc_call::RuncCall;
@@ -41,6 +44,12 @@ pub enum CreateError {
     Placement(#[from] PlacementError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Mps(#[from] DaemonError),
 }
 
 /// Runs the create path and logs the decision (or the failure) to the shim's log.
@@ -73,6 +82,8 @@ pub fn edit_bundle(
     let runc = runc_exec::resolve(config.runtime.path.as_deref())?;
     let mut spec = SpecFile::load(&call.bundle_dir())?;
     let request = Request::from_spec(&spec.value, &config.sharing, channel)?;
+    // `isolation.mode = "mps"` only: the caps, checked before any lock is taken.
+    let capping = Capping::read(&spec.value, config, &request)?;
     let reason = request.reason(config.sharing.default);
     let mut inventory = if request.wants_gpus() {
         gpu::discover(&config.devices.root)?
@@ -84,10 +95,10 @@ pub fn edit_bundle(
     if let Claim::Nothing(why) = claim {
         return Ok(Decision::no_gpu(runc, reason, why, config, None));
     }
-    if claim.reads_free_memory(&config.sharing) {
+    if claim.reads_free_memory(&config.sharing) || capping.is_some() {
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
-    let load_decides = claim.load_decides(&config.sharing);
+    let load_decides = claim.load_decides(&config.sharing) || capping.is_some();
     let truth = state::Truth::for_create(call.root, &inventory);
     let (mut state, mut unrecorded) = lock_state(config, load_decides, &truth)?;
     let reconciled = state.as_mut().map_or(0, Locked::reconcile);
@@ -96,14 +107,28 @@ pub fn edit_bundle(
         .and_then(|s| s.rebuilt_from.as_ref())
         .map(ToString::to_string);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
-    let assignment = match placement::decide(claim, &inventory, &config.sharing, &load)? {
+    let room = match (&capping, &state) {
+        (Some(c), Some(s)) => Some(c.room(&inventory, config, &s.assignments)?),
+        _ => None,
+    };
+    let decided = placement::decide_within(claim, &inventory, &config.sharing, &load, room.as_ref());
+    let assignment = match decided? {
         Decided::Gpus(a) => a,
         Decided::Nothing(why) => {
             return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))
         }
     };
     let hook = Hook::at(&config.hook.path);
-    let plan = Plan::new(&assignment, &inventory, &hook);
+    let mut plan = Plan::new(&assignment, &inventory, &hook);
+    // Under the lock, so that two creates never both start one daemon; before anything is
+    // written, so that a daemon that is down leaves the bundle as it was.
+    let mps = match &capping {
+        Some(c) => Some(c.client(config, &inventory, assignment.gpus[0])?),
+        None => None,
+    };
+    if let Some(m) = &mps {
+        plan = plan.with_mps(m.client.clone());
+    }
     let spec_changed = plan.apply(&mut spec.value)?;
     // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
     let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
@@ -112,7 +137,8 @@ pub fn edit_bundle(
     // process (its pid is how `reconcile` knows).
     if let Some(state) = state.as_mut() {
         let id = call.container_label();
-        state.record(Entry::for_this_create(id, call.root, &assignment).also_holding(&held));
+        let entry = Entry::for_this_create(id, call.root, &assignment).also_holding(&held);
+        state.record(entry.with_caps(capping.as_ref().map(|c| c.caps)));
         match state.save() {
             Err(e) if !load_decides => unrecorded = Some(e.to_string()),
             other => other?,
@@ -135,6 +161,7 @@ pub fn edit_bundle(
         spec_changed,
         reconciled,
         unrecorded,
+        mps: mps.as_ref().map(crate::capping::Client::describe),
     };
     Ok(Decision {
         runc,

@@ -46,6 +46,8 @@ pub struct Given {
     pub reconciled: usize,
     /// Why the container is not in the state file, where it could not be recorded.
     pub unrecorded: Option<String>,
+    /// The MPS daemon it is a client of (`isolation.mode = "mps"`), and how it was found.
+    pub mps: Option<String>,
 }
 
 impl Decision {
@@ -117,6 +119,9 @@ impl fmt::Display for Decision {
         if let Some(problem) = &g.unrecorded {
             write!(f, " state=unrecorded ({problem})")?;
         }
+        if let Some(daemon) = &g.mps {
+            write!(f, " mps={daemon}")?;
+        }
         Ok(())
     }
 }
@@ -141,6 +146,7 @@ mod tests {
                 spec_changed: true,
                 reconciled: 2,
                 unrecorded: Some("state /x: denied".into()),
+                mps: None,
             }),
         };
         assert_eq!(

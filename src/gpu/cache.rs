@@ -11,7 +11,7 @@ use super::nvml::NvmlGpu;
 use super::Inventory;
 use crate::atomic::{self, Perms};
 
-const CACHE_FILE: &str = "gpus.json";
+pub const CACHE_FILE: &str = "gpus.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedGpu {

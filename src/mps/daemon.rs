@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::caps::Caps;
 use crate::config::{ByteSize, IsolationSection};
 
 use super::control::{self, ControlError};
@@ -40,12 +41,24 @@ impl Limits {
     }
 }
 
+impl From<Caps> for Limits {
+    fn from(c: Caps) -> Limits {
+        Limits {
+            memory_mib: c.memory_mib,
+            compute_percent: c.compute_percent,
+        }
+    }
+}
+
 /// An MPS control daemon on one GPU with one set of limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Daemon {
     /// The GPU's index in gpu-share's inventory.
     pub gpu: u32,
     pub limits: Limits,
+    /// The client UID a non-root container's daemon serves (a daemon runs one server per UID
+    /// at a time, so users never share one); `None`: root's, the default daemons.
+    pub uid: Option<u32>,
     pub pipe_dir: PathBuf,
     pub log_dir: PathBuf,
 }
@@ -99,10 +112,23 @@ pub enum Stopped {
 impl Daemon {
     /// The daemon for `limits` on GPU `gpu`, under `isolation.dir`.
     pub fn new(isolation: &IsolationSection, gpu: u32, limits: Limits) -> Daemon {
-        let home = isolation.dir.join(name(gpu, limits));
+        Daemon::for_user(isolation, gpu, limits, None)
+    }
+
+    /// The daemon for `limits` on GPU `gpu` serving clients of `uid` (`None` or root: the
+    /// daemon root's containers share).
+    pub fn for_user(
+        isolation: &IsolationSection,
+        gpu: u32,
+        limits: Limits,
+        uid: Option<u32>,
+    ) -> Daemon {
+        let uid = uid.filter(|&u| u != 0);
+        let home = isolation.dir.join(name(gpu, limits, uid));
         Daemon {
             gpu,
             limits,
+            uid,
             pipe_dir: home.join("pipe"),
             log_dir: home.join("log"),
         }
@@ -110,13 +136,13 @@ impl Daemon {
 
     /// The daemon a directory under `isolation.dir` belongs to, if its name is one of ours.
     pub fn from_dir_name(isolation: &IsolationSection, dir_name: &str) -> Option<Daemon> {
-        let (gpu, limits) = parse_name(dir_name)?;
-        let d = Daemon::new(isolation, gpu, limits);
-        (name(gpu, limits) == dir_name).then_some(d)
+        let (gpu, limits, uid) = parse_name(dir_name)?;
+        let d = Daemon::for_user(isolation, gpu, limits, uid);
+        (d.name() == dir_name).then_some(d)
     }
 
     pub fn name(&self) -> String {
-        name(self.gpu, self.limits)
+        name(self.gpu, self.limits, self.uid)
     }
 
     /// Starts the daemon for the GPU `visible` names (its UUID, else its index) and sets its
@@ -266,15 +292,15 @@ impl Daemon {
         })
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(super) fn socket(&self) -> PathBuf {
         self.pipe_dir.join(CONTROL_SOCKET)
     }
 
-    fn control_log(&self) -> String {
+    pub(super) fn control_log(&self) -> String {
         self.log_dir.join("control.log").display().to_string()
     }
 
-    fn pid(&self) -> Option<i32> {
+    pub(super) fn pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.pipe_dir.join(PID_FILE))
             .ok()?
             .trim()
@@ -291,7 +317,7 @@ impl Daemon {
     }
 }
 
-fn process_exists(pid: i32) -> bool {
+pub(super) fn process_exists(pid: i32) -> bool {
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
     // A zombie still answers signal 0; it is gone for our purpose once it is reaped or a
@@ -306,35 +332,41 @@ fn process_exists(pid: i32) -> bool {
     !zombie && kill(Pid::from_raw(pid), None).is_ok()
 }
 
-fn timeout(isolation: &IsolationSection) -> Duration {
+pub(super) fn timeout(isolation: &IsolationSection) -> Duration {
     Duration::from_millis(isolation.answer_timeout_ms)
 }
 
-fn name(gpu: u32, limits: Limits) -> String {
-    match limits.compute_percent {
-        Some(p) => format!("gpu{gpu}-{}M-{p}pct", limits.memory_mib),
-        None => format!("gpu{gpu}-{}M", limits.memory_mib),
+fn name(gpu: u32, limits: Limits, uid: Option<u32>) -> String {
+    let mut name = format!("gpu{gpu}-{}M", limits.memory_mib);
+    if let Some(p) = limits.compute_percent {
+        name.push_str(&format!("-{p}pct"));
     }
+    if let Some(u) = uid {
+        name.push_str(&format!("-u{u}"));
+    }
+    name
 }
 
-fn parse_name(text: &str) -> Option<(u32, Limits)> {
-    let mut parts = text.split('-');
+fn parse_name(text: &str) -> Option<(u32, Limits, Option<u32>)> {
+    let mut parts = text.split('-').peekable();
     let gpu = parts.next()?.strip_prefix("gpu")?.parse().ok()?;
     let memory_mib = parts.next()?.strip_suffix('M')?.parse().ok()?;
-    let compute_percent = match parts.next() {
+    let compute_percent = match parts.next_if(|p| p.ends_with("pct")) {
         Some(p) => Some(p.strip_suffix("pct")?.parse().ok()?),
+        None => None,
+    };
+    let uid = match parts.next() {
+        Some(u) => Some(u.strip_prefix('u')?.parse().ok()?),
         None => None,
     };
     if parts.next().is_some() {
         return None;
     }
-    Some((
-        gpu,
-        Limits {
-            memory_mib,
-            compute_percent,
-        },
-    ))
+    let limits = Limits {
+        memory_mib,
+        compute_percent,
+    };
+    Some((gpu, limits, uid))
 }
 
 /// The daemons gpu-share owns under `isolation.dir` and has not stopped, in name order; none
@@ -350,7 +382,7 @@ pub fn owned(isolation: &IsolationSection) -> Vec<Daemon> {
         // A stopped daemon keeps its log but not its pipe directory.
         .filter(|d| d.pipe_dir.is_dir())
         .collect();
-    out.sort_by_key(|d| (d.gpu, d.limits));
+    out.sort_by_key(|d| (d.gpu, d.limits, d.uid));
     out
 }
 

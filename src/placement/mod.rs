@@ -12,6 +12,7 @@
 
 pub mod access;
 mod load;
+pub mod memory;
 pub mod named;
 pub mod policy;
 pub mod state;
@@ -21,6 +22,7 @@ use crate::gpu::Inventory;
 use crate::request::{Request, Wants};
 
 pub use load::{GpuLoad, Load};
+pub use memory::{MemoryError, Room};
 pub use named::SelectError;
 pub use policy::PlacementError;
 
@@ -143,15 +145,33 @@ pub fn decide(
     sharing: &SharingSection,
     load: &Load,
 ) -> Result<Decided, PlacementError> {
+    decide_within(claim, inventory, sharing, load, None)
+}
+
+/// `decide`, where `room` is given (`isolation.mode = "mps"`), also within capped memory:
+/// the policy places only where the cap fits, and named GPUs, ECS's reserved ones included
+/// (a cap is memory the GPU must have), are admitted only where it fits.
+pub fn decide_within(
+    claim: Claim,
+    inventory: &Inventory,
+    sharing: &SharingSection,
+    load: &Load,
+    room: Option<&Room>,
+) -> Result<Decided, PlacementError> {
+    let admit_memory = |gpus: &[u32]| room.map_or(Ok(()), |r| r.admit(gpus));
     match claim {
         Claim::Nothing(why) => Ok(Decided::Nothing(why)),
-        Claim::Named(a) if a.kind == Kind::Reserved => Ok(Decided::Gpus(a)),
+        Claim::Named(a) if a.kind == Kind::Reserved => {
+            admit_memory(&a.gpus)?;
+            Ok(Decided::Gpus(a))
+        }
         Claim::Named(a) => {
             policy::admit_named(&a.gpus, sharing, inventory, load, a.task.as_deref())?;
+            admit_memory(&a.gpus)?;
             Ok(Decided::Gpus(a))
         }
         Claim::ByPolicy { task } => Ok(
-            match policy::choose(sharing, inventory, load, task.as_deref())? {
+            match policy::choose_within(sharing, inventory, load, task.as_deref(), room)? {
                 Some(gpus) => Decided::Gpus(Assignment {
                     gpus,
                     kind: Kind::Shared,

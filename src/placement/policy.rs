@@ -6,6 +6,7 @@
 
 use super::access::{open_to, preference};
 use super::load::Load;
+use super::memory::{MemoryError, Room};
 use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
 
@@ -17,6 +18,8 @@ pub enum PlacementError {
     GpuFull { gpu: u32, limit: u32, loads: String },
     #[error("GPU {gpu} is reserved for an ECS task (sharing.reserved = {policy}); not giving it to this container")]
     Reserved { gpu: u32, policy: &'static str },
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
 }
 
 /// "GPU 0: 2, GPU 1: 0": for messages about the limit.
@@ -42,7 +45,23 @@ pub fn choose(
     load: &Load,
     task: Option<&str>,
 ) -> Result<Option<Vec<u32>>, PlacementError> {
-    let under_limit = |i: u32| sharing.max_per_gpu.is_none_or(|m| count(load, i) < m);
+    choose_within(sharing, inventory, load, task, None)
+}
+
+/// `choose`, where `room` is given, only among GPUs the container's memory cap fits on; spread
+/// then prefers the GPU with the most capped memory free (pack still the lowest index).
+pub fn choose_within(
+    sharing: &SharingSection,
+    inventory: &Inventory,
+    load: &Load,
+    task: Option<&str>,
+    room: Option<&Room>,
+) -> Result<Option<Vec<u32>>, PlacementError> {
+    let limit_ok = |i: u32| sharing.max_per_gpu.is_none_or(|m| count(load, i) < m);
+    let fits = |i: u32| room.is_none_or(|r| r.fits(i));
+    let under_limit = |i: u32| limit_ok(i) && fits(i);
+    // The free capped memory, where it decides spread before the count does.
+    let capped_free = |i: u32| std::cmp::Reverse(room.map_or(0, |r| r.free(i)));
     let open: Vec<&crate::gpu::Gpu> = inventory
         .gpus
         .iter()
@@ -51,15 +70,23 @@ pub fn choose(
     if open.is_empty() {
         return Ok(None);
     }
-    let full = || PlacementError::Full {
-        limit: sharing.max_per_gpu.unwrap_or(0),
-        loads: describe_loads(inventory, load),
+    // A refusal says what stopped it: memory where some GPU was under the limit.
+    let full = || match room {
+        Some(r) if open.iter().any(|g| limit_ok(g.index)) => PlacementError::Memory(r.full()),
+        _ => PlacementError::Full {
+            limit: sharing.max_per_gpu.unwrap_or(0),
+            loads: describe_loads(inventory, load),
+        },
     };
     let rank = |i: u32| preference(sharing.reserved, load.get(&i));
     let chosen = match sharing.placement {
         Placement::All => {
             if open.iter().all(|g| under_limit(g.index)) {
-                open.iter().map(|g| g.index).collect()
+                let all: Vec<u32> = open.iter().map(|g| g.index).collect();
+                if let Some(r) = room {
+                    r.admit(&all)?;
+                }
+                all
             } else {
                 return Err(full());
             }
@@ -71,6 +98,7 @@ pub fn choose(
                 let free = g.info.memory_free_bytes.unwrap_or(0);
                 (
                     rank(g.index),
+                    capped_free(g.index),
                     count(load, g.index),
                     std::cmp::Reverse(free),
                     g.index,

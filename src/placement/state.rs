@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Assignment, GpuLoad, Kind, Load};
 use crate::atomic::{self, Perms};
+use crate::caps::Caps;
 use crate::gpu::Inventory;
 use crate::timestamp::now_rfc3339;
 
@@ -51,6 +52,10 @@ pub struct Entry {
     /// The container's ECS task (from its cgroup parent), for `sharing.reserved = "task"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// Its MPS caps (`isolation.mode = "mps"`), which admission by memory sums per GPU. Absent
+    /// in entries of uncapped containers and in files written before caps existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Caps>,
 }
 
 impl Entry {
@@ -71,7 +76,14 @@ impl Entry {
             start_time: process_start_time(pid).unwrap_or(0),
             created: now_rfc3339(),
             task: assignment.task.clone(),
+            caps: None,
         }
+    }
+
+    /// The entry, recording the caps it was given.
+    pub fn with_caps(mut self, caps: Option<Caps>) -> Entry {
+        self.caps = caps;
+        self
     }
 }
 
@@ -295,8 +307,9 @@ impl Locked {
                 start_time: 0,
                 created: l.created,
                 // Neither the kind nor the task survives in runc's state: the rebuilt entry
-                // is a shared container of no task.
+                // is a shared container of no task, and of no caps (docs/isolation.md).
                 task: None,
+                caps: None,
             })
             .collect();
         self.save()?;

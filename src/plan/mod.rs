@@ -37,6 +37,8 @@ pub enum Edit {
     Env { name: &'static str, value: String },
     /// `hooks.prestart`: the NVIDIA hook at this path.
     Hook(std::path::PathBuf),
+    /// `isolation.mode = "mps"`: the container is a client of this daemon only (`mps`).
+    Mps(mps::MpsClient),
 }
 
 /// The edits for one container, in the order they are applied.
@@ -69,6 +71,12 @@ impl Plan {
             edits.push(Edit::Hook(path.clone()));
         }
         Plan { edits }
+    }
+
+    /// The plan, with the container made a client of `client`'s daemon, last.
+    pub fn with_mps(mut self, client: mps::MpsClient) -> Plan {
+        self.edits.push(Edit::Mps(client));
+        self
     }
 
     /// Applies every edit to `spec`, in order. Returns whether anything changed.
@@ -111,6 +119,7 @@ impl Edit {
             Edit::CgroupRules(nodes) => cgroup_rules::add(root, nodes),
             Edit::Env { name, value } => Ok(env::set(root, name, value)?),
             Edit::Hook(path) => hook::add(root, path),
+            Edit::Mps(client) => Ok(mps::apply(root, client)?),
         }
     }
 }

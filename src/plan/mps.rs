@@ -4,7 +4,7 @@
 //! `CUDA_MPS_PIPE_DIRECTORY` at it, strips every other `CUDA_MPS_*` the tenant set, and gives
 //! the container a private `/dev/shm` when the spec has none. Spec in, spec out: it never asks a
 //! daemon anything and never chooses one (the create path does both, and fails closed first).
-//! Not yet part of `Plan::new`.
+//! `Plan::with_mps` adds it, in `mps` mode only, to a container that gets a GPU.
 
 use std::path::{Path, PathBuf};
 

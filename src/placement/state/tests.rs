@@ -18,6 +18,7 @@ fn entry(id: &str, root: &Path, gpus: &[u32], kind: Kind, pid: i32) -> Entry {
         start_time: process_start_time(pid).unwrap_or(0),
         created: "now".into(),
         task: None,
+        caps: None,
     }
 }
 
@@ -121,6 +122,7 @@ fn a_corrupt_file_is_kept_aside_and_rebuilt_from_runcs_state() {
         start_time: 0,
         created: "then".into(),
         task: None,
+        caps: None,
     }];
     assert_eq!(l.assignments.containers, expected);
     let message = rebuilt.to_string();
