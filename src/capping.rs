@@ -7,6 +7,8 @@
 //! cannot be is refused, never started uncapped. It never edits a spec (`plan::mps` does) and
 //! never chooses a GPU (`placement` does). In `isolation.mode = "none"` it is never reached.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::caps::{Caps, CapsError};
@@ -67,7 +69,7 @@ impl Capping {
             inventory,
             config.isolation.reserved_memory,
             self.caps.memory_mib,
-            assignments,
+            capped_of(assignments),
             &cache.display().to_string(),
         )
     }
@@ -97,6 +99,18 @@ impl Capping {
             ready,
         })
     }
+}
+
+/// The live caps per GPU (`Entry::caps`), MiB: what admission by memory counts.
+fn capped_of(assignments: &Assignments) -> BTreeMap<u32, u64> {
+    let mut capped = BTreeMap::new();
+    for e in &assignments.containers {
+        let Some(c) = e.caps else { continue };
+        for &g in &e.gpus {
+            *capped.entry(g).or_insert(0) += c.memory_mib;
+        }
+    }
+    capped
 }
 
 impl Client {
@@ -143,10 +157,11 @@ mod tests {
 
     #[test]
     fn a_non_root_user_gets_a_daemon_of_its_own_and_root_the_shared_one() {
-        let user = |uid: u64| {
-            json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0"], "user": {"uid": uid, "gid": 0}}})
-        };
+        let user = |uid: u64| json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0"], "user": {"uid": uid, "gid": 0}}});
         assert_eq!(read(user(0), IsolationMode::Mps).unwrap().uid, None);
-        assert_eq!(read(user(1000), IsolationMode::Mps).unwrap().uid, Some(1000));
+        assert_eq!(
+            read(user(1000), IsolationMode::Mps).unwrap().uid,
+            Some(1000)
+        );
     }
 }

@@ -158,11 +158,21 @@ fn parse_ecs_memory(value: &str) -> Result<u64, CapsError> {
             Some((dev, limit)) if !dev.is_empty() && dev.bytes().all(|b| b.is_ascii_digit()) => {
                 limit
             }
-            Some(_) => return Err(malformed(name, value, "expected <device>=<limit>, e.g. 0=4096M")),
+            Some(_) => {
+                return Err(malformed(
+                    name,
+                    value,
+                    "expected <device>=<limit>, e.g. 0=4096M",
+                ))
+            }
             None => entry,
         };
         let bytes = mps_size(limit).ok_or_else(|| {
-            malformed(name, value, "a limit is a whole number with K, M, G or T (e.g. 4096M)")
+            malformed(
+                name,
+                value,
+                "a limit is a whole number with K, M, G or T (e.g. 4096M)",
+            )
         })?;
         if bytes < MIB {
             return Err(malformed(name, value, "a memory cap must be at least 1M"));
@@ -196,7 +206,11 @@ fn parse_percent(name: &'static str, value: &str) -> Result<u8, CapsError> {
     let whole = t.strip_suffix(".0").unwrap_or(t);
     match whole.parse::<u8>() {
         Ok(p) if (1..=100).contains(&p) => Ok(p),
-        _ => Err(malformed(name, value, "a compute cap is a whole percentage, 1 to 100")),
+        _ => Err(malformed(
+            name,
+            value,
+            "a compute cap is a whole percentage, 1 to 100",
+        )),
     }
 }
 
@@ -252,7 +266,10 @@ mod tests {
             "GPU_SHARE_MEMORY=9GiB: above isolation.max_memory (8GiB); ask for at most 8GiB"
         );
         let e = caps(&["GPU_SHARE_COMPUTE_PERCENT=90"], Channel::Default).unwrap_err();
-        assert!(e.to_string().contains("isolation.max_compute_percent (80)"), "{e}");
+        assert!(
+            e.to_string().contains("isolation.max_compute_percent (80)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -267,10 +284,7 @@ mod tests {
             "GPU_SHARE_COMPUTE_PERCENT=half",
         ] {
             let e = caps(&[bad], Channel::Default).unwrap_err();
-            assert!(
-                matches!(e, CapsError::Malformed { .. }),
-                "{bad}: {e:?}"
-            );
+            assert!(matches!(e, CapsError::Malformed { .. }), "{bad}: {e:?}");
             assert!(e.to_string().starts_with(bad), "{bad}: {e}");
         }
     }
@@ -310,6 +324,9 @@ mod tests {
         let mut i = iso();
         i.max_compute_percent = None;
         let spec = json!({"process": {"env": ["GPU_SHARE_COMPUTE_PERCENT=100"]}});
-        assert_eq!(Caps::from_spec(&spec, &i, Channel::Default), Ok(cap(4096, None)));
+        assert_eq!(
+            Caps::from_spec(&spec, &i, Channel::Default),
+            Ok(cap(4096, None))
+        );
     }
 }

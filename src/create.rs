@@ -9,13 +9,13 @@
 
 use std::path::PathBuf;
 
-use crate::caps::CapsError;
 use crate::capping::Capping;
+use crate::caps::CapsError;
 use crate::config::{Config, ConfigError, LogLevel};
 use crate::decision::{Decision, Given, Outcome};
 use crate::gpu::{self, devfs::DiscoveryError, Inventory};
-use crate::placement::state::{self, Entry, Locked, StateError};
 use crate::mps::DaemonError;
+use crate::placement::state::{self, Entry, Locked, StateError};
 use crate::placement::{self, Claim, Decided, MemoryError, PlacementError, SelectError};
 use crate::plan::{Hook, Plan, PlanError};
 use crate::request::{Channel, Request, RequestError};
@@ -111,7 +111,8 @@ pub fn edit_bundle(
         (Some(c), Some(s)) => Some(c.room(&inventory, config, &s.assignments)?),
         _ => None,
     };
-    let decided = placement::decide_within(claim, &inventory, &config.sharing, &load, room.as_ref());
+    let decided =
+        placement::decide_within(claim, &inventory, &config.sharing, &load, room.as_ref());
     let assignment = match decided? {
         Decided::Gpus(a) => a,
         Decided::Nothing(why) => {

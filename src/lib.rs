@@ -5,8 +5,8 @@
 //! `config.json`, then becomes runc with the same argv; every other command becomes runc at once.
 
 pub mod atomic;
-pub mod caps;
 pub mod capping;
+pub mod caps;
 pub mod config;
 pub mod create;
 pub mod decision;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::mps::MpsDir;
+use common::mps::{start_hung, MpsDir};
 use common::{cli_bin, write_shim_config, FakeGpuHost};
 use gpu_share::config::{ByteSize, Config, IsolationMode, IsolationSection};
 use gpu_share::mps::{Daemon, DaemonError, Limits, Started, Stopped};
@@ -130,7 +130,7 @@ fn status_of_a_daemon_that_never_answers_times_out() {
     let mps = MpsDir::new();
     let iso = isolation(&mps, 300);
     let d = daemon(&iso, 0);
-    start_hung(&mps.control, &d);
+    start_hung(&mps.control, &d.pipe_dir, &d.log_dir);
     let t = Instant::now();
     let e = d.status(&iso).unwrap_err();
     let took = t.elapsed();
@@ -144,20 +144,6 @@ fn status_of_a_daemon_that_never_answers_times_out() {
     // start must not hang on it either: it finds the daemon not answering and fails.
     let e = d.start(&iso, "0").unwrap_err();
     assert!(e.to_string().contains("no answer within 300 ms"), "{e}");
-}
-
-/// The fake daemon for `d`, started so that it accepts connections and never answers.
-fn start_hung(control: &Path, d: &Daemon) {
-    std::fs::create_dir_all(&d.pipe_dir).unwrap();
-    std::fs::create_dir_all(&d.log_dir).unwrap();
-    let status = Command::new(control)
-        .arg("-d")
-        .env("CUDA_MPS_PIPE_DIRECTORY", &d.pipe_dir)
-        .env("CUDA_MPS_LOG_DIRECTORY", &d.log_dir)
-        .env("FAKE_MPS_HANG", "1")
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]

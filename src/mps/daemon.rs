@@ -74,7 +74,7 @@ pub enum DaemonError {
         log: String,
         source: Box<ControlError>,
     },
-    #[error("MPS daemon {name}: cannot start it: {source} (see {log})")]
+    #[error("MPS daemon {name}: cannot start it: {source} (see {log}; the default daemons are {UNIT}'s)")]
     Start {
         name: String,
         log: String,

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use super::state::Assignments;
 use crate::config::ByteSize;
 use crate::gpu::Inventory;
 
@@ -23,7 +22,9 @@ pub enum MemoryError {
         uuid: String,
         cache: String,
     },
-    #[error("no GPU has {need} MiB of capped memory free for this container ({free}); not starting it")]
+    #[error(
+        "no GPU has {need} MiB of capped memory free for this container ({free}); not starting it"
+    )]
     Full { need: u64, free: String },
     #[error("GPU {gpu} has not {need} MiB of capped memory free for this container ({free}); not starting it")]
     GpuFull { gpu: u32, need: u64, free: String },
@@ -43,13 +44,13 @@ pub struct Room {
 }
 
 impl Room {
-    /// The room on `inventory`'s GPUs (every one's total must be known) given the live
-    /// `assignments`. `cache` names where totals come from, for the error.
+    /// The room on `inventory`'s GPUs (every one's total must be known) given the live caps
+    /// per GPU (`state::capped_of`). `cache` names where totals come from, for the error.
     pub fn new(
         inventory: &Inventory,
         reserved: ByteSize,
         need_mib: u64,
-        assignments: &Assignments,
+        capped: BTreeMap<u32, u64>,
         cache: &str,
     ) -> Result<Room, MemoryError> {
         let mut capacity = BTreeMap::new();
@@ -63,14 +64,6 @@ impl Room {
                     cache: cache.to_owned(),
                 })?;
             capacity.insert(g.index, total.saturating_sub(reserved.0) / MIB);
-        }
-        let mut capped = BTreeMap::new();
-        for e in &assignments.containers {
-            if let Some(c) = e.caps {
-                for &g in &e.gpus {
-                    *capped.entry(g).or_insert(0u64) += c.memory_mib;
-                }
-            }
         }
         Ok(Room {
             need_mib,
@@ -128,46 +121,24 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caps::Caps;
-    use crate::placement::state::Entry;
-    use crate::placement::Kind;
 
-    fn entry(gpu: u32, memory_mib: Option<u64>) -> Entry {
-        Entry {
-            id: format!("c{gpu}"),
-            root: "/run/runc".into(),
-            gpus: vec![gpu],
-            kind: Kind::Shared,
-            pid: 1,
-            start_time: 0,
-            created: String::new(),
-            task: None,
-            caps: memory_mib.map(|memory_mib| Caps {
-                memory_mib,
-                compute_percent: None,
-            }),
-        }
-    }
-
-    fn room(need: u64, entries: Vec<Entry>) -> Room {
+    /// GPUs 0 and 1 of 16GiB, 1GiB reserved, with `capped` MiB of caps live on GPU 0.
+    fn room(need: u64, capped: u64) -> Room {
         let mut inv = Inventory::synthetic(2);
         for g in &mut inv.gpus {
             g.info.memory_total_bytes = Some(16 << 30);
         }
-        let a = Assignments {
-            version: 1,
-            containers: entries,
-        };
-        Room::new(&inv, ByteSize(1 << 30), need, &a, "gpus.json").unwrap()
+        let live = BTreeMap::from([(0, capped)]);
+        Room::new(&inv, ByteSize(1 << 30), need, live, "gpus.json").unwrap()
     }
 
     #[test]
-    fn capped_memory_sums_the_live_caps_under_the_reserve() {
-        let r = room(4096, vec![entry(0, Some(8192)), entry(0, Some(2048)), entry(1, None)]);
+    fn capped_memory_is_what_the_live_caps_leave_under_the_reserve() {
+        let r = room(4096, 10240);
         assert_eq!(r.free(0), 15360 - 10240);
         assert_eq!(r.free(1), 15360);
         assert!(r.fits(0));
-        let r = room(6144, vec![entry(0, Some(8192)), entry(0, Some(2048))]);
+        let r = room(6144, 10240);
         assert!(!r.fits(0));
         let e = r.admit(&[0]).unwrap_err();
         assert_eq!(
@@ -175,21 +146,31 @@ mod tests {
             "GPU 0 has not 6144 MiB of capped memory free for this container (GPU 0: 5120 MiB free of 15360, GPU 1: 15360 MiB free of 15360); not starting it"
         );
         assert!(r.admit(&[1]).is_ok());
+        assert_eq!(room(1, 20000).free(0), 0);
     }
 
     #[test]
     fn a_capped_container_gets_exactly_one_gpu() {
-        let e = room(1, vec![]).admit(&[0, 1]).unwrap_err();
+        let e = room(1, 0).admit(&[0, 1]).unwrap_err();
         assert!(matches!(e, MemoryError::NotOneGpu { .. }), "{e}");
     }
 
     #[test]
     fn an_unknown_total_is_refused_with_what_records_it() {
-        let inv = Inventory::synthetic(1);
-        let mut inv2 = inv.clone();
-        inv2.gpus[0].info.memory_total_bytes = None;
-        let e = Room::new(&inv2, ByteSize(0), 1, &Assignments::default(), "/run/gpu-share/gpus.json")
-            .unwrap_err();
-        assert!(e.to_string().contains("run `gpu-share list` or `gpu-share mps start`"), "{e}");
+        let mut inv = Inventory::synthetic(1);
+        inv.gpus[0].info.memory_total_bytes = None;
+        let e = Room::new(
+            &inv,
+            ByteSize(0),
+            1,
+            BTreeMap::new(),
+            "/run/gpu-share/gpus.json",
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("run `gpu-share list` or `gpu-share mps start`"),
+            "{msg}"
+        );
     }
 }

@@ -33,6 +33,33 @@ pub fn fake_mps_control() -> PathBuf {
     bin
 }
 
+/// The fake daemon with these directories, started so that it accepts connections and never
+/// answers.
+pub fn start_hung(control: &Path, pipe_dir: &Path, log_dir: &Path) {
+    std::fs::create_dir_all(pipe_dir).unwrap();
+    std::fs::create_dir_all(log_dir).unwrap();
+    let status = Command::new(control)
+        .arg("-d")
+        .env("CUDA_MPS_PIPE_DIRECTORY", pipe_dir)
+        .env("CUDA_MPS_LOG_DIRECTORY", log_dir)
+        .env("FAKE_MPS_HANG", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Writes the NVML cache (`<state_dir>/gpus.json`, as `gpu-share list` does) giving each of
+/// `uuids` `total` bytes of memory: where the create path learns GPU totals.
+pub fn write_gpu_cache(state_dir: &Path, uuids: &[String], total: u64) {
+    let gpus: Vec<serde_json::Value> = uuids
+        .iter()
+        .map(|u| serde_json::json!({"uuid": u, "memory_total_bytes": total, "memory_free_bytes": total}))
+        .collect();
+    std::fs::create_dir_all(state_dir).unwrap();
+    let cache = serde_json::json!({"updated": "test", "gpus": gpus});
+    std::fs::write(state_dir.join("gpus.json"), cache.to_string()).unwrap();
+}
+
 /// `isolation.dir` for one test, with the fake control binary; every daemon still running
 /// under it is killed on drop.
 pub struct MpsDir {
