@@ -43,7 +43,7 @@ test: deps lint
 	$(CARGO) test
 
 bench: deps release
-	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup --bench agent
+	GPU_SHARE_BENCH_RUNTIME=$(abspath $(DIST))/gpu-share-runtime $(CARGO) bench --bench startup --bench agent --bench isolation
 
 # A day of a GPU service under service target tracking and capacity-provider scaling
 # (docs/scaling.md): prints the summary and redraws docs/scaling-simulation.png.

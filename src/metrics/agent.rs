@@ -16,6 +16,7 @@ use tokio::runtime::Runtime;
 use super::cloudwatch::{Buffer, CloudWatchError, Endpoint, Publisher};
 use super::docker_labels::DockerLabels;
 use super::identity;
+use super::mps_caps::CapsByContainer;
 use super::pipeline::{Pipeline, Render, Rendered};
 use super::publication::Publication;
 use super::sampler::{NvmlSampler, SampleError};
@@ -75,9 +76,11 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
         }
     };
     let services = TaskServices::new(&config.metrics.task_metadata_endpoint);
+    let caps = CapsByContainer::new(config.state.dir.clone());
     let describe = |id: &str| {
         let mut info = labels.as_ref().map(|l| l.describe(id)).unwrap_or_default();
         services.fill(&mut info);
+        info.gpu_memory_limit_bytes = caps.memory_limit(id);
         info
     };
     let identity = identity::resolve(&config.metrics, &runtime);

@@ -106,6 +106,7 @@ pub fn from_labels(labels: &HashMap<String, String>) -> ContainerInfo {
             .filter(|c| !c.is_empty()),
         service_name: None,
         metadata_uri_v4: None,
+        gpu_memory_limit_bytes: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod cloudwatch;
 pub mod docker_labels;
 pub mod emf;
 pub mod identity;
+pub mod mps_caps;
 pub mod pipeline;
 pub mod process_util;
 pub mod publication;

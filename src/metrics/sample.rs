@@ -49,6 +49,9 @@ pub struct ContainerInfo {
     /// metadata. A means of lookup, not a fact to publish.
     #[serde(skip)]
     pub metadata_uri_v4: Option<String>,
+    /// Its MPS memory cap (`isolation.mode = "mps"`), from the placement state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_limit_bytes: Option<u64>,
 }
 
 /// GPU memory one container uses on one GPU.

@@ -36,6 +36,8 @@ struct TaskUse<'a> {
     container_ids: Vec<&'a str>,
     gpus: Vec<u32>,
     bytes: u64,
+    /// The sum of its containers' MPS memory caps; absent unless every container has one.
+    limit: Option<u64>,
     /// Absent if any of its GPUs gives no per-process utilisation: a partial sum would read
     /// as less work than the task does.
     sm_util: Option<u32>,
@@ -57,6 +59,7 @@ fn tasks(sample: &Sample) -> Vec<TaskUse<'_>> {
                     container_ids: Vec::new(),
                     gpus: Vec::new(),
                     bytes: 0,
+                    limit: Some(0),
                     sm_util: Some(0),
                 });
                 tasks.len() - 1
@@ -65,6 +68,11 @@ fn tasks(sample: &Sample) -> Vec<TaskUse<'_>> {
         let t = &mut tasks[i];
         if !t.container_ids.contains(&c.container_id.as_str()) {
             t.container_ids.push(&c.container_id);
+            // Once per container: its cap is per GPU, and a capped container holds one.
+            t.limit = t
+                .limit
+                .zip(c.info.gpu_memory_limit_bytes)
+                .map(|(a, b)| a + b);
         }
         if !t.gpus.contains(&c.gpu_index) {
             t.gpus.push(c.gpu_index);
@@ -78,13 +86,17 @@ fn tasks(sample: &Sample) -> Vec<TaskUse<'_>> {
     tasks
 }
 
-/// The task's two metrics, named for their series: utilisation where known, and memory.
-fn metrics(t: &TaskUse, utilization: &'static str, memory: &'static str) -> Vec<Metric> {
-    let mut m = Vec::with_capacity(2);
+/// The task's metrics, named for their series: utilisation where known, memory, and its MPS
+/// memory cap (`names.2`) where every container has one.
+fn metrics(t: &TaskUse, names: (&'static str, &'static str, &'static str)) -> Vec<Metric> {
+    let mut m = Vec::with_capacity(3);
     if let Some(sm) = t.sm_util {
-        m.push(metric(utilization, "Percent", json!(sm)));
+        m.push(metric(names.0, "Percent", json!(sm)));
     }
-    m.push(metric(memory, "Bytes", json!(t.bytes)));
+    m.push(metric(names.1, "Bytes", json!(t.bytes)));
+    if let Some(limit) = t.limit {
+        m.push(metric(names.2, "Bytes", json!(limit)));
+    }
     m
 }
 
@@ -124,7 +136,14 @@ fn service_record(t: &TaskUse, base: &[(String, String)]) -> Option<Record> {
     Some(Record {
         dimensions,
         dimension_sets: sets,
-        metrics: metrics(t, "ServiceGPUUtilization", "ServiceGPUMemoryUsed"),
+        metrics: metrics(
+            t,
+            (
+                "ServiceGPUUtilization",
+                "ServiceGPUMemoryUsed",
+                "ServiceGPUMemoryLimit",
+            ),
+        ),
         properties,
     })
 }
@@ -144,7 +163,14 @@ fn task_record(t: &TaskUse, base: &[(String, String)]) -> Record {
     Record {
         dimension_sets: vec![keys(&dimensions)],
         dimensions,
-        metrics: metrics(t, "TaskGPUUtilization", "TaskGPUMemoryUsed"),
+        metrics: metrics(
+            t,
+            (
+                "TaskGPUUtilization",
+                "TaskGPUMemoryUsed",
+                "TaskGPUMemoryLimit",
+            ),
+        ),
         properties,
     }
 }
@@ -209,6 +235,32 @@ mod tests {
             .iter()
             .find(|m| m.name == name)
             .map(|m| m.value.clone())
+    }
+
+    #[test]
+    fn a_task_s_mps_caps_are_published_next_to_its_use_when_every_container_has_one() {
+        let capped = |gib: u64| ContainerInfo {
+            gpu_memory_limit_bytes: Some(gib << 30),
+            ..task(1, Some("web"))
+        };
+        let s = sample(vec![
+            used('a', 0, 100, None, capped(4)),
+            used('b', 0, 50, None, capped(2)),
+        ]);
+        let r = records(&s, &base(), true);
+        assert_eq!(
+            value(&r[0], "ServiceGPUMemoryLimit"),
+            Some(json!(6u64 << 30))
+        );
+        assert_eq!(value(&r[1], "TaskGPUMemoryLimit"), Some(json!(6u64 << 30)));
+        assert_eq!(value(&r[1], "TaskGPUMemoryUsed"), Some(json!(150)));
+        let partly = sample(vec![
+            used('a', 0, 100, None, capped(4)),
+            used('b', 0, 50, None, task(1, Some("web"))),
+        ]);
+        let r = records(&partly, &base(), true);
+        assert!(r.iter().all(|r| value(r, "TaskGPUMemoryLimit").is_none()
+            && value(r, "ServiceGPUMemoryLimit").is_none()));
     }
 
     #[test]
