@@ -169,6 +169,13 @@ build {
     destination = "/tmp/gpu-share/systemd/gpu-share-metrics.service"
   }
 
+  # The MPS control daemons (isolation.mode = "mps"; starts nothing in "none"): installed and
+  # enabled by provision.sh's systemd/*.service loop, like the metrics agent.
+  provisioner "file" {
+    source      = "${path.root}/../systemd/gpu-share-mps.service"
+    destination = "/tmp/gpu-share/systemd/gpu-share-mps.service"
+  }
+
   # Boot-time units provision.sh installs: the /dev/char links, and the CDI spec where the
   # NVIDIA toolkit has no refresh unit of its own (or the ordering drop-in for the one it has).
   provisioner "file" {

@@ -489,11 +489,11 @@ impl Ami {
         std::fs::copy(shim_bin(), src.join("gpu-share-runtime")).unwrap();
         std::fs::copy(cli_bin(), src.join("gpu-share")).unwrap();
         std::fs::create_dir_all(src.join("systemd")).unwrap();
-        std::fs::copy(
-            Path::new(ROOT).join("systemd/gpu-share-metrics.service"),
-            src.join("systemd/gpu-share-metrics.service"),
-        )
-        .unwrap();
+        // Every unit in systemd/, as the template uploads them.
+        for unit in ["gpu-share-metrics.service", "gpu-share-mps.service"] {
+            let from = Path::new(ROOT).join("systemd").join(unit);
+            std::fs::copy(from, src.join("systemd").join(unit)).unwrap();
+        }
         std::fs::create_dir_all(src.join("units")).unwrap();
         for unit in std::fs::read_dir(packer_dir().join("units")).unwrap() {
             let unit = unit.unwrap();
@@ -690,6 +690,11 @@ fn amazon_linux_2_ami_runtimes_dir_and_sysconfig() {
         .root()
         .join("etc/systemd/system/multi-user.target.wants/gpu-share-metrics.service");
     assert!(std::fs::symlink_metadata(&wanted).is_ok(), "not enabled");
+    // So is the MPS daemons' (it starts nothing while isolation.mode is "none").
+    let mps = ami
+        .root()
+        .join("etc/systemd/system/multi-user.target.wants/gpu-share-mps.service");
+    assert!(std::fs::symlink_metadata(&mps).is_ok(), "gpu-share-mps not enabled");
     let runtimes = ami.root().join("etc/docker-runtimes.d");
     let runtime = ami.root().join("usr/local/bin/gpu-share-runtime");
     assert_eq!(
