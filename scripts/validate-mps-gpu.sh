@@ -74,7 +74,7 @@ trap cleanup EXIT
 "$BIN_DIR/gpu-share" mps start || { fail "gpu-share mps start"; exit 1; }
 
 # The probe each container runs: allocate 64 MiB blocks until CUDA refuses, print how far it got.
-cat >"$WORK/mnt/alloc.py" <<'EOF'
+cat >"$WORK/probe/alloc.py" <<'EOF'
 import os, sys
 for kv in sys.argv[1:]:                       # a tenant raising its own caps, before CUDA starts
     k, v = kv.split("=", 1); os.environ[k] = v
@@ -93,7 +93,7 @@ except Exception as e:                        # the out-of-memory at the cap
     print(f"reached_mib={len(blocks) * 64} error={type(e).__name__}: {str(e).splitlines()[0]}")
 EOF
 # A client that computes for a while and says it is alive; and one that faults.
-cat >"$WORK/mnt/alive.py" <<'EOF'
+cat >"$WORK/probe/alive.py" <<'EOF'
 import os, time
 lib = os.environ["PROBE_LIB"]
 if lib == "torch":
@@ -108,7 +108,7 @@ else:
         a = a * 1.0001; cupy.cuda.Device().synchronize(); print(f"tick {i}", flush=True); time.sleep(1)
 print("alive to the end", flush=True)
 EOF
-cat >"$WORK/mnt/fault.py" <<'EOF'
+cat >"$WORK/probe/fault.py" <<'EOF'
 import os
 lib = os.environ["PROBE_LIB"]
 if lib == "cupy":
