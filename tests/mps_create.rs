@@ -421,3 +421,38 @@ fn admission_by_memory_is_exact_under_40_concurrent_creates() {
         .sum();
     assert_eq!(capped, 13 * 1024, "{state}");
 }
+
+/// `gpu-share mps start` (the AMI's unit, at boot) leaves NVML's totals where the create path's
+/// admission reads them: after it, a capped create is admitted with no `gpu-share list`.
+#[test]
+fn gpu_share_mps_start_records_the_totals_admission_reads() {
+    if !require("gpu_share_mps_start_records_the_totals", &["cc"]) {
+        return;
+    }
+    let mps = MpsDir::new();
+    let nvml = common::nvml_section(&common::fake_nvml());
+    let host = ShimHost::new(1, &format!("{nvml}{}", mps.section("")));
+    let out = std::process::Command::new(common::cli_bin())
+        .args(["mps", "start", "--config"])
+        .arg(&host.config)
+        .env("FAKE_NVML_GPUS", common::fake_nvml_gpus(&[0], &[10]))
+        .env_remove("FAKE_NVML_INIT_ERROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(host.path("state/gpus.json")).unwrap()).unwrap();
+    assert_eq!(cache["gpus"][0]["uuid"], FakeGpuHost::uuid(0));
+    assert_eq!(cache["gpus"][0]["memory_total_bytes"], 16 * GIB);
+
+    let fake = common::FakeRunc::new();
+    let dir = host.path("b");
+    Bundle::docker().visible_devices("0").write(&dir);
+    let out = host
+        .shim()
+        .runc(fake.path())
+        .create(&dir, "after-boot")
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.argv().is_some(), "runc was not reached");
+}

@@ -694,7 +694,10 @@ fn amazon_linux_2_ami_runtimes_dir_and_sysconfig() {
     let mps = ami
         .root()
         .join("etc/systemd/system/multi-user.target.wants/gpu-share-mps.service");
-    assert!(std::fs::symlink_metadata(&mps).is_ok(), "gpu-share-mps not enabled");
+    assert!(
+        std::fs::symlink_metadata(&mps).is_ok(),
+        "gpu-share-mps not enabled"
+    );
     let runtimes = ami.root().join("etc/docker-runtimes.d");
     let runtime = ami.root().join("usr/local/bin/gpu-share-runtime");
     assert_eq!(

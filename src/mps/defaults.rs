@@ -1,8 +1,9 @@
 //! The default daemons: one per GPU with `isolation.memory` and `isolation.compute_percent`,
 //! what `gpu-share mps start` (and so `gpu-share-mps.service`) starts at boot.
 //!
-//! Finds the GPUs the runtime would see and starts a daemon on each; it never stops or
-//! changes a daemon that already answers.
+//! Finds the GPUs the runtime would see, keeps NVML's memory totals in the cache the create
+//! path's admission reads, and starts a daemon on each; it never stops or changes a daemon
+//! that already answers.
 
 use crate::config::{Config, IsolationMode};
 use crate::gpu::devfs::DiscoveryError;
@@ -30,6 +31,9 @@ pub fn start_defaults(
         return Ok(Vec::new());
     };
     let view = host::discover(config)?;
+    // The GPUs' memory totals, which admission by capped memory reads on every create (the
+    // create path never loads NVML): written at boot, before docker, by this unit.
+    host::refresh_cache(config, &view);
     if let Some(&index) = only.iter().find(|&&i| view.inventory.gpu(i).is_none()) {
         return Err(DefaultsError::NoSuchGpu {
             index,
