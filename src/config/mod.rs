@@ -34,6 +34,7 @@ pub struct Config {
     pub state: StateSection,
     pub nvml: NvmlSection,
     pub metrics: MetricsSection,
+    pub health: HealthSection,
 }
 
 /// The file as the runtime reads it: the sections a create uses, and the others only as TOML.
@@ -48,6 +49,7 @@ struct RuntimeFile {
     state: StateSection,
     nvml: IgnoredAny,
     metrics: IgnoredAny,
+    health: IgnoredAny,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         config.check_runtime()?;
         config.check_metrics()?;
+        config.check_health()?;
         Ok(config)
     }
 
@@ -158,6 +161,31 @@ impl Config {
         }
         if self.metrics.namespace.is_empty() || self.metrics.namespace.len() > 255 {
             return Err("metrics.namespace: must be 1 to 255 characters".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The rules of `[health]`, which only the metrics agent reads.
+    fn check_health(&self) -> Result<(), String> {
+        match &self.health.critical_xids {
+            CriticalXids::Named(n) if n != ALL_BUT_IGNORED => Err(format!(
+                "health.critical_xids: {n:?}: give \"{ALL_BUT_IGNORED}\" or a list of Xids"
+            )),
+            CriticalXids::List(list) => match list.iter().find(|x| self.health.ignore_xids.contains(x)) {
+                Some(x) => Err(format!(
+                    "health.critical_xids: Xid {x} is also in health.ignore_xids; remove it from one"
+                )),
+                None => Ok(()),
+            },
+            CriticalXids::Named(_) => Ok(()),
+        }?;
+        if self.health.sources.contains(&XidSource::Kmsg) && !self.health.kmsg.is_absolute() {
+            return Err(format!(
+                "health.kmsg: {:?} is not an absolute path",
+                self.health.kmsg.display().to_string()
+            ));
         }
         Ok(())
     }

@@ -93,10 +93,17 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
             },
         },
     };
+    let mut xids = super::xid::XidWatch::start(config, &nvml);
     let interval = Duration::from_secs(config.metrics.interval_seconds);
     let started = Instant::now();
     let mut tick: u32 = 0;
     loop {
+        // Xids first, and whatever the sample does: a GPU that fell off the bus may fail it.
+        if let Some(r) = xids.tick(&describe, pipeline.render, &publication) {
+            if let Err(e) = deliver(r, outbox.as_mut()) {
+                eprintln!("{LOG}: {e}");
+            }
+        }
         let result = pipeline
             .sample_once()
             .map_err(AgentError::from)

@@ -24,6 +24,7 @@ pub mod publication;
 pub mod records;
 pub mod sample;
 pub mod sampler;
+pub mod xid;
 
 pub use sample::{ContainerInfo, ContainerUse, GpuSample, ProcessUse, Sample};
 pub use sampler::{GpuSampler, SampleError};
