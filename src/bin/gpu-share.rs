@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpu_share::config::{Config, CONFIG_ENV};
 use gpu_share::docker::{self, Paths};
 use gpu_share::doctor::{self, Status};
+use gpu_share::health::{self, clear::Target as GpuTarget};
 use gpu_share::host;
 use gpu_share::metrics::agent::{self, Mode, Sink};
 use gpu_share::runc_exec;
@@ -73,6 +74,26 @@ enum Commands {
     Unconfigure {
         #[command(subcommand)]
         target: Target,
+    },
+    /// GPU health: clear a GPU the metrics agent marked unhealthy after a critical Xid
+    Gpu {
+        #[command(subcommand)]
+        action: GpuAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum GpuAction {
+    /// Mark a GPU healthy again, once it is fixed: placement gives it new containers again
+    Clear {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The GPU: its index or its whole UUID (GPU-...)
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        gpu: Option<String>,
+        /// Every GPU marked unhealthy
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -153,7 +174,35 @@ fn main() -> ExitCode {
         Commands::Unconfigure {
             target: Target::Docker(args),
         } => configure_docker(&args, false),
+        Commands::Gpu {
+            action: GpuAction::Clear { config, gpu, all },
+        } => clear_gpu(&config.path(), gpu.as_deref(), all),
     }
+}
+
+fn clear_gpu(config_path: &Path, gpu: Option<&str>, all: bool) -> ExitCode {
+    let target = match (all, gpu) {
+        (true, _) => GpuTarget::All,
+        (false, Some(g)) => match GpuTarget::parse(g) {
+            Some(t) => t,
+            None => return fail(format!("gpu clear {g:?}: give a GPU index or a GPU-... UUID")),
+        },
+        (false, None) => return fail("gpu clear: give a GPU index or UUID, or --all"),
+    };
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e} (set --config or {CONFIG_ENV})")),
+    };
+    match health::clear::clear(&config.state.dir, &target) {
+        Ok(cleared) if cleared.is_empty() => println!("no GPU was marked unhealthy"),
+        Ok(cleared) => {
+            for u in cleared {
+                println!("GPU {} cleared (was {})", u.index, health::report::describe(&u));
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -175,7 +224,8 @@ fn list(config_path: &Path, json: bool) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let rows = host::rows(&view.inventory, &load);
+    let health = host::health(&config);
+    let rows = host::rows(&view.inventory, &load, &health);
     if json {
         match serde_json::to_string_pretty(&rows) {
             Ok(text) => println!("{text}"),

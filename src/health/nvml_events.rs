@@ -6,7 +6,6 @@
 //! Owns the event set and its thread. A GPU that does not support events is skipped with one
 //! log line. Never decides what an Xid means.
 
-use std::ffi::{OsStr, OsString};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -22,24 +21,19 @@ use crate::gpu::nvml::Nvml;
 /// How long one wait lasts before the thread checks that the agent still listens.
 const WAIT_MS: u32 = 5_000;
 
-/// Starts the thread: it loads NVML from `library`, registers the GPUs, and sends each
+/// Starts the thread: it registers the GPUs, and sends each
 /// critical-Xid event to `send` until the receiver is gone. What goes wrong is told through
 /// `log`, once.
-pub fn watch(library: &OsStr, send: Sender<XidEvent>, log: fn(&str)) -> std::io::Result<()> {
-    let library: OsString = library.to_owned();
+pub fn watch(nvml: &'static Nvml, send: Sender<XidEvent>, log: fn(&str)) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("xid-nvml".into())
-        .spawn(move || run(&library, &send, log))?;
+        .spawn(move || run(nvml, &send, log))?;
     Ok(())
 }
 
-fn run(library: &OsStr, send: &Sender<XidEvent>, log: fn(&str)) {
-    // The thread's own handle lives as long as the process: event sets borrow it, and the
-    // watch only ends with the agent.
-    let nvml: &'static Nvml = match Nvml::load(library) {
-        Ok(n) => Box::leak(Box::new(n)),
-        Err(e) => return log(&format!("Xid events: {e}")),
-    };
+/// Registers and waits. The agent's own NVML handle, which lives as long as the process:
+/// NVML is thread-safe, and the event set borrows it.
+fn run(nvml: &'static Nvml, send: &Sender<XidEvent>, log: fn(&str)) {
     let nvml = nvml.handle();
     let Some(set) = register(nvml, log) else {
         return;

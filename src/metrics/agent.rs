@@ -59,7 +59,8 @@ pub enum AgentError {
 
 /// Runs the agent. Returns in `Mode::Once`, or when set-up fails.
 pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
-    let nvml = Nvml::load(config.nvml.library.as_os_str())?;
+    // Kept for the life of the process: the Xid event thread waits on it too.
+    let nvml: &'static Nvml = Box::leak(Box::new(Nvml::load(config.nvml.library.as_os_str())?));
     // One current-thread runtime for every async client (dockerd, IMDS, CloudWatch): the agent
     // does one thing at a time, so more threads or runtimes would only cost memory.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,7 +82,7 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
         Sink::Emf | Sink::Json => None,
     };
     let pipeline = Pipeline {
-        sampler: &nvml,
+        sampler: nvml,
         root: &config.devices.root,
         describe: &describe,
         publication: &publication,
@@ -93,7 +94,7 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
             },
         },
     };
-    let mut xids = super::xid::XidWatch::start(config, &nvml);
+    let mut xids = super::xid::XidWatch::start(config, nvml);
     let interval = Duration::from_secs(config.metrics.interval_seconds);
     let started = Instant::now();
     let mut tick: u32 = 0;

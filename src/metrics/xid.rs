@@ -72,12 +72,12 @@ pub struct XidWatch {
 impl XidWatch {
     /// Starts the watchers `health.sources` names. One that cannot start is logged, and the
     /// agent goes on without it.
-    pub fn start(config: &Config, nvml: &Nvml) -> XidWatch {
+    pub fn start(config: &Config, nvml: &'static Nvml) -> XidWatch {
         let (send, receiver) = channel();
         for source in &config.health.sources {
             let started = match source {
                 XidSource::Nvml => {
-                    nvml_events::watch(config.nvml.library.as_os_str(), send.clone(), log)
+                    nvml_events::watch(nvml, send.clone(), log)
                 }
                 XidSource::Kmsg => kmsg::watch(&config.health.kmsg, send.clone(), log).map_err(
                     |e| std::io::Error::new(e.kind(), format!("{}: {e}", config.health.kmsg.display())),
