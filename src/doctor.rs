@@ -85,7 +85,11 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
     checks.push(docker_default_runtime(&inputs.daemon_json));
     checks.push(state_file(&config));
     let health = crate::health::report::Summary::read(&config.state.dir);
-    let status = if health.healthy() { Status::Ok } else { Status::Warn };
+    let status = if health.healthy() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
     checks.push(check(status, "gpu health", health.to_string()));
     checks
 }

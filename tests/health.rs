@@ -112,7 +112,10 @@ impl Host {
         });
         if !feed.is_empty() {
             // Opening the FIFO waits for the agent's reader: nothing is written before it reads.
-            let mut w = std::fs::OpenOptions::new().write(true).open(&self.kmsg).unwrap();
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.kmsg)
+                .unwrap();
             for l in feed {
                 w.write_all(format!("{l}\n").as_bytes()).unwrap();
             }
@@ -162,7 +165,11 @@ fn critical_xid_steers_spread_until_cleared(h: &Host, lines: Vec<String>) -> Val
     assert!(row1.contains("UNHEALTHY since "), "{listed}");
     assert!(row1.ends_with("Xid 79"), "{listed}");
     for i in 0..3 {
-        assert_eq!(h.create(&format!("after-{i}")), "0", "spread must avoid GPU 1");
+        assert_eq!(
+            h.create(&format!("after-{i}")),
+            "0",
+            "spread must avoid GPU 1"
+        );
     }
     let doctor = h.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&doctor.stdout);
@@ -181,20 +188,33 @@ fn critical_xid_steers_spread_until_cleared(h: &Host, lines: Vec<String>) -> Val
 
 #[test]
 fn nvml_critical_xid_keeps_spread_off_the_gpu_until_cleared() {
-    if !require("nvml_critical_xid_keeps_spread_off_the_gpu_until_cleared", &["cc"]) {
+    if !require(
+        "nvml_critical_xid_keeps_spread_off_the_gpu_until_cleared",
+        &["cc"],
+    ) {
         return;
     }
     let h = Host::new("[\"nvml\"]");
     h.list();
-    assert_eq!(h.create("before"), "1", "healthy, GPU 1 has the most free memory");
+    assert_eq!(
+        h.create("before"),
+        "1",
+        "healthy, GPU 1 has the most free memory"
+    );
     let lines = h.agent_until_xid(&[("FAKE_NVML_XID", "1:79")], &[]);
     let m = critical_xid_steers_spread_until_cleared(&h, lines);
-    assert!(m["GpuUuid"].as_str().unwrap().starts_with("GPU-00000001"), "{m}");
+    assert!(
+        m["GpuUuid"].as_str().unwrap().starts_with("GPU-00000001"),
+        "{m}"
+    );
 }
 
 #[test]
 fn kernel_log_critical_xid_keeps_spread_off_the_gpu_and_names_the_container() {
-    if !require("kernel_log_critical_xid_keeps_spread_off_the_gpu_and_names_the_container", &["cc"]) {
+    if !require(
+        "kernel_log_critical_xid_keeps_spread_off_the_gpu_and_names_the_container",
+        &["cc"],
+    ) {
         return;
     }
     let h = Host::new("[\"kmsg\"]");
@@ -210,14 +230,20 @@ fn kernel_log_critical_xid_keeps_spread_off_the_gpu_and_names_the_container() {
 
 #[test]
 fn an_application_xid_is_counted_but_leaves_the_gpu_healthy() {
-    if !require("an_application_xid_is_counted_but_leaves_the_gpu_healthy", &["cc"]) {
+    if !require(
+        "an_application_xid_is_counted_but_leaves_the_gpu_healthy",
+        &["cc"],
+    ) {
         return;
     }
     let h = Host::new("[\"nvml\"]");
     h.list();
     let lines = h.agent_until_xid(&[("FAKE_NVML_XID", "1:13")], &[]);
     let m = xid_line(&lines);
-    assert_eq!((m["GpuIndex"].as_str(), m["Xid"].as_u64()), (Some("1"), Some(13)));
+    assert_eq!(
+        (m["GpuIndex"].as_str(), m["Xid"].as_u64()),
+        (Some("1"), Some(13))
+    );
     assert_eq!(m["XidCritical"], false, "{m}");
     assert!(!h.health_file().exists());
     assert!(!h.list().contains("UNHEALTHY"));
@@ -233,7 +259,8 @@ fn a_corrupt_health_file_does_not_stop_containers() {
     assert!(visible == "0" || visible == "1", "{visible}");
     let log = std::fs::read_to_string(&h.shim.log).unwrap();
     assert!(
-        log.lines().any(|l| l.contains("WARN") && l.contains("every GPU taken as healthy")),
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("every GPU taken as healthy")),
         "{log}"
     );
 }
@@ -254,10 +281,18 @@ fn a_named_unhealthy_gpu_is_refused_and_all_leaves_it_out() {
         let bundle = Bundle::docker()
             .visible_devices(value)
             .write(&h.shim.path("bundles").join(id));
-        let out = h.shim.shim().runc(h.runc.path()).create(&bundle, id).output();
+        let out = h
+            .shim
+            .shim()
+            .runc(h.runc.path())
+            .create(&bundle, id)
+            .output();
         let spec: Value =
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        (out, gpu_share::spec::env_value(&spec, "NVIDIA_VISIBLE_DEVICES").map(str::to_owned))
+        (
+            out,
+            gpu_share::spec::env_value(&spec, "NVIDIA_VISIBLE_DEVICES").map(str::to_owned),
+        )
     };
     let (out, _) = named("one", "1");
     assert!(!out.status.success());

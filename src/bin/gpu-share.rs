@@ -185,7 +185,11 @@ fn clear_gpu(config_path: &Path, gpu: Option<&str>, all: bool) -> ExitCode {
         (true, _) => GpuTarget::All,
         (false, Some(g)) => match GpuTarget::parse(g) {
             Some(t) => t,
-            None => return fail(format!("gpu clear {g:?}: give a GPU index or a GPU-... UUID")),
+            None => {
+                return fail(format!(
+                    "gpu clear {g:?}: give a GPU index or a GPU-... UUID"
+                ))
+            }
         },
         (false, None) => return fail("gpu clear: give a GPU index or UUID, or --all"),
     };
@@ -197,7 +201,11 @@ fn clear_gpu(config_path: &Path, gpu: Option<&str>, all: bool) -> ExitCode {
         Ok(cleared) if cleared.is_empty() => println!("no GPU was marked unhealthy"),
         Ok(cleared) => {
             for u in cleared {
-                println!("GPU {} cleared (was {})", u.index, health::report::describe(&u));
+                println!(
+                    "GPU {} cleared (was {})",
+                    u.index,
+                    health::report::describe(&u)
+                );
             }
         }
         Err(e) => return fail(e),

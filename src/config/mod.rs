@@ -338,4 +338,25 @@ level = "debug"
         let e = Config::parse_for_runtime("[metrics\n").unwrap_err();
         assert!(e.starts_with("line 1"), "{e}");
     }
+
+    #[test]
+    fn health_keys_default_to_nvidias_application_xids_and_are_checked() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.health.ignore_xids, vec![13, 31, 43, 45, 68, 109]);
+        assert!(c.health.is_critical(79) && !c.health.is_critical(13));
+        let c = Config::parse("[health]\nsources = []\ncritical_xids = [79, 48]\n").unwrap();
+        assert!(c.health.is_critical(48) && !c.health.is_critical(94));
+        assert!(c.health.sources.is_empty());
+        let e = Config::parse("[health]\ncritical_xids = [13]\n").unwrap_err();
+        assert_eq!(
+            e,
+            "health.critical_xids: Xid 13 is also in health.ignore_xids; remove it from one"
+        );
+        let e = Config::parse("[health]\ncritical_xids = \"all\"\n").unwrap_err();
+        assert!(e.contains("give \"all-but-ignored\" or a list"), "{e}");
+        let e = Config::parse("[health]\nkmsg = \"kmsg\"\n").unwrap_err();
+        assert!(e.starts_with("health.kmsg:"), "{e}");
+        // A create never reads [health]: a mistake there is doctor's to report.
+        assert!(Config::parse_for_runtime("[health]\ncritical_xids = \"x\"\n").is_ok());
+    }
 }

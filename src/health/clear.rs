@@ -100,7 +100,10 @@ mod tests {
         let gone = clear(dir.path(), &Target::parse("gpu-1").unwrap()).unwrap();
         assert_eq!(gone.len(), 1);
         let left = file::read(dir.path()).unwrap();
-        assert_eq!(left.gpus.iter().map(|u| u.index).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            left.gpus.iter().map(|u| u.index).collect::<Vec<_>>(),
+            vec![2]
+        );
         let e = clear(dir.path(), &Target::Index(3)).unwrap_err();
         assert_eq!(
             e.to_string(),

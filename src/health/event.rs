@@ -35,7 +35,11 @@ impl PciAddr {
 
 impl fmt::Display for PciAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}", self.domain, self.bus, self.device)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}",
+            self.domain, self.bus, self.device
+        )
     }
 }
 
@@ -78,7 +82,14 @@ mod tests {
             assert_eq!(PciAddr::parse(s), Some(want), "{s}");
         }
         assert_eq!(want.to_string(), "0000:00:1e");
-        for bad in ["", "00:1e", "0000:00:1e:00", "zz:00:1e", "0000::1e", "0000:100:1e"] {
+        for bad in [
+            "",
+            "00:1e",
+            "0000:00:1e:00",
+            "zz:00:1e",
+            "0000::1e",
+            "0000:100:1e",
+        ] {
             assert_eq!(PciAddr::parse(bad), None, "{bad}");
         }
     }

@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn no_file_means_every_gpu_healthy() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(&dir.path().join("absent")).unwrap(), HealthFile::default());
+        assert_eq!(
+            read(&dir.path().join("absent")).unwrap(),
+            HealthFile::default()
+        );
     }
 
     #[test]
@@ -218,7 +221,11 @@ mod tests {
         let inv = Inventory::synthetic(3);
         let uuid2 = inv.gpus[2].info.uuid.clone().unwrap();
         let f = HealthFile {
-            gpus: vec![entry(0, Some(&uuid2), 79), entry(1, None, 48), entry(5, None, 79)],
+            gpus: vec![
+                entry(0, Some(&uuid2), 79),
+                entry(1, None, 48),
+                entry(5, None, 79),
+            ],
         };
         let got: Vec<(u32, u64)> = f.on(&inv).iter().map(|u| (u.index, u.xid)).collect();
         assert_eq!(got, vec![(1, 48), (2, 79)]);

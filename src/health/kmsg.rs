@@ -45,7 +45,10 @@ pub struct KmsgXid {
 pub fn parse_line(line: &str) -> Option<KmsgXid> {
     let rest = &line[line.find(MARK)? + MARK.len()..];
     let close = rest.find(')')?;
-    let addr = rest[..close].strip_prefix("PCI:")?.split_whitespace().next()?;
+    let addr = rest[..close]
+        .strip_prefix("PCI:")?
+        .split_whitespace()
+        .next()?;
     let bus = PciAddr::parse(addr)?;
     let rest = rest[close + 1..].strip_prefix(':')?.trim_start();
     let (xid, mut rest) = rest.split_once(',').unwrap_or((rest, ""));
@@ -180,8 +183,16 @@ mod tests {
         let x = parse_line("[  812.334] NVRM: Xid (PCI:0000:3b:00): 13, Graphics SM Warp Exception on (GPC 0, TPC 0, SM 0): Out Of Range Address").unwrap();
         assert_eq!((x.xid, x.pid, x.process.as_deref()), (13, None, None));
         assert_eq!(x.bus, bus("0000:3b:00"));
-        assert!(x.message.starts_with("Graphics SM Warp Exception on (GPC 0"), "{}", x.message);
-        let x = parse_line("kernel: NVRM: Xid (PCI:0000:01:00): 79, pid=1122, GPU has fallen off the bus.").unwrap();
+        assert!(
+            x.message
+                .starts_with("Graphics SM Warp Exception on (GPC 0"),
+            "{}",
+            x.message
+        );
+        let x = parse_line(
+            "kernel: NVRM: Xid (PCI:0000:01:00): 79, pid=1122, GPU has fallen off the bus.",
+        )
+        .unwrap();
         assert_eq!((x.xid, x.pid), (79, Some(1122)));
         assert_eq!(x.message, "GPU has fallen off the bus.");
     }
@@ -210,7 +221,8 @@ mod tests {
         ] {
             assert_eq!(parse_line(line), None, "{line:?}");
         }
-        let x = parse_line("NVRM: Xid (PCI:0000:01:00): 48, pid=9, name=a\u{1b}[31mb, m\u{7}").unwrap();
+        let x =
+            parse_line("NVRM: Xid (PCI:0000:01:00): 48, pid=9, name=a\u{1b}[31mb, m\u{7}").unwrap();
         assert_eq!(x.process.as_deref(), Some("a?[31mb"));
         assert_eq!(x.message, "m?");
     }

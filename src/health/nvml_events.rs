@@ -68,7 +68,9 @@ fn run(nvml: &'static Nvml, send: &Sender<XidEvent>, log: fn(&str)) {
             Err(Cause::Timeout) => {}
             Err(e) => {
                 if !told {
-                    log(&format!("Xid events: waiting failed: {e}; retrying every second"));
+                    log(&format!(
+                        "Xid events: waiting failed: {e}; retrying every second"
+                    ));
                     told = true;
                 }
                 std::thread::sleep(Duration::from_secs(1));
@@ -151,7 +153,10 @@ fn reregister(nvml: &nvml_wrapper::Nvml, failed: u32, log: fn(&str)) -> Option<E
                 registered += 1;
             }
             Err(e) => {
-                log(&format!("Xid events: GPU {index}: {}; NVML is not watched", e.error));
+                log(&format!(
+                    "Xid events: GPU {index}: {}; NVML is not watched",
+                    e.error
+                ));
                 return None;
             }
         }

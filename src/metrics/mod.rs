@@ -25,6 +25,7 @@ pub mod records;
 pub mod sample;
 pub mod sampler;
 pub mod xid;
+pub mod xid_records;
 
 pub use sample::{ContainerInfo, ContainerUse, GpuSample, ProcessUse, Sample};
 pub use sampler::{GpuSampler, SampleError};

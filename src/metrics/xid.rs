@@ -12,15 +12,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-
 use super::attribution;
 use super::cloudwatch;
 use super::emf;
 use super::pipeline::{Render, Rendered};
 use super::publication::Publication;
-use super::records::{Metric, Record};
 use super::sample::ContainerInfo;
+use super::xid_records::{describe_xid, json_of, records, SeenXid};
 use crate::config::{Config, HealthSection, XidSource};
 use crate::gpu::nvml::{GpuQuery, Nvml};
 use crate::health::event::{PciAddr, XidEvent, XidGpu};
@@ -43,21 +41,6 @@ pub struct KnownGpu {
     pub bus: Option<PciAddr>,
 }
 
-/// One Xid, matched to its GPU and container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenXid {
-    pub gpu: u32,
-    pub uuid: Option<String>,
-    pub xid: u64,
-    pub critical: bool,
-    pub pid: Option<u32>,
-    pub container_id: Option<String>,
-    pub info: ContainerInfo,
-    pub message: String,
-    source: XidSource,
-    at: Instant,
-}
-
 /// The watchers' channel and what draining it needs.
 pub struct XidWatch {
     receiver: Receiver<XidEvent>,
@@ -76,12 +59,15 @@ impl XidWatch {
         let (send, receiver) = channel();
         for source in &config.health.sources {
             let started = match source {
-                XidSource::Nvml => {
-                    nvml_events::watch(nvml, send.clone(), log)
+                XidSource::Nvml => nvml_events::watch(nvml, send.clone(), log),
+                XidSource::Kmsg => {
+                    kmsg::watch(&config.health.kmsg, send.clone(), log).map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("{}: {e}", config.health.kmsg.display()),
+                        )
+                    })
                 }
-                XidSource::Kmsg => kmsg::watch(&config.health.kmsg, send.clone(), log).map_err(
-                    |e| std::io::Error::new(e.kind(), format!("{}: {e}", config.health.kmsg.display())),
-                ),
             };
             if let Err(e) = started {
                 log(&format!("Xids from {source:?} not watched: {e}"));
@@ -141,7 +127,10 @@ impl XidWatch {
         let mut seen: Vec<SeenXid> = Vec::new();
         for e in events {
             let Some((gpu, uuid)) = self.resolve(&e.gpu) else {
-                log(&format!("Xid {} on {:?}: no such GPU here; not counted", e.xid, e.gpu));
+                log(&format!(
+                    "Xid {} on {:?}: no such GPU here; not counted",
+                    e.xid, e.gpu
+                ));
                 continue;
             };
             let copy = |s: &SeenXid| {
@@ -151,8 +140,13 @@ impl XidWatch {
                 // The same Xid from the other source: keep what only the kernel log tells.
                 if first.pid.is_none() && e.pid.is_some() {
                     first.pid = e.pid;
-                    first.container_id = e.pid.and_then(|p| attribution::container_of(&self.root, p));
-                    first.info = first.container_id.as_deref().map(describe).unwrap_or_default();
+                    first.container_id =
+                        e.pid.and_then(|p| attribution::container_of(&self.root, p));
+                    first.info = first
+                        .container_id
+                        .as_deref()
+                        .map(describe)
+                        .unwrap_or_default();
                 }
                 if first.message.is_empty() {
                     first.message = e.message;
@@ -194,7 +188,10 @@ impl XidWatch {
             XidGpu::Device { index, uuid } => Some((
                 *index,
                 uuid.clone().or_else(|| {
-                    self.gpus.iter().find(|g| g.index == *index).and_then(|g| g.uuid.clone())
+                    self.gpus
+                        .iter()
+                        .find(|g| g.index == *index)
+                        .and_then(|g| g.uuid.clone())
                 }),
             )),
         }
@@ -232,7 +229,8 @@ impl XidWatch {
 }
 
 fn gap(a: Instant, b: Instant) -> Duration {
-    a.saturating_duration_since(b).max(b.saturating_duration_since(a))
+    a.saturating_duration_since(b)
+        .max(b.saturating_duration_since(a))
 }
 
 /// The GPUs with their PCI addresses: NVML's answer, else the driver's `/proc` entries.
@@ -261,80 +259,105 @@ fn known_gpus(config: &Config, nvml: &Nvml) -> Vec<KnownGpu> {
         .unwrap_or_default()
 }
 
-fn describe_xid(s: &SeenXid) -> String {
-    let mut t = format!("Xid {} on GPU {}", s.xid, s.gpu);
-    if let Some(pid) = s.pid {
-        t.push_str(&format!(" (pid {pid}"));
-        if let Some(c) = &s.container_id {
-            t.push_str(&format!(", container {}", &c[..c.len().min(12)]));
-        }
-        t.push(')');
-    }
-    if !s.message.is_empty() {
-        t.push_str(&format!(": {}", s.message));
-    }
-    t.push_str(if s.critical {
-        "; critical: the GPU is marked unhealthy"
-    } else {
-        "; an application error: the GPU stays healthy"
-    });
-    t
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `GPUXidErrors` (Count) per GPU, as the per-GPU metrics are dimensioned; one record per GPU,
-/// Xid and container, with the Xid and the container as properties.
-pub fn records(seen: &[SeenXid], base: &[(String, String)]) -> Vec<Record> {
-    let mut groups: Vec<(&SeenXid, u64)> = Vec::new();
-    for s in seen {
-        match groups.iter_mut().find(|(g, _)| {
-            g.gpu == s.gpu && g.xid == s.xid && g.container_id == s.container_id
-        }) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((s, 1)),
+    fn watch(dir: &std::path::Path) -> (XidWatch, std::sync::mpsc::Sender<XidEvent>) {
+        let (send, receiver) = channel();
+        let w = XidWatch {
+            receiver,
+            gpus: (0..2)
+                .map(|i| KnownGpu {
+                    index: i,
+                    uuid: Some(format!("GPU-{i}")),
+                    bus: PciAddr::parse(&format!("0000:00:{:02x}", 0x1b + i)),
+                })
+                .collect(),
+            health: HealthSection::default(),
+            state_dir: dir.join("state"),
+            root: dir.to_owned(),
+            recent: Vec::new(),
+        };
+        (w, send)
+    }
+
+    fn event(gpu: XidGpu, xid: u64, source: XidSource, pid: Option<u32>) -> XidEvent {
+        XidEvent {
+            gpu,
+            xid,
+            pid,
+            process: None,
+            message: String::new(),
+            source,
+            at: Instant::now(),
         }
     }
-    groups
-        .into_iter()
-        .map(|(s, n)| {
-            let mut dimensions = base.to_vec();
-            dimensions.push(("GpuIndex".to_owned(), s.gpu.to_string()));
-            let mut properties = vec![
-                ("Xid".to_owned(), json!(s.xid)),
-                ("XidCritical".to_owned(), json!(s.critical)),
-            ];
-            if let Some(u) = &s.uuid {
-                properties.push(("GpuUuid".to_owned(), json!(u)));
-            }
-            if let Some(c) = &s.container_id {
-                properties.push(("ContainerId".to_owned(), json!(c)));
-            }
-            if let Some(t) = &s.info.task_arn {
-                properties.push(("TaskArn".to_owned(), json!(t)));
-            }
-            if let Some(n) = &s.info.container_name {
-                properties.push(("ContainerName".to_owned(), json!(n)));
-            }
-            Record {
-                dimension_sets: vec![dimensions.iter().map(|(k, _)| k.clone()).collect()],
-                dimensions,
-                metrics: vec![Metric {
-                    name: "GPUXidErrors",
-                    unit: "Count",
-                    value: json!(n),
-                }],
-                properties,
-            }
-        })
-        .collect()
-}
 
-fn json_of(seen: &[SeenXid]) -> String {
-    let xids: Vec<_> = seen
-        .iter()
-        .map(|s| {
-            json!({"gpu_index": s.gpu, "gpu_uuid": s.uuid, "xid": s.xid, "critical": s.critical,
-                   "pid": s.pid, "container_id": s.container_id, "message": s.message})
-        })
-        .collect();
-    json!({ "xid_errors": xids }).to_string()
+    #[test]
+    fn one_xid_heard_from_both_sources_counts_once_with_the_kernel_logs_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _send) = watch(dir.path());
+        let nvml = XidGpu::Device {
+            index: 1,
+            uuid: None,
+        };
+        let bus = XidGpu::Bus(PciAddr::parse("0000:00:1c").unwrap());
+        let seen = w.take(
+            vec![
+                event(nvml.clone(), 79, XidSource::Nvml, None),
+                event(bus.clone(), 79, XidSource::Kmsg, Some(42)),
+                event(bus.clone(), 13, XidSource::Kmsg, Some(42)),
+            ],
+            &|_| ContainerInfo::default(),
+        );
+        let got: Vec<(u32, u64, Option<u32>, bool, Option<&str>)> = seen
+            .iter()
+            .map(|s| (s.gpu, s.xid, s.pid, s.critical, s.uuid.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 79, Some(42), true, Some("GPU-1")),
+                (1, 13, Some(42), false, Some("GPU-1"))
+            ]
+        );
+        // The kernel log's copy arriving a tick later is still the same Xid.
+        let later = w.take(vec![event(bus, 79, XidSource::Kmsg, None)], &|_| {
+            ContainerInfo::default()
+        });
+        assert!(later.is_empty(), "{later:?}");
+        // An Xid on a PCI address that is no GPU here is not counted.
+        let stray = XidGpu::Bus(PciAddr::parse("0000:00:99").unwrap());
+        assert!(w
+            .take(vec![event(stray, 79, XidSource::Kmsg, None)], &|_| {
+                ContainerInfo::default()
+            })
+            .is_empty());
+    }
+
+    #[test]
+    fn only_critical_xids_mark_the_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _send) = watch(dir.path());
+        let gpu = |i| XidGpu::Device {
+            index: i,
+            uuid: None,
+        };
+        let seen = w.take(
+            vec![
+                event(gpu(0), 31, XidSource::Nvml, None),
+                event(gpu(1), 48, XidSource::Nvml, None),
+            ],
+            &|_| ContainerInfo::default(),
+        );
+        w.mark(&seen);
+        let f = file::read(&dir.path().join("state")).unwrap();
+        let marked: Vec<(u32, u64)> = f.gpus.iter().map(|u| (u.index, u.xid)).collect();
+        assert_eq!(marked, vec![(1, 48)]);
+        let recs = records(&seen, &[]);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].metrics[0].name, "GPUXidErrors");
+        assert_eq!(recs[1].dimensions, vec![("GpuIndex".into(), "1".into())]);
+    }
 }

@@ -319,4 +319,29 @@ mod tests {
         assert!(!by_policy.reads_free_memory(&all));
         assert!(!Claim::Nothing(NoGpu::Asked).reads_free_memory(&spread));
     }
+
+    #[test]
+    fn all_named_leaves_unhealthy_gpus_out_and_a_named_one_is_refused() {
+        let inv = Inventory::synthetic(3);
+        let sick = [Unhealthy {
+            index: 1,
+            uuid: None,
+            since: "t".into(),
+            xid: 79,
+            message: String::new(),
+        }];
+        let sharing = SharingSection::default();
+        let all = claim(
+            &request(&["NVIDIA_VISIBLE_DEVICES=all"], Channel::Default),
+            &inv,
+        )
+        .unwrap();
+        let a = gpus(decide(all, &inv, &sharing, &Load::new(), &sick).unwrap());
+        assert_eq!(a.gpus, vec![0, 2]);
+        for channel in [Channel::Default, Channel::Nvidia] {
+            let one = claim(&request(&["NVIDIA_VISIBLE_DEVICES=1"], channel), &inv).unwrap();
+            let e = decide(one, &inv, &sharing, &Load::new(), &sick).unwrap_err();
+            assert!(e.to_string().starts_with("GPU 1 is unhealthy"), "{e}");
+        }
+    }
 }

@@ -200,7 +200,14 @@ mod tests {
     }
 
     fn pick(policy: Placement, max: Option<u32>, l: &Load) -> Result<Vec<u32>, PlacementError> {
-        choose(&sharing(policy, max), &Inventory::synthetic(4), l, None, &[]).map(Option::unwrap)
+        choose(
+            &sharing(policy, max),
+            &Inventory::synthetic(4),
+            l,
+            None,
+            &[],
+        )
+        .map(Option::unwrap)
     }
 
     #[test]
@@ -292,7 +299,9 @@ mod tests {
                 reserved: Reserved::Exclusive,
                 ..sharing(placement, None)
             };
-            let s = choose(&exclusive, &inv, &l, Some("t"), &[]).unwrap().unwrap();
+            let s = choose(&exclusive, &inv, &l, Some("t"), &[])
+                .unwrap()
+                .unwrap();
             assert!(!s.contains(&0), "{placement:?}: {s:?}");
         }
         let one = Inventory::synthetic(1);
@@ -334,13 +343,21 @@ mod tests {
         let inv = Inventory::synthetic(4);
         let sick = [sick_gpu(0), sick_gpu(2)];
         let l = Load::new();
-        let got = |p| choose(&sharing(p, None), &inv, &l, None, &sick).unwrap().unwrap();
+        let got = |p| {
+            choose(&sharing(p, None), &inv, &l, None, &sick)
+                .unwrap()
+                .unwrap()
+        };
         assert_eq!(got(Placement::All), vec![1, 3]);
         assert_eq!(got(Placement::Spread), vec![1]);
         assert_eq!(got(Placement::Pack), vec![1]);
         let every = [sick_gpu(0), sick_gpu(1), sick_gpu(2), sick_gpu(3)];
         let e = choose(&sharing(Placement::Spread, None), &inv, &l, None, &every).unwrap_err();
-        assert!(e.to_string().starts_with("every GPU this container may use is unhealthy (GPU 0: Xid 79"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("every GPU this container may use is unhealthy (GPU 0: Xid 79"),
+            "{e}"
+        );
     }
 
     #[test]
