@@ -311,15 +311,20 @@ mod tests {
             ],
             &|_| ContainerInfo::default(),
         );
-        let got: Vec<(u32, u64, Option<u32>, bool, Option<&str>)> = seen
+        let got: Vec<String> = seen
             .iter()
-            .map(|s| (s.gpu, s.xid, s.pid, s.critical, s.uuid.as_deref()))
+            .map(|s| {
+                format!(
+                    "{} {} {:?} {} {:?}",
+                    s.gpu, s.xid, s.pid, s.critical, s.uuid
+                )
+            })
             .collect();
         assert_eq!(
             got,
-            vec![
-                (1, 79, Some(42), true, Some("GPU-1")),
-                (1, 13, Some(42), false, Some("GPU-1"))
+            [
+                "1 79 Some(42) true Some(\"GPU-1\")",
+                "1 13 Some(42) false Some(\"GPU-1\")"
             ]
         );
         // The kernel log's copy arriving a tick later is still the same Xid.
