@@ -24,7 +24,10 @@ impl Target {
         if let Ok(i) = text.parse() {
             return Some(Target::Index(i));
         }
-        let is_uuid = text.len() > 4 && text[..4].eq_ignore_ascii_case("GPU-");
+        let is_uuid = text.len() > 4
+            && text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("GPU-"));
         is_uuid.then(|| Target::Uuid(text.to_owned()))
     }
 
@@ -112,5 +115,7 @@ mod tests {
         assert_eq!(clear(dir.path(), &Target::All).unwrap().len(), 1);
         assert_eq!(clear(dir.path(), &Target::All).unwrap().len(), 0);
         assert_eq!(Target::parse("x"), None);
+        assert_eq!(Target::parse("GPé-1"), None);
+        assert_eq!(Target::parse("-1"), None);
     }
 }

@@ -32,7 +32,7 @@ pub fn describe_xid(s: &SeenXid) -> String {
     if let Some(pid) = s.pid {
         t.push_str(&format!(" (pid {pid}"));
         if let Some(c) = &s.container_id {
-            t.push_str(&format!(", container {}", &c[..c.len().min(12)]));
+            t.push_str(&format!(", container {}", c.get(..12).unwrap_or(c)));
         }
         t.push(')');
     }
