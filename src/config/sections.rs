@@ -274,7 +274,8 @@ pub const ALL_BUT_IGNORED: &str = "all-but-ignored";
 
 /// The Xids NVIDIA's k8s device plugin treats as application errors (the GPU stays healthy):
 /// `internal/rm/health.go`, `ignoredXids`, at NVIDIA/k8s-device-plugin commit 1b826ac
-/// (August 2026). 13 graphics engine exception, 31 GPU memory page fault, 43 GPU stopped
+/// (August 2026); NVIDIA/k8s-dra-driver-gpu's `xidsToSkip` (commit 2240711, May 2026) has the
+/// same six. 13 graphics engine exception, 31 GPU memory page fault, 43 GPU stopped
 /// processing, 45 preemptive cleanup, 68 video processor exception, 109 context switch timeout.
 pub const NVIDIA_APPLICATION_XIDS: [u64; 6] = [13, 31, 43, 45, 68, 109];
 
