@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::moto::Moto;
 use common::{cli_bin, fake_nvml, fake_nvml_gpus, nvml_section, require, Bundle, FakeGpuHost};
 use common::{FakeRunc, ShimHost};
 use serde_json::Value;
@@ -25,22 +26,28 @@ struct Host {
     shim: ShimHost,
     runc: FakeRunc,
     kmsg: PathBuf,
+    _kmsg_dir: tempfile::TempDir,
     nvml_gpus: String,
 }
 
 impl Host {
     fn new(sources: &str) -> Host {
+        Host::with_metrics(sources, "")
+    }
+
+    /// `metrics` is more `[metrics]` TOML (a CloudWatch endpoint).
+    fn with_metrics(sources: &str, metrics: &str) -> Host {
         let fake = FakeGpuHost::new(2);
         // A process of a container, named by the kernel log's pid.
         let proc = fake.root().join("proc/4321");
         std::fs::create_dir_all(&proc).unwrap();
         std::fs::write(proc.join("cgroup"), format!("0::/docker/{CONTAINER}\n")).unwrap();
-        let kmsg_dir = tempfile::tempdir().unwrap().keep();
-        let kmsg = kmsg_dir.join("kmsg");
+        let kmsg_dir = tempfile::tempdir().unwrap();
+        let kmsg = kmsg_dir.path().join("kmsg");
         nix::unistd::mkfifo(&kmsg, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let extra = format!(
             "[sharing]\nplacement = \"spread\"\n{}[metrics]\ninterval_seconds = 1\ndiscover = false\n\
-             docker_host = \"unix:///nonexistent.sock\"\n[health]\nsources = {sources}\nkmsg = {:?}\n",
+             docker_host = \"unix:///nonexistent.sock\"\n{metrics}[health]\nsources = {sources}\nkmsg = {:?}\n",
             nvml_section(&fake_nvml()),
             kmsg.display().to_string()
         );
@@ -48,6 +55,7 @@ impl Host {
             shim: ShimHost::on(fake, &extra),
             runc: FakeRunc::new(),
             kmsg,
+            _kmsg_dir: kmsg_dir,
             nvml_gpus: fake_nvml_gpus(&[0, 1], &[2, 12]),
         }
     }
@@ -312,4 +320,64 @@ fn a_named_unhealthy_gpu_is_refused_and_all_leaves_it_out() {
     );
     let ok = h.cli(&["gpu", "clear", &FakeGpuHost::uuid(1)]);
     assert!(ok.status.success(), "{ok:?}");
+}
+
+#[test]
+fn gpu_xid_errors_reach_cloudwatch() {
+    if !require("gpu_xid_errors_reach_cloudwatch", &["moto_server", "cc"]) {
+        return;
+    }
+    let moto = Moto::start(Moto::free_port());
+    let h = Host::with_metrics(
+        "[\"nvml\"]",
+        &format!(
+            "endpoint_url = {:?}\nregion = \"us-east-1\"\ninstance_id = \"i-0abc\"\n",
+            moto.url()
+        ),
+    );
+    let mut child = Command::new(cli_bin())
+        .args(["metrics", "--output", "cloudwatch", "--config"])
+        .arg(&h.shim.config)
+        .env("FAKE_NVML_GPUS", &h.nvml_gpus)
+        .env("FAKE_NVML_XID", "1:79")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (rt, client) = moto.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = Vec::new();
+    while Instant::now() < deadline && found.is_empty() {
+        std::thread::sleep(Duration::from_millis(500));
+        let listed = rt
+            .block_on(
+                client
+                    .list_metrics()
+                    .namespace("GPUShare")
+                    .metric_name("GPUXidErrors")
+                    .send(),
+            )
+            .expect("ListMetrics");
+        found = listed
+            .metrics()
+            .iter()
+            .map(|m| {
+                let mut d: Vec<String> = m
+                    .dimensions()
+                    .iter()
+                    .map(|d| format!("{}={}", d.name().unwrap_or(""), d.value().unwrap_or("")))
+                    .collect();
+                d.sort();
+                d.join(",")
+            })
+            .collect();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found, ["GpuIndex=1,InstanceId=i-0abc"]);
+    assert!(h.health_file().exists());
 }
