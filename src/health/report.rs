@@ -41,7 +41,7 @@ impl fmt::Display for Summary {
                         let why = if u.message.is_empty() {
                             String::new()
                         } else {
-                            format!(": {}", u.message)
+                            format!(" ({})", u.message)
                         };
                         format!("GPU {} {}{why}", u.index, describe(u))
                     })
@@ -54,5 +54,29 @@ impl fmt::Display for Summary {
             }
             Err(e) => write!(f, "{e}; creates take every GPU as healthy"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctor_names_each_unhealthy_gpu_and_how_to_clear_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Summary::read(dir.path());
+        assert!(s.healthy());
+        assert_eq!(s.to_string(), "no GPU marked unhealthy");
+        std::fs::write(
+            dir.path().join("health.json"),
+            r#"{"gpus":[{"index":1,"since":"T","xid":79,"message":"GPU has fallen off the bus."}]}"#,
+        )
+        .unwrap();
+        let s = Summary::read(dir.path());
+        assert!(!s.healthy());
+        assert_eq!(
+            s.to_string(),
+            "GPU 1 UNHEALTHY since T, Xid 79 (GPU has fallen off the bus.); no new containers go there until `gpu-share gpu clear N`"
+        );
     }
 }
