@@ -312,6 +312,13 @@ fn a_named_unhealthy_gpu_is_refused_and_all_leaves_it_out() {
     let (out, visible) = named("all", "all");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(visible.as_deref(), Some("0"));
+    let log = std::fs::read_to_string(&h.shim.log).unwrap();
+    assert!(
+        log.contains(
+            "INFO unhealthy, given no new container: GPU 1 (Xid 79 since 2026-11-25T12:00:00Z)"
+        ),
+        "{log}"
+    );
     let e = h.cli(&["gpu", "clear", "0"]);
     assert!(!e.status.success());
     assert_eq!(
