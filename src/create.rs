@@ -96,7 +96,9 @@ pub fn edit_bundle(
         .and_then(|s| s.rebuilt_from.as_ref())
         .map(ToString::to_string);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
-    let assignment = match placement::decide(claim, &inventory, &config.sharing, &load)? {
+    let unhealthy = crate::health::gate::for_create(&config.state.dir, &inventory, &config.log);
+    let assignment = match placement::decide(claim, &inventory, &config.sharing, &load, &unhealthy)?
+    {
         Decided::Gpus(a) => a,
         Decided::Nothing(why) => {
             return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))

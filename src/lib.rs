@@ -11,6 +11,7 @@ pub mod decision;
 pub mod docker;
 pub mod doctor;
 pub mod gpu;
+pub mod health;
 pub mod host;
 pub mod metrics;
 pub mod mps;

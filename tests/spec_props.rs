@@ -25,7 +25,7 @@ fn assignment(spec: &Value, default: DefaultGpus, inventory: &Inventory) -> Opti
     };
     let request = Request::from_spec(spec, &sharing, Channel::Default).ok()?;
     let claim = placement::claim(&request, inventory).ok()?;
-    match placement::decide(claim, inventory, &sharing, &Load::new()).ok()? {
+    match placement::decide(claim, inventory, &sharing, &Load::new(), &[]).ok()? {
         Decided::Gpus(a) => Some(a),
         Decided::Nothing(_) => None,
     }
