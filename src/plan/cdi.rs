@@ -1,0 +1,107 @@
+//! CDI's mounts, hooks and env: the parts of NVIDIA's CDI edits that are not device nodes (those
+//! go through `devices` and `cgroup_rules` like any other node).
+//!
+//! Owns `mounts` entries, `hooks.<stage>` entries and `process.env` names it adds. Applied as
+//! JSON, losslessly and idempotently: a mount whose destination is taken, a hook already in its
+//! stage, or a variable the container already sets is left as it is (the container's own value
+//! wins, and nothing it did not add is removed or changed). `NVIDIA_VISIBLE_DEVICES` is never
+//! taken from CDI (NVIDIA's spec sets it to `void`): placement decided it.
+
+use serde_json::{json, Map, Value};
+
+use super::build::PlanError;
+use crate::cdi::edits::{CdiHook, CdiMount};
+use crate::request::VISIBLE_DEVICES;
+use crate::spec::{array_at, as_object, object_at};
+
+/// Appends the mounts whose destinations are free.
+pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<bool, PlanError> {
+    if mounts.is_empty() {
+        return Ok(false);
+    }
+    let list = array_at(root, "mounts", "mounts")?;
+    let mut changed = false;
+    for m in mounts {
+        let taken = list.iter().any(|e| {
+            e.get("destination").and_then(Value::as_str) == Some(m.container_path.as_str())
+        });
+        if taken {
+            continue;
+        }
+        let mut entry = Map::new();
+        entry.insert("destination".into(), m.container_path.clone().into());
+        if let Some(kind) = &m.kind {
+            entry.insert("type".into(), kind.clone().into());
+        }
+        entry.insert("source".into(), m.host_path.clone().into());
+        entry.insert("options".into(), json!(m.options));
+        list.push(Value::Object(entry));
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Appends each hook to its stage unless the same hook (path, args, env) is there.
+pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<bool, PlanError> {
+    if hooks.is_empty() {
+        return Ok(false);
+    }
+    let stages = object_at(root, "hooks", "hooks")?;
+    let mut changed = false;
+    for h in hooks {
+        let entry = hook_json(h);
+        let shown = format!("hooks.{}", h.hook_name);
+        let stage = array_at(stages, &h.hook_name, &shown)?;
+        if stage.iter().any(|e| same_hook(e, &entry)) {
+            continue;
+        }
+        stage.push(entry);
+        changed = true;
+    }
+    Ok(changed)
+}
+
+fn hook_json(h: &CdiHook) -> Value {
+    let mut entry = Map::new();
+    entry.insert("path".into(), h.path.clone().into());
+    if !h.args.is_empty() {
+        entry.insert("args".into(), json!(h.args));
+    }
+    if !h.env.is_empty() {
+        entry.insert("env".into(), json!(h.env));
+    }
+    if let Some(t) = h.timeout {
+        entry.insert("timeout".into(), t.into());
+    }
+    Value::Object(entry)
+}
+
+fn same_hook(a: &Value, b: &Value) -> bool {
+    ["path", "args", "env"].iter().all(|k| a.get(k) == b.get(k))
+}
+
+/// Appends each `NAME=value` whose name the container does not set, `NVIDIA_VISIBLE_DEVICES`
+/// excepted. A spec without `process` is left for runc to refuse.
+pub fn add_env(root: &mut Map<String, Value>, env: &[String]) -> Result<bool, PlanError> {
+    let Some(process) = root.get_mut("process") else {
+        return Ok(false);
+    };
+    let process = as_object(process, "process")?;
+    let list = array_at(process, "env", "process.env")?;
+    let mut changed = false;
+    for e in env {
+        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        if name == VISIBLE_DEVICES || name.is_empty() {
+            continue;
+        }
+        let set = list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|s| s.split_once('=').map_or(s, |(k, _)| k) == name);
+        if !set {
+            list.push(Value::String(e.clone()));
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
