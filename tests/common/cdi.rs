@@ -63,7 +63,7 @@ fn other_files() -> Vec<String> {
         "/etc/vulkan/icd.d/nvidia_icd.json".to_owned(),
         "/usr/share/glvnd/egl_vendor.d/10_nvidia.json".to_owned(),
         "/usr/share/nvidia/nvoptix.bin".to_owned(),
-        format!("/usr/lib64/xorg/modules/drivers/nvidia_drv.so"),
+        "/usr/lib64/xorg/modules/drivers/nvidia_drv.so".to_owned(),
         format!("/usr/lib64/xorg/modules/extensions/libglxserver_nvidia.so.{v}"),
     ]);
     files
@@ -123,9 +123,9 @@ pub fn write_nvidia_spec(host: &FakeGpuHost, dir: &str) -> PathBuf {
     let hook_path = format!("{r}/usr/bin/nvidia-cdi-hook");
     y += "  hooks:\n";
     let links = [
-        format!("libcuda.so.1::/usr/lib64/libcuda.so"),
+        "libcuda.so.1::/usr/lib64/libcuda.so".to_owned(),
         format!("libGLX_nvidia.so.{v}::/usr/lib64/libGLX_indirect.so.0"),
-        format!("libnvidia-opticalflow.so.1::/usr/lib64/libnvidia-opticalflow.so"),
+        "libnvidia-opticalflow.so.1::/usr/lib64/libnvidia-opticalflow.so".to_owned(),
     ];
     let mut args = vec!["nvidia-cdi-hook".to_owned(), "create-symlinks".to_owned()];
     for l in &links {
