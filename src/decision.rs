@@ -185,4 +185,45 @@ mod tests {
             "gpus=none reason=\"NVIDIA_VISIBLE_DEVICES unset, sharing.default=all; no NVIDIA GPU under /\" spec=unchanged"
         );
     }
+
+    fn given(injected: Injected) -> Decision {
+        Decision {
+            runc: PathBuf::from("/usr/bin/runc"),
+            reason: "NVIDIA_VISIBLE_DEVICES=0".into(),
+            state_rebuilt: None,
+            outcome: Outcome::Gpus(Given {
+                visible: "0".into(),
+                kind: Kind::Pinned,
+                placement: Placement::All,
+                source: Source::Procfs,
+                devices: 5,
+                injected,
+                spec_changed: true,
+                reconciled: 0,
+                unrecorded: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn lines_say_how_the_driver_was_injected() {
+        let cdi = given(Injected::Cdi {
+            spec: PathBuf::from("/var/run/cdi/nvidia.yaml"),
+        });
+        assert!(
+            cdi.to_string()
+                .contains(" devices=5 injection=cdi spec=/var/run/cdi/nvidia.yaml spec=updated "),
+            "{cdi}"
+        );
+        let fallback = given(Injected::Legacy {
+            hook: Hook::Present(PathBuf::from("/usr/bin/h")),
+            why: Some("no CDI spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi".into()),
+        });
+        assert!(
+            fallback.to_string().contains(
+                " injection=legacy (cdi: no CDI spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi) hook=/usr/bin/h "
+            ),
+            "{fallback}"
+        );
+    }
 }

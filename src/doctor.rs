@@ -82,6 +82,7 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
     checks.push(persistence(&config.devices.root));
     checks.push(runc(&config));
     checks.push(hook(&config));
+    checks.push(cdi(&config));
     checks.push(docker_default_runtime(&inputs.daemon_json));
     checks.push(state_file(&config));
     checks
@@ -255,6 +256,14 @@ fn hook(config: &Config) -> Check {
             ),
         )
     }
+}
+
+/// The driver's injection (`devices.injection`): which CDI spec, whether current; cdi::Report.
+fn cdi(config: &Config) -> Check {
+    let inventory = gpu::discover(&config.devices.root).unwrap_or_default();
+    let report = crate::cdi::Report::new(&config.devices, &config.state.dir, &inventory);
+    let status = [Status::Ok, Status::Warn, Status::Fail][report.severity() as usize];
+    check(status, "cdi", report.to_string())
 }
 
 fn docker_default_runtime(daemon_json: &Path) -> Check {

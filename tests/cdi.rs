@@ -322,3 +322,46 @@ fn legacy_mode_reads_no_spec() {
     assert!(!s.path("state/cdi-digest.json").exists());
     assert!(!spec_of(&b)["mounts"].to_string().contains("libcuda"));
 }
+
+/// `gpu-share doctor`'s `cdi` line for this host.
+fn doctor_cdi_line(s: &ShimHost) -> String {
+    let out = std::process::Command::new(common::cli_bin())
+        .args(["doctor", "--config"])
+        .arg(&s.config)
+        .args(["--daemon-json", "/nonexistent/daemon.json"])
+        .env_remove("GPU_SHARE_RUNC")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.get(5..).is_some_and(|l| l.starts_with("cdi ")))
+        .unwrap_or_else(|| panic!("no cdi line in {out:?}"))
+        .to_owned()
+}
+
+#[test]
+fn doctor_shows_the_spec_in_use_and_whether_the_digest_is_current() {
+    if !require("doctor_shows_the_spec_in_use", &["cc"]) {
+        return;
+    }
+    let (s, spec) = host_with_spec(2, true);
+    let spec = spec.unwrap();
+    let line = doctor_cdi_line(&s);
+    assert!(line.starts_with("OK"), "{line}");
+    assert!(
+        line.contains(&format!("CDI spec {} covers all 2 GPU(s)", spec.display())),
+        "{line}"
+    );
+    assert!(line.contains("digest out of date"), "{line}");
+    // Doctor writes nothing; a create digests the spec.
+    assert!(!s.path("state/cdi-digest.json").exists());
+    let (out, _) = create(&s, "c");
+    assert!(out.status.success(), "{out:?}");
+    assert!(doctor_cdi_line(&s).contains("digest current"));
+    drop_gpu1(&spec);
+    let line = doctor_cdi_line(&s);
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("legacy hook, since GPU 1"), "{line}");
+    set_injection(&s.config, "cdi");
+    assert!(doctor_cdi_line(&s).starts_with("FAIL"));
+}

@@ -232,3 +232,83 @@ fn node(
     d.gid = n.gid.unwrap_or(d.gid);
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdi::edits::CdiMount;
+
+    fn cdi_node(path: &str) -> CdiNode {
+        CdiNode {
+            path: path.to_owned(),
+            ..CdiNode::default()
+        }
+    }
+
+    #[test]
+    fn nodes_come_from_the_inventory_the_spec_or_the_host() {
+        let inv = Inventory::synthetic(2);
+        let root = Path::new("/nonexistent-root");
+        let spec = Path::new("/etc/cdi/nvidia.yaml");
+        // Discovered already: no stat, the inventory's numbers.
+        let n = node(&cdi_node("/dev/nvidia-uvm"), spec, root, &inv).unwrap();
+        assert_eq!((n.major, n.minor), (510, 0));
+        // Given whole by the spec: no stat either.
+        let given = CdiNode {
+            kind: Some("c".into()),
+            major: Some(508),
+            minor: Some(1),
+            file_mode: Some(0o100640),
+            ..cdi_node("/dev/nvidia-caps/nvidia-cap1")
+        };
+        let n = node(&given, spec, root, &inv).unwrap();
+        assert_eq!((n.kind, n.major, n.minor, n.mode), ('c', 508, 1, 0o640));
+        // Neither: the host's node, which is not there.
+        let e = node(&cdi_node("/dev/nvidia-caps/nvidia-cap2"), spec, root, &inv).unwrap_err();
+        assert!(
+            e.to_string().contains("/dev/nvidia-caps/nvidia-cap2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_container_gets_its_gpus_devices_and_the_common_edits_once() {
+        let inv = Inventory::synthetic(3);
+        let mount = |p: &str| CdiMount {
+            host_path: p.to_owned(),
+            container_path: p.to_owned(),
+            kind: None,
+            options: Vec::new(),
+        };
+        let common = ContainerEdits {
+            mounts: vec![mount("/usr/lib64/libcuda.so.1")],
+            env: vec!["NVIDIA_VISIBLE_DEVICES=void".into()],
+            ..ContainerEdits::default()
+        };
+        let ctl = inv.controls[0].clone();
+        let gpu = |i: usize| {
+            let node = inv.gpus[i].node.clone();
+            (
+                i as u32,
+                0,
+                ContainerEdits::default(),
+                vec![node, ctl.clone()],
+            )
+        };
+        let resolved = Resolved {
+            specs: vec![("/var/run/cdi/nvidia.yaml".into(), common, vec![ctl.clone()])],
+            gpus: vec![gpu(0), gpu(1), gpu(2)],
+            origin: Origin::Current,
+        };
+        let (got, spec) = resolved.for_gpus(&[2, 0]);
+        assert_eq!(spec, PathBuf::from("/var/run/cdi/nvidia.yaml"));
+        let paths: Vec<_> = got
+            .nodes
+            .iter()
+            .map(|n| n.path.display().to_string())
+            .collect();
+        assert_eq!(paths, ["/dev/nvidiactl", "/dev/nvidia2", "/dev/nvidia0"]);
+        assert_eq!(got.mounts.len(), 1);
+        assert_eq!(got.env.len(), 1);
+    }
+}

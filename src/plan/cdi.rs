@@ -105,3 +105,78 @@ pub fn add_env(root: &mut Map<String, Value>, env: &[String]) -> Result<bool, Pl
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(dest: &str) -> CdiMount {
+        CdiMount {
+            host_path: format!("/host{dest}"),
+            container_path: dest.to_owned(),
+            kind: None,
+            options: vec!["ro".into(), "rbind".into()],
+        }
+    }
+
+    fn ldcache() -> CdiHook {
+        CdiHook {
+            hook_name: "createContainer".into(),
+            path: "/usr/bin/nvidia-cdi-hook".into(),
+            args: vec!["nvidia-cdi-hook".into(), "update-ldcache".into()],
+            env: vec![],
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn mounts_hooks_and_env_are_added_once_keeping_what_is_there() {
+        let mut spec = json!({
+            "process": {"env": ["NVIDIA_CTK_DEBUG=true", "NVIDIA_VISIBLE_DEVICES=0"]},
+            "mounts": [{"destination": "/usr/lib64/libcuda.so.1", "source": "/mine", "x-keep": 1}],
+            "hooks": {"createContainer": [{"path": "/other"}]}
+        });
+        let root = spec.as_object_mut().unwrap();
+        let mounts = [
+            mount("/usr/lib64/libcuda.so.1"),
+            mount("/usr/bin/nvidia-smi"),
+        ];
+        assert!(add_mounts(root, &mounts).unwrap());
+        assert!(add_hooks(root, &[ldcache()]).unwrap());
+        let env = [
+            "NVIDIA_VISIBLE_DEVICES=void".to_owned(),
+            "NVIDIA_CTK_DEBUG=false".into(),
+            "A=1".into(),
+        ];
+        assert!(add_env(root, &env).unwrap());
+        let once = spec.clone();
+        let root = spec.as_object_mut().unwrap();
+        assert!(!add_mounts(root, &mounts).unwrap());
+        assert!(!add_hooks(root, &[ldcache()]).unwrap());
+        assert!(!add_env(root, &env).unwrap());
+        assert_eq!(spec, once);
+        assert_eq!(
+            spec["mounts"],
+            json!([
+                {"destination": "/usr/lib64/libcuda.so.1", "source": "/mine", "x-keep": 1},
+                {"destination": "/usr/bin/nvidia-smi", "source": "/host/usr/bin/nvidia-smi", "options": ["ro", "rbind"]}
+            ])
+        );
+        assert_eq!(
+            spec["hooks"]["createContainer"][1]["args"][1],
+            "update-ldcache"
+        );
+        assert_eq!(
+            spec["process"]["env"],
+            json!(["NVIDIA_CTK_DEBUG=true", "NVIDIA_VISIBLE_DEVICES=0", "A=1"])
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        let mut spec = json!({"mounts": {}, "hooks": {"createContainer": 1}});
+        let root = spec.as_object_mut().unwrap();
+        assert!(add_mounts(root, &[mount("/a")]).is_err());
+        assert!(add_hooks(root, &[ldcache()]).is_err());
+    }
+}
