@@ -109,7 +109,7 @@ pub fn edit_bundle(
         }
     };
     let (driver, injected) = driver_for(injection, &assignment.gpus, &config.hook.path);
-    let plan = Plan::new(&assignment, &inventory, &driver);
+    let plan = Plan::new(&assignment, &inventory, driver);
     let spec_changed = plan.apply(&mut spec.value)?;
     // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
     let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;

@@ -121,52 +121,59 @@ pub fn no_spec(root: &Path) -> CdiError {
 impl Resolved {
     /// What CDI gives a container holding `gpus`: for each GPU, its spec's common edits (once
     /// per spec) then its device's, as CDI applies them; a node, mount or hook given twice is
-    /// kept once. Also the first spec used, for the log.
-    pub fn for_gpus(&self, gpus: &[u32]) -> (Injected, PathBuf) {
+    /// kept once. Also the first spec used, for the log. Consumes `self`: the edits are moved,
+    /// not copied, on the create path.
+    pub fn for_gpus(mut self, gpus: &[u32]) -> (Injected, PathBuf) {
         let mut out = Injected::default();
-        let mut used: Vec<usize> = Vec::new();
+        let mut first: Option<usize> = None;
+        let mut used = vec![false; self.specs.len()];
         for &index in gpus {
-            let Some((_, spec, edits, nodes)) = self.gpus.iter().find(|g| g.0 == index) else {
+            let Some(at) = self.gpus.iter().position(|g| g.0 == index) else {
                 continue;
             };
-            if !used.contains(spec) {
-                used.push(*spec);
-                let (_, common, common_nodes) = &self.specs[*spec];
-                add(&mut out, common, common_nodes);
+            let (_, spec, edits, nodes) = std::mem::take(&mut self.gpus[at]);
+            if !used[spec] {
+                used[spec] = true;
+                first.get_or_insert(spec);
+                let (_, common, common_nodes) = &mut self.specs[spec];
+                add(
+                    &mut out,
+                    std::mem::take(common),
+                    std::mem::take(common_nodes),
+                );
             }
             add(&mut out, edits, nodes);
         }
-        let spec = used
-            .first()
-            .map(|&i| self.specs[i].0.clone())
+        let spec = first
+            .map(|i| std::mem::take(&mut self.specs[i].0))
             .unwrap_or_default();
         (out, spec)
     }
 }
 
-fn add(out: &mut Injected, edits: &ContainerEdits, nodes: &[DeviceNode]) {
+fn add(out: &mut Injected, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
     for n in nodes {
         if !out.nodes.iter().any(|o| o.path == n.path) {
-            out.nodes.push(n.clone());
+            out.nodes.push(n);
         }
     }
-    for m in &edits.mounts {
+    for m in edits.mounts {
         if !out
             .mounts
             .iter()
             .any(|o| o.container_path == m.container_path)
         {
-            out.mounts.push(m.clone());
+            out.mounts.push(m);
         }
     }
-    for h in &edits.hooks {
-        if !out.hooks.contains(h) {
-            out.hooks.push(h.clone());
+    for h in edits.hooks {
+        if !out.hooks.contains(&h) {
+            out.hooks.push(h);
         }
     }
-    for e in &edits.env {
-        if !out.env.contains(e) {
-            out.env.push(e.clone());
+    for e in edits.env {
+        if !out.env.contains(&e) {
+            out.env.push(e);
         }
     }
 }

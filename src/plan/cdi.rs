@@ -7,7 +7,7 @@
 //! wins, and nothing it did not add is removed or changed). `NVIDIA_VISIBLE_DEVICES` is never
 //! taken from CDI (NVIDIA's spec sets it to `void`): placement decided it.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::build::PlanError;
 use crate::cdi::edits::{CdiHook, CdiMount};
@@ -20,21 +20,26 @@ pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<
         return Ok(false);
     }
     let list = array_at(root, "mounts", "mounts")?;
+    // The destinations there before, read once: a lookup per mount per entry would hash
+    // "destination" thousands of times on a spec given dozens of driver mounts.
+    let taken: Vec<String> = list
+        .iter()
+        .filter_map(|e| e.get("destination").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
     let mut changed = false;
-    for m in mounts {
-        let taken = list.iter().any(|e| {
-            e.get("destination").and_then(Value::as_str) == Some(m.container_path.as_str())
-        });
-        if taken {
+    for (i, m) in mounts.iter().enumerate() {
+        let dest = m.container_path.as_str();
+        if taken.iter().any(|t| t == dest) || mounts[..i].iter().any(|o| o.container_path == dest) {
             continue;
         }
-        let mut entry = Map::new();
+        let mut entry = Map::with_capacity(4);
         entry.insert("destination".into(), m.container_path.clone().into());
         if let Some(kind) = &m.kind {
             entry.insert("type".into(), kind.clone().into());
         }
         entry.insert("source".into(), m.host_path.clone().into());
-        entry.insert("options".into(), json!(m.options));
+        entry.insert("options".into(), strings(&m.options));
         list.push(Value::Object(entry));
         changed = true;
     }
@@ -62,18 +67,24 @@ pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<boo
 }
 
 fn hook_json(h: &CdiHook) -> Value {
-    let mut entry = Map::new();
+    let mut entry = Map::with_capacity(4);
     entry.insert("path".into(), h.path.clone().into());
     if !h.args.is_empty() {
-        entry.insert("args".into(), json!(h.args));
+        entry.insert("args".into(), strings(&h.args));
     }
     if !h.env.is_empty() {
-        entry.insert("env".into(), json!(h.env));
+        entry.insert("env".into(), strings(&h.env));
     }
     if let Some(t) = h.timeout {
         entry.insert("timeout".into(), t.into());
     }
     Value::Object(entry)
+}
+
+/// A JSON array of strings, built directly (not through serde's serializer: this runs for every
+/// mount of every create).
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
 }
 
 fn same_hook(a: &Value, b: &Value) -> bool {
@@ -109,6 +120,7 @@ pub fn add_env(root: &mut Map<String, Value>, env: &[String]) -> Result<bool, Pl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn mount(dest: &str) -> CdiMount {
         CdiMount {

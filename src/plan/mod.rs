@@ -68,7 +68,7 @@ impl Plan {
     /// and the control nodes, their cgroup rules, `NVIDIA_VISIBLE_DEVICES`, and the hook where
     /// the host has it. CDI: the spec's nodes for those GPUs, their cgroup rules,
     /// `NVIDIA_VISIBLE_DEVICES`, and the spec's mounts, hooks and env.
-    pub fn new(assignment: &Assignment, inventory: &Inventory, driver: &Driver) -> Plan {
+    pub fn new(assignment: &Assignment, inventory: &Inventory, driver: Driver) -> Plan {
         let visible = Edit::Env {
             name: VISIBLE_DEVICES,
             value: env::visible_value(&assignment.gpus),
@@ -78,12 +78,12 @@ impl Plan {
             Driver::Cdi(cdi) => {
                 let edits = vec![
                     Edit::Devices(cdi.nodes.clone()),
-                    Edit::CgroupRules(cdi.nodes.clone()),
+                    Edit::CgroupRules(cdi.nodes),
                     visible,
                     Edit::Cdi {
-                        mounts: cdi.mounts.clone(),
-                        hooks: cdi.hooks.clone(),
-                        env: cdi.env.clone(),
+                        mounts: cdi.mounts,
+                        hooks: cdi.hooks,
+                        env: cdi.env,
                     },
                 ];
                 return Plan { edits };
@@ -102,7 +102,7 @@ impl Plan {
             visible,
         ];
         if let Hook::Present(path) = hook {
-            edits.push(Edit::Hook(path.clone()));
+            edits.push(Edit::Hook(path));
         }
         Plan { edits }
     }
