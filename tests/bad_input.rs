@@ -432,6 +432,16 @@ fn keys_runc_takes_for_one_are_refused() {
     assert!(msg.contains("at the top level"), "{msg}");
 }
 
+#[test]
+fn an_unknown_injection_mode_is_refused_with_the_key_named() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    std::fs::write(&c.host.config, "[devices]\ninjection = \"nvidia\"\n").unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("line 2: devices.injection"), "{msg}");
+    assert!(msg.contains("nvidia"), "{msg}");
+}
+
 /// A case over `host` whose config asks for `devices.injection = "cdi"`.
 fn cdi_case(host: &FakeGpuHost) -> Case {
     let c = Case::new(host.root());

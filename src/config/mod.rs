@@ -212,7 +212,6 @@ mod tests {
 path = "/opt/runc"
 [devices]
 root = "/tmp/fake"
-injection = "cdi"
 [sharing]
 default = "none"
 placement = "pack"
@@ -229,7 +228,6 @@ level = "debug"
         .unwrap();
         assert_eq!(c.runtime.path, Some(PathBuf::from("/opt/runc")));
         assert_eq!(c.devices.root, PathBuf::from("/tmp/fake"));
-        assert_eq!(c.devices.injection, InjectionMode::Cdi);
         assert_eq!(c.sharing.default, DefaultGpus::None);
         assert_eq!(c.sharing.placement, Placement::Pack);
         assert_eq!(c.sharing.max_per_gpu, Some(15));
@@ -274,8 +272,6 @@ level = "debug"
     fn relative_paths_are_refused() {
         let e = Config::parse("[devices]\nroot = \"fake\"\n").unwrap_err();
         assert!(e.contains("devices.root"), "{e}");
-        let e = Config::parse("[devices]\ninjection = \"nvidia\"\n").unwrap_err();
-        assert!(e.contains("devices.injection"), "{e}");
     }
 
     #[test]
