@@ -47,6 +47,10 @@ pub enum DigestError {
         first: String,
         second: String,
     },
+    /// One of the errors above, as the digest recorded it when the specs were last read: specs
+    /// that cannot be used are not re-read (YAML and all) by every create until they change.
+    #[error("{0}")]
+    Recorded(String),
 }
 
 /// What a file or directory was when the digest was built; `None` where it did not exist.
@@ -102,6 +106,9 @@ pub struct Digest {
     pub keys: Vec<Key>,
     pub specs: Vec<DigestSpec>,
     pub devices: Vec<DigestDevice>,
+    /// Why the specs these keys name cannot be used, where they cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Why the digest in use was (re)built, for doctor and the tests.
@@ -134,6 +141,7 @@ impl Digest {
             keys: Vec::new(),
             specs: Vec::new(),
             devices: Vec::new(),
+            problem: None,
         };
         // (device index, the directory's precedence) for conflicts.
         let mut precedence: Vec<usize> = Vec::new();
@@ -199,13 +207,13 @@ impl Digest {
         let saved = read_bounded(&path);
         let origin = match saved.as_deref().map(serde_json::from_slice::<Digest>) {
             Some(Ok(d)) if d.version == VERSION && d.rooted_at(root) && d.is_current() => {
-                return Ok((d, Origin::Current))
+                return d.usable(Origin::Current)
             }
             Some(Ok(d)) if d.version == VERSION => Origin::Rebuilt,
             Some(_) => Origin::RebuiltCorrupt,
             None => Origin::Rebuilt,
         };
-        let digest = Digest::build(root)?;
+        let digest = Digest::build_or_record(root);
         if let Ok(bytes) = serde_json::to_vec(&digest) {
             let _ = std::fs::create_dir_all(state_dir);
             let perms = Perms {
@@ -214,7 +222,37 @@ impl Digest {
             };
             let _ = atomic::replace(&path, &bytes, perms);
         }
-        Ok((digest, origin))
+        digest.usable(origin)
+    }
+
+    /// The digest, or the problem it recorded.
+    fn usable(self, origin: Origin) -> Result<(Digest, Origin), DigestError> {
+        match self.problem {
+            Some(problem) => Err(DigestError::Recorded(problem)),
+            None => Ok((self, origin)),
+        }
+    }
+
+    /// [`Digest::build`], or where the specs cannot be used, a digest recording why under the
+    /// keys they had before they were read.
+    fn build_or_record(root: &Path) -> Digest {
+        let mut keys = Vec::new();
+        for dir in Digest::dirs(root) {
+            keys.push(Key::of(dir.clone()));
+            keys.extend(
+                spec_files(&dir)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Key::of),
+            );
+        }
+        Digest::build(root).unwrap_or_else(|e| Digest {
+            version: VERSION,
+            keys,
+            specs: Vec::new(),
+            devices: Vec::new(),
+            problem: Some(e.to_string()),
+        })
     }
 
     /// Whether this digest was built from the spec directories under `root`.
@@ -328,5 +366,22 @@ mod tests {
         let (_, origin) = Digest::load(root.path(), state.path()).unwrap();
         assert_eq!(origin, Origin::RebuiltCorrupt);
         assert!(Digest::saved(state.path()).is_some());
+    }
+
+    #[test]
+    fn a_spec_that_cannot_be_used_is_recorded_until_it_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        write(root.path(), "etc/cdi/nvidia.yaml", "cdiVersion: [\n");
+        let first = Digest::load(root.path(), state.path()).unwrap_err();
+        assert!(matches!(first, DigestError::Recorded(_)), "{first}");
+        assert!(first.to_string().contains("not a valid spec"), "{first}");
+        let recorded = Digest::saved(state.path()).unwrap();
+        assert!(recorded.is_current() && recorded.problem.is_some());
+        let again = Digest::load(root.path(), state.path()).unwrap_err();
+        assert_eq!(again.to_string(), first.to_string());
+        write(root.path(), "etc/cdi/nvidia.yaml", &spec("A=1", &["0"]));
+        let (d, origin) = Digest::load(root.path(), state.path()).unwrap();
+        assert_eq!((origin, d.devices.len()), (Origin::Rebuilt, 1));
     }
 }

@@ -107,6 +107,7 @@ mod tests {
                 edits: ContainerEdits::default(),
             }],
             devices,
+            problem: None,
         }
     }
 
