@@ -89,7 +89,8 @@ pub fn edit_bundle(
         return Ok(Decision::no_gpu(runc, reason, why, config, None));
     }
     // Before the lock: a stale or changed CDI spec is digested without holding up other creates.
-    let injection = cdi::choose(&config.devices, &config.state.dir, &inventory)?;
+    // Its refusal waits for placement: a container that gets no GPU is not refused for CDI.
+    let injection = cdi::choose(&config.devices, &config.state.dir, &inventory);
     if claim.reads_free_memory(&config.sharing) {
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
@@ -108,7 +109,7 @@ pub fn edit_bundle(
             return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))
         }
     };
-    let (driver, injected) = driver_for(injection, &assignment.gpus, &config.hook.path);
+    let (driver, injected) = driver_for(injection?, &assignment.gpus, &config.hook.path);
     let plan = Plan::new(&assignment, &inventory, driver);
     let spec_changed = plan.apply(&mut spec.value)?;
     // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
