@@ -1,9 +1,9 @@
 //! The `create`/`run` path: the I/O of one create, in order, and nothing else.
 //!
 //! runc → spec → request → inventory → claim → injection → lock → decide → plan → save →
-//! record. Each
-//! question is answered elsewhere ("which GPUs?" in `placement`, "what goes into the spec?" in
-//! `plan`, JSON in `spec`); this module only calls them in turn and touches the world between.
+//! record. Each question is answered elsewhere ("which GPUs?" in `placement`, "how does the
+//! driver get in?" in `cdi`, "what goes into the spec?" in `plan`, JSON in `spec`); this module
+//! only calls them in turn and touches the world between.
 //!
 //! Everything that can fail fails before the spec is written: the bundle is either left
 //! byte-for-byte as it was or replaced whole by the edited spec.
