@@ -1,20 +1,22 @@
 //! The `create`/`run` path: the I/O of one create, in order, and nothing else.
 //!
-//! runc → spec → request → inventory → claim → lock → decide → plan → save → record. Each
-//! question is answered elsewhere ("which GPUs?" in `placement`, "what goes into the spec?" in
-//! `plan`, JSON in `spec`); this module only calls them in turn and touches the world between.
+//! runc → spec → request → inventory → claim → injection → lock → decide → plan → save →
+//! record. Each question is answered elsewhere ("which GPUs?" in `placement`, "how does the
+//! driver get in?" in `cdi`, "what goes into the spec?" in `plan`, JSON in `spec`); this module
+//! only calls them in turn and touches the world between.
 //!
 //! Everything that can fail fails before the spec is written: the bundle is either left
 //! byte-for-byte as it was or replaced whole by the edited spec.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::cdi::{self, Injection, Required};
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::decision::{Decision, Given, Outcome};
+use crate::decision::{Decision, Given, Injected, Outcome};
 use crate::gpu::{self, devfs::DiscoveryError, Inventory};
 use crate::placement::state::{self, Entry, Locked, StateError};
 use crate::placement::{self, Claim, Decided, PlacementError, SelectError};
-use crate::plan::{Hook, Plan, PlanError};
+use crate::plan::{Driver, Hook, Plan, PlanError};
 use crate::request::{Channel, Request, RequestError};
 use crate::runc_call::RuncCall;
 use crate::runc_exec::{self, ExecError};
@@ -41,6 +43,8 @@ pub enum CreateError {
     Placement(#[from] PlacementError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Cdi(#[from] Required),
 }
 
 /// Runs the create path and logs the decision (or the failure) to the shim's log.
@@ -84,6 +88,9 @@ pub fn edit_bundle(
     if let Claim::Nothing(why) = claim {
         return Ok(Decision::no_gpu(runc, reason, why, config, None));
     }
+    // Before the lock: a stale or changed CDI spec is digested without holding up other creates.
+    // Its refusal waits for placement: a container that gets no GPU is not refused for CDI.
+    let injection = cdi::choose(&config.devices, &config.state.dir, &inventory);
     if claim.reads_free_memory(&config.sharing) {
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
@@ -104,8 +111,8 @@ pub fn edit_bundle(
             return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))
         }
     };
-    let hook = Hook::at(&config.hook.path);
-    let plan = Plan::new(&assignment, &inventory, &hook);
+    let (driver, injected) = driver_for(injection?, &assignment.gpus, &config.hook.path);
+    let plan = Plan::new(&assignment, &inventory, driver);
     let spec_changed = plan.apply(&mut spec.value)?;
     // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
     let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
@@ -133,7 +140,7 @@ pub fn edit_bundle(
         placement: config.sharing.placement,
         source: inventory.source,
         devices: plan.devices().len(),
-        hook,
+        injected,
         spec_changed,
         reconciled,
         unrecorded,
@@ -144,6 +151,20 @@ pub fn edit_bundle(
         outcome: Outcome::Gpus(given),
         state_rebuilt,
     })
+}
+
+/// The plan's driver for the GPUs assigned, and how the log shows it.
+fn driver_for(injection: Injection, gpus: &[u32], hook_path: &Path) -> (Driver, Injected) {
+    match injection {
+        Injection::Cdi(resolved) => {
+            let (edits, spec) = resolved.for_gpus(gpus);
+            (Driver::Cdi(edits), Injected::Cdi { spec })
+        }
+        Injection::Legacy { why } => {
+            let hook = Hook::at(hook_path);
+            (Driver::Legacy(hook.clone()), Injected::Legacy { hook, why })
+        }
+    }
 }
 
 /// The placement state under its lock. Where the load does not decide placement, a state that

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+mod health;
 mod sections;
 mod size;
 
+pub use health::*;
 pub use sections::*;
 pub use size::ByteSize;
 

@@ -89,14 +89,41 @@ pub struct RuntimeSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesSection {
-    /// The root under which `dev/nvidia*` is looked for.
+    /// The root under which `dev/nvidia*` (and the CDI specs, `etc/cdi`, `var/run/cdi`) are
+    /// looked for.
     pub root: PathBuf,
+    /// How the driver (libraries, hooks) reaches the container.
+    pub injection: InjectionMode,
 }
 
 impl Default for DevicesSection {
     fn default() -> Self {
         DevicesSection {
             root: PathBuf::from("/"),
+            injection: InjectionMode::Auto,
+        }
+    }
+}
+
+/// `devices.injection`: NVIDIA's CDI spec, or NVIDIA's legacy prestart hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionMode {
+    /// CDI where a spec covers every GPU discovered, else the legacy hook (and the log says why).
+    #[default]
+    Auto,
+    /// CDI, or the create fails.
+    Cdi,
+    /// The legacy hook only.
+    Legacy,
+}
+
+impl InjectionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InjectionMode::Auto => "auto",
+            InjectionMode::Cdi => "cdi",
+            InjectionMode::Legacy => "legacy",
         }
     }
 }
@@ -315,73 +342,6 @@ impl Default for IsolationSection {
             max_compute_percent: None,
             reserved_memory: ByteSize(0),
             answer_timeout_ms: 2000,
-        }
-    }
-}
-
-/// Where the metrics agent hears of Xid errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XidSource {
-    /// NVML's critical-Xid events (`nvmlDeviceRegisterEvents`).
-    Nvml,
-    /// The kernel log (`health.kmsg`): the driver's `NVRM: Xid` lines, which also name the pid.
-    Kmsg,
-}
-
-/// Which Xids make a GPU unhealthy: every one not in `ignore_xids`, or only those listed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum CriticalXids {
-    /// `"all-but-ignored"`, the only string accepted (checked in `config`).
-    Named(String),
-    List(Vec<u64>),
-}
-
-/// The value of `critical_xids` that makes every Xid not ignored critical.
-pub const ALL_BUT_IGNORED: &str = "all-but-ignored";
-
-/// The Xids NVIDIA's k8s device plugin treats as application errors (the GPU stays healthy):
-/// `internal/rm/health.go`, `ignoredXids`, at NVIDIA/k8s-device-plugin commit 1b826ac
-/// (August 2026); NVIDIA/k8s-dra-driver-gpu's `xidsToSkip` (commit 2240711, May 2026) has the
-/// same six. 13 graphics engine exception, 31 GPU memory page fault, 43 GPU stopped
-/// processing, 45 preemptive cleanup, 68 video processor exception, 109 context switch timeout.
-pub const NVIDIA_APPLICATION_XIDS: [u64; 6] = [13, 31, 43, 45, 68, 109];
-
-/// GPU health, for the metrics agent (`gpu-share metrics`), which watches for Xid errors.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthSection {
-    /// Where Xids are heard from; an empty list turns the watch off.
-    pub sources: Vec<XidSource>,
-    /// The kernel log device (or a file or FIFO in tests).
-    pub kmsg: PathBuf,
-    /// Xids that are the application's fault: counted, never marking the GPU unhealthy.
-    pub ignore_xids: Vec<u64>,
-    /// Which Xids mark the GPU unhealthy.
-    pub critical_xids: CriticalXids,
-}
-
-impl Default for HealthSection {
-    fn default() -> Self {
-        HealthSection {
-            sources: vec![XidSource::Nvml, XidSource::Kmsg],
-            kmsg: PathBuf::from("/dev/kmsg"),
-            ignore_xids: NVIDIA_APPLICATION_XIDS.to_vec(),
-            critical_xids: CriticalXids::Named(ALL_BUT_IGNORED.to_owned()),
-        }
-    }
-}
-
-impl HealthSection {
-    /// Whether Xid `xid` marks its GPU unhealthy.
-    pub fn is_critical(&self, xid: u64) -> bool {
-        if self.ignore_xids.contains(&xid) {
-            return false;
-        }
-        match &self.critical_xids {
-            CriticalXids::Named(_) => true,
-            CriticalXids::List(list) => list.contains(&xid),
         }
     }
 }

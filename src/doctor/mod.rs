@@ -62,6 +62,7 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
     checks.push(driver::persistence(root));
     checks.push(runtime::runc(&config));
     checks.push(runtime::hook(&config));
+    checks.push(runtime::cdi(&config));
     checks.push(runtime::docker_default_runtime(&inputs.daemon_json));
     checks.push(runtime::state_file(&config));
     checks.push(gpu_health(&config));
