@@ -1,23 +1,25 @@
 //! The `create`/`run` path: the I/O of one create, in order, and nothing else.
 //!
-//! runc → spec → request → inventory → claim → lock → decide → plan → save → record. Each
-//! question is answered elsewhere ("which GPUs?" in `placement`, "what goes into the spec?" in
-//! `plan`, JSON in `spec`); this module only calls them in turn and touches the world between.
+//! runc → spec → request → inventory → claim → injection → lock → decide → plan → save →
+//! record. Each question is answered elsewhere ("which GPUs?" in `placement`, "how does the
+//! driver get in?" in `cdi`, "what goes into the spec?" in `plan`, JSON in `spec`); this module
+//! only calls them in turn and touches the world between.
 //!
 //! Everything that can fail fails before the spec is written: the bundle is either left
 //! byte-for-byte as it was or replaced whole by the edited spec.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::capping::Capping;
 use crate::caps::CapsError;
+use crate::cdi::{self, Injection, Required};
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::decision::{Decision, Given, Outcome};
+use crate::decision::{Decision, Given, Injected, Outcome};
 use crate::gpu::{self, devfs::DiscoveryError, Inventory};
 use crate::mps::DaemonError;
 use crate::placement::state::{self, Entry, Locked, StateError};
 use crate::placement::{self, Claim, Decided, MemoryError, PlacementError, SelectError};
-use crate::plan::{Hook, Plan, PlanError};
+use crate::plan::{Driver, Hook, Plan, PlanError};
 use crate::request::{Channel, Request, RequestError};
 use crate::runc_call::RuncCall;
 use crate::runc_exec::{self, ExecError};
@@ -44,6 +46,8 @@ pub enum CreateError {
     Placement(#[from] PlacementError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Cdi(#[from] Required),
     #[error(transparent)]
     Caps(#[from] CapsError),
     #[error(transparent)]
@@ -95,6 +99,9 @@ pub fn edit_bundle(
     if let Claim::Nothing(why) = claim {
         return Ok(Decision::no_gpu(runc, reason, why, config, None));
     }
+    // Before the lock: a stale or changed CDI spec is digested without holding up other creates.
+    // Its refusal waits for placement: a container that gets no GPU is not refused for CDI.
+    let injection = cdi::choose(&config.devices, &config.state.dir, &inventory);
     if claim.reads_free_memory(&config.sharing) || capping.is_some() {
         gpu::cache::fill(&mut inventory, &config.state.dir);
     }
@@ -107,20 +114,21 @@ pub fn edit_bundle(
         .and_then(|s| s.rebuilt_from.as_ref())
         .map(ToString::to_string);
     let load = state.as_ref().map(Locked::load).unwrap_or_default();
+    let unhealthy = crate::health::gate::for_create(&config.state.dir, &inventory, &config.log);
     let room = match (&capping, &state) {
         (Some(c), Some(s)) => Some(c.room(&inventory, config, &s.assignments)?),
         _ => None,
     };
-    let decided =
-        placement::decide_within(claim, &inventory, &config.sharing, &load, room.as_ref());
+    let (sharing, room) = (&config.sharing, room.as_ref());
+    let decided = placement::decide_within(claim, &inventory, sharing, &load, &unhealthy, room);
     let assignment = match decided? {
         Decided::Gpus(a) => a,
         Decided::Nothing(why) => {
             return Ok(Decision::no_gpu(runc, reason, why, config, state_rebuilt))
         }
     };
-    let hook = Hook::at(&config.hook.path);
-    let mut plan = Plan::new(&assignment, &inventory, &hook);
+    let (driver, injected) = driver_for(injection?, &assignment.gpus, &config.hook.path);
+    let mut plan = Plan::new(&assignment, &inventory, driver);
     // Under the lock, so that two creates never both start one daemon; before anything is
     // written, so that a daemon that is down leaves the bundle as it was.
     let mps = match &capping {
@@ -158,7 +166,7 @@ pub fn edit_bundle(
         placement: config.sharing.placement,
         source: inventory.source,
         devices: plan.devices().len(),
-        hook,
+        injected,
         spec_changed,
         reconciled,
         unrecorded,
@@ -170,6 +178,20 @@ pub fn edit_bundle(
         outcome: Outcome::Gpus(given),
         state_rebuilt,
     })
+}
+
+/// The plan's driver for the GPUs assigned, and how the log shows it.
+fn driver_for(injection: Injection, gpus: &[u32], hook_path: &Path) -> (Driver, Injected) {
+    match injection {
+        Injection::Cdi(resolved) => {
+            let (edits, spec) = resolved.for_gpus(gpus);
+            (Driver::Cdi(edits), Injected::Cdi { spec })
+        }
+        Injection::Legacy { why } => {
+            let hook = Hook::at(hook_path);
+            (Driver::Legacy(hook.clone()), Injected::Legacy { hook, why })
+        }
+    }
 }
 
 /// The placement state under its lock. Where the load does not decide placement, a state that

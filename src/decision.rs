@@ -11,6 +11,16 @@ use crate::gpu::Source;
 use crate::placement::{Kind, NoGpu};
 use crate::plan::Hook;
 
+/// How the driver reached the container, for the log.
+#[derive(Debug)]
+pub enum Injected {
+    /// NVIDIA's legacy hook (or none where it is missing); `why` is why not CDI where `auto`
+    /// fell back.
+    Legacy { hook: Hook, why: Option<String> },
+    /// The CDI spec the GPUs' devices came from.
+    Cdi { spec: PathBuf },
+}
+
 /// One create's outcome.
 #[derive(Debug)]
 pub struct Decision {
@@ -40,7 +50,7 @@ pub struct Given {
     pub placement: Placement,
     pub source: Source,
     pub devices: usize,
-    pub hook: Hook,
+    pub injected: Injected,
     pub spec_changed: bool,
     /// Dead entries dropped from the state file.
     pub reconciled: usize,
@@ -106,9 +116,20 @@ impl fmt::Display for Decision {
             g.source.as_str(),
             g.devices
         )?;
-        match &g.hook {
-            Hook::Present(p) => write!(f, "hook={}", p.display())?,
-            Hook::Missing(p) => write!(f, "hook=none ({} not found; devices only)", p.display())?,
+        match &g.injected {
+            Injected::Cdi { spec } => write!(f, "injection=cdi spec={}", spec.display())?,
+            Injected::Legacy { hook, why } => {
+                match why {
+                    Some(why) => write!(f, "injection=legacy (cdi: {why}) ")?,
+                    None => write!(f, "injection=legacy ")?,
+                }
+                match hook {
+                    Hook::Present(p) => write!(f, "hook={}", p.display())?,
+                    Hook::Missing(p) => {
+                        write!(f, "hook=none ({} not found; devices only)", p.display())?
+                    }
+                }
+            }
         }
         let spec = if g.spec_changed {
             "updated"
@@ -142,7 +163,10 @@ mod tests {
                 placement: Placement::Spread,
                 source: Source::Procfs,
                 devices: 5,
-                hook: Hook::Missing(PathBuf::from("/h")),
+                injected: Injected::Legacy {
+                    hook: Hook::Missing(PathBuf::from("/h")),
+                    why: None,
+                },
                 spec_changed: true,
                 reconciled: 2,
                 unrecorded: Some("state /x: denied".into()),
@@ -151,7 +175,7 @@ mod tests {
         };
         assert_eq!(
             d.to_string(),
-            "gpus=1 kind=pinned placement=spread source=procfs reason=\"NVIDIA_VISIBLE_DEVICES=1\" devices=5 hook=none (/h not found; devices only) spec=updated reconciled=2 state=unrecorded (state /x: denied)"
+            "gpus=1 kind=pinned placement=spread source=procfs reason=\"NVIDIA_VISIBLE_DEVICES=1\" devices=5 injection=legacy hook=none (/h not found; devices only) spec=updated reconciled=2 state=unrecorded (state /x: denied)"
         );
         let d = Decision {
             runc: PathBuf::from("/usr/bin/runc"),
@@ -165,6 +189,48 @@ mod tests {
         assert_eq!(
             d.to_string(),
             "gpus=none reason=\"NVIDIA_VISIBLE_DEVICES unset, sharing.default=all; no NVIDIA GPU under /\" spec=unchanged"
+        );
+    }
+
+    fn given(injected: Injected) -> Decision {
+        Decision {
+            runc: PathBuf::from("/usr/bin/runc"),
+            reason: "NVIDIA_VISIBLE_DEVICES=0".into(),
+            state_rebuilt: None,
+            outcome: Outcome::Gpus(Given {
+                visible: "0".into(),
+                kind: Kind::Pinned,
+                placement: Placement::All,
+                source: Source::Procfs,
+                devices: 5,
+                injected,
+                spec_changed: true,
+                reconciled: 0,
+                unrecorded: None,
+                mps: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn lines_say_how_the_driver_was_injected() {
+        let cdi = given(Injected::Cdi {
+            spec: PathBuf::from("/var/run/cdi/nvidia.yaml"),
+        });
+        assert!(
+            cdi.to_string()
+                .contains(" devices=5 injection=cdi spec=/var/run/cdi/nvidia.yaml spec=updated "),
+            "{cdi}"
+        );
+        let fallback = given(Injected::Legacy {
+            hook: Hook::Present(PathBuf::from("/usr/bin/h")),
+            why: Some("no CDI spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi".into()),
+        });
+        assert!(
+            fallback.to_string().contains(
+                " injection=legacy (cdi: no CDI spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi) hook=/usr/bin/h "
+            ),
+            "{fallback}"
         );
     }
 }

@@ -10,6 +10,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::gpu::nvml::{GpuQuery, Nvml, NvmlGpu};
 use crate::gpu::{self, Inventory};
+use crate::health::file::{self as health_file, HealthFile, Unhealthy};
+use crate::health::report;
 use crate::placement::state::{self, StateError};
 use crate::placement::Load;
 use crate::timestamp::now_rfc3339;
@@ -55,6 +57,15 @@ pub fn live_load(config: &Config) -> Result<Load, StateError> {
     Ok(state::load_of(&assignments))
 }
 
+/// The GPUs marked unhealthy. An unreadable file lists as all healthy, as creates take it,
+/// with a line on stderr saying why.
+pub fn health(config: &Config) -> HealthFile {
+    health_file::read(&config.state.dir).unwrap_or_else(|e| {
+        eprintln!("gpu-share: {e}; creates take every GPU as healthy");
+        HealthFile::default()
+    })
+}
+
 /// One row of `gpu-share list --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuRow {
@@ -70,9 +81,11 @@ pub struct GpuRow {
     pub reserved_by_ecs: u32,
     /// Where the facts came from: nvml, procfs or devfs.
     pub source: &'static str,
+    /// Set while the GPU is marked unhealthy: no new containers go there.
+    pub unhealthy: Option<Unhealthy>,
 }
 
-pub fn rows(inventory: &Inventory, load: &Load) -> Vec<GpuRow> {
+pub fn rows(inventory: &Inventory, load: &Load, health: &HealthFile) -> Vec<GpuRow> {
     inventory
         .gpus
         .iter()
@@ -88,6 +101,7 @@ pub fn rows(inventory: &Inventory, load: &Load) -> Vec<GpuRow> {
                 containers: l.containers,
                 reserved_by_ecs: l.reserved,
                 source: inventory.source.as_str(),
+                unhealthy: health.find(g.index, g.info.uuid.as_deref()).cloned(),
             }
         })
         .collect()
@@ -96,22 +110,27 @@ pub fn rows(inventory: &Inventory, load: &Load) -> Vec<GpuRow> {
 /// `gpu-share list` as a table.
 pub fn table(rows: &[GpuRow]) -> String {
     let mut out = format!(
-        "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}\n",
-        "INDEX", "UUID", "NAME", "MEMORY", "CONTAINERS", "RESERVED"
+        "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}  {}\n",
+        "INDEX", "UUID", "NAME", "MEMORY", "CONTAINERS", "RESERVED", "HEALTH"
     );
     for r in rows {
         let memory = r
             .memory_total_bytes
             .map(|b| format!("{} MiB", b >> 20))
             .unwrap_or_else(|| "-".to_owned());
+        let health = r
+            .unhealthy
+            .as_ref()
+            .map_or_else(|| "ok".to_owned(), report::describe);
         out.push_str(&format!(
-            "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}\n",
+            "{:<5} {:<40} {:<16} {:>10} {:>10} {:>8}  {}\n",
             r.index,
             r.uuid.as_deref().unwrap_or("-"),
             r.name.as_deref().unwrap_or("-"),
             memory,
             r.containers,
-            if r.reserved_by_ecs > 0 { "ecs" } else { "-" }
+            if r.reserved_by_ecs > 0 { "ecs" } else { "-" },
+            health
         ));
     }
     out
@@ -134,13 +153,29 @@ mod tests {
             },
         )]
         .into();
-        let rows = rows(&inv, &load);
+        let health = HealthFile {
+            gpus: vec![Unhealthy {
+                index: 0,
+                uuid: inv.gpus[0].info.uuid.clone(),
+                since: "2026-11-25T12:00:00Z".into(),
+                xid: 79,
+                message: String::new(),
+            }],
+        };
+        let rows = rows(&inv, &load, &health);
         assert_eq!(rows[0].containers, 0);
         assert_eq!(rows[1].containers, 3);
         assert_eq!(rows[1].reserved_by_ecs, 1);
         assert_eq!(rows[1].source, "procfs");
         let t = table(&rows);
         assert_eq!(t.lines().count(), 3);
-        assert!(t.lines().nth(2).unwrap().ends_with("ecs"), "{t}");
+        assert!(t.lines().nth(2).unwrap().ends_with("ecs  ok"), "{t}");
+        assert!(
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("UNHEALTHY since 2026-11-25T12:00:00Z, Xid 79"),
+            "{t}"
+        );
     }
 }

@@ -7,12 +7,14 @@
 pub mod atomic;
 pub mod capping;
 pub mod caps;
+pub mod cdi;
 pub mod config;
 pub mod create;
 pub mod decision;
 pub mod docker;
 pub mod doctor;
 pub mod gpu;
+pub mod health;
 pub mod host;
 pub mod metrics;
 pub mod mps;

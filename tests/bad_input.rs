@@ -431,3 +431,72 @@ fn keys_runc_takes_for_one_are_refused() {
     );
     assert!(msg.contains("at the top level"), "{msg}");
 }
+
+#[test]
+fn an_unknown_injection_mode_is_refused_with_the_key_named() {
+    let root = no_gpu_root();
+    let c = Case::new(root.path());
+    std::fs::write(&c.host.config, "[devices]\ninjection = \"nvidia\"\n").unwrap();
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(msg.contains("line 2: devices.injection"), "{msg}");
+    assert!(msg.contains("nvidia"), "{msg}");
+}
+
+/// A case over `host` whose config asks for `devices.injection = "cdi"`.
+fn cdi_case(host: &FakeGpuHost) -> Case {
+    let c = Case::new(host.root());
+    common::cdi::set_injection(&c.host.config, "cdi");
+    c
+}
+
+#[test]
+fn cdi_injection_without_a_spec_is_refused_naming_the_spec_dirs() {
+    let host = FakeGpuHost::new(1);
+    let c = cdi_case(&host);
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains("devices.injection = \"cdi\": no CDI spec of kind nvidia.com/gpu in "),
+        "{msg}"
+    );
+    assert!(msg.contains("/etc/cdi or "), "{msg}");
+    assert!(msg.contains("/var/run/cdi"), "{msg}");
+}
+
+#[test]
+fn cdi_injection_with_a_spec_of_an_unknown_major_is_refused() {
+    let host = FakeGpuHost::new(1);
+    let c = cdi_case(&host);
+    let spec = host.root().join("etc/cdi/nvidia.json");
+    std::fs::create_dir_all(spec.parent().unwrap()).unwrap();
+    std::fs::write(
+        &spec,
+        r#"{"cdiVersion":"1.0.0","kind":"nvidia.com/gpu","devices":[{"name":"0","containerEdits":{"deviceNodes":[{"path":"/dev/nvidia0"}]}}]}"#,
+    )
+    .unwrap();
+    let msg = c.expect_refusal(&c.bundle, "text");
+    assert!(msg.contains("cdiVersion \"1.0.0\""), "{msg}");
+    assert!(msg.contains("etc/cdi/nvidia.json"), "{msg}");
+}
+
+#[test]
+fn cdi_injection_with_a_stale_spec_is_refused_naming_the_gpu() {
+    if !require("cdi_injection_with_a_stale_spec_is_refused", &["cc"]) {
+        return;
+    }
+    let host = FakeGpuHost::new(2);
+    let spec = common::cdi::write_nvidia_spec(&host, "var/run/cdi");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let uuid1 = FakeGpuHost::uuid(1);
+    std::fs::write(
+        &spec,
+        text.replace("name: \"1\"", "name: \"7\"")
+            .replace(&uuid1, "GPU-x"),
+    )
+    .unwrap();
+    let c = cdi_case(&host);
+    let msg = c.expect_refusal(&c.bundle, "json");
+    assert!(
+        msg.contains(&format!("GPU 1 ({uuid1}, /dev/nvidia1) has no device")),
+        "{msg}"
+    );
+}

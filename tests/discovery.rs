@@ -118,7 +118,7 @@ fn select(h: &Host, value: &str) -> Result<Vec<u32>, SelectError> {
     let spec = serde_json::json!({"process": {"env": [env]}});
     let request = Request::from_spec(&spec, &SharingSection::default(), Channel::Default).unwrap();
     match placement::claim(&request, &view.inventory)? {
-        placement::Claim::Named(a) => Ok(a.gpus),
+        placement::Claim::Named(a) | placement::Claim::Every(a) => Ok(a.gpus),
         other => panic!("{value}: {other:?}"),
     }
 }

@@ -1,12 +1,14 @@
 //! Properties of the spec edit over generated specs and `NVIDIA_VISIBLE_DEVICES` values: it never
-//! panics, never drops or changes a field it does not own, and editing twice is editing once.
+//! panics, never drops or changes a field it does not own, and editing twice is editing once;
+//! under the legacy hook and under CDI.
 
 use std::path::PathBuf;
 
+use gpu_share::cdi::edits::{CdiHook, CdiMount, Injected};
 use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
 use gpu_share::placement::{self, Assignment, Decided, Load};
-use gpu_share::plan::{devices, Hook, Plan};
+use gpu_share::plan::{devices, Driver, Hook, Plan};
 use gpu_share::request::{Channel, Request};
 use gpu_share::spec::env_value;
 use proptest::prelude::*;
@@ -25,7 +27,7 @@ fn assignment(spec: &Value, default: DefaultGpus, inventory: &Inventory) -> Opti
     };
     let request = Request::from_spec(spec, &sharing, Channel::Default).ok()?;
     let claim = placement::claim(&request, inventory).ok()?;
-    match placement::decide(claim, inventory, &sharing, &Load::new()).ok()? {
+    match placement::decide(claim, inventory, &sharing, &Load::new(), &[]).ok()? {
         Decided::Gpus(a) => Some(a),
         Decided::Nothing(_) => None,
     }
@@ -68,6 +70,17 @@ fn device_entry() -> impl Strategy<Value = Value> {
         (0u32..6, 0u32..6, prop_oneof![Just(195u32), Just(1)]).prop_map(|(i, m, major)| serde_json::json!({"path": format!("/dev/nvidia{i}"), "type": "c", "major": major, "minor": m})),
         (0u32..6).prop_map(|i| serde_json::json!({"path": format!("/dev/gpu{i}"), "type": "c", "major": 195, "minor": i})),
         Just(serde_json::json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229})),
+        any_json(),
+    ]
+}
+
+fn mount_entry() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"})),
+        // A destination NVIDIA's CDI spec also mounts: the container's own wins.
+        Just(
+            serde_json::json!({"destination": "/usr/lib64/libcuda.so.1", "source": "/mine", "options": ["ro"]})
+        ),
         any_json(),
     ]
 }
@@ -153,9 +166,10 @@ fn spec() -> impl Strategy<Value = Value> {
         prop::collection::vec((0..HOOK_STAGES.len() - 1, hook_entry()), 0..2),
         prop::collection::vec(("x-[a-z]{1,6}", any_json()), 0..3),
         any_json(),
-        0u8..12,
+        0u8..14,
+        prop::option::of(prop::collection::vec(mount_entry(), 0..3)),
     )
-        .prop_map(|(env, devices, rules, prestart, later, extra, noise, wrong)| {
+        .prop_map(|(env, devices, rules, prestart, later, extra, noise, wrong, mounts)| {
             let mut spec = serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"netDevices": noise.clone()}});
             if let Some(env) = env {
                 spec["process"]["env"] = Value::Array(env);
@@ -179,6 +193,9 @@ fn spec() -> impl Strategy<Value = Value> {
                 }
                 spec["hooks"][stage].as_array_mut().unwrap().push(hook);
             }
+            if let Some(m) = mounts {
+                spec["mounts"] = Value::Array(m);
+            }
             for (k, v) in extra {
                 spec[k] = v;
             }
@@ -187,6 +204,7 @@ fn spec() -> impl Strategy<Value = Value> {
                 0 => spec["linux"]["devices"] = noise,
                 1 => spec["process"]["env"] = Value::from("A=1"),
                 2 => spec["hooks"] = Value::from(3),
+                3 => spec["mounts"] = Value::from("m"),
                 _ => {}
             }
             spec
@@ -212,6 +230,15 @@ fn has_contradicting_gpu_node(spec: &Value) -> bool {
 
 /// Removes the parts the shim owns, and the containers it had to create for them.
 fn without_owned(v: &Value, original: &Value) -> Value {
+    without(v, original, &["prestart"], false)
+}
+
+/// As [`without_owned`], for a CDI edit: its hook stage and the mounts are owned too.
+fn without_owned_by_cdi(v: &Value, original: &Value) -> Value {
+    without(v, original, &["createContainer"], true)
+}
+
+fn without(v: &Value, original: &Value, stages: &[&str], mounts: bool) -> Value {
     let mut v = v.clone();
     let remove = |v: &mut Value, path: &[&str]| {
         let (last, parents) = path.split_last().unwrap();
@@ -226,7 +253,12 @@ fn without_owned(v: &Value, original: &Value) -> Value {
     remove(&mut v, &["linux", "devices"]);
     remove(&mut v, &["linux", "resources", "devices"]);
     remove(&mut v, &["process", "env"]);
-    remove(&mut v, &["hooks", "prestart"]);
+    for stage in stages {
+        remove(&mut v, &["hooks", stage]);
+    }
+    if mounts {
+        remove(&mut v, &["mounts"]);
+    }
     for path in [&["linux", "resources"][..], &["hooks"], &["linux"]] {
         let absent = path.iter().try_fold(original, |c, p| c.get(*p)).is_none();
         let target = path.iter().try_fold(&v, |c, p| c.get(*p));
@@ -235,6 +267,54 @@ fn without_owned(v: &Value, original: &Value) -> Value {
         }
     }
     v
+}
+
+/// What NVIDIA's CDI spec gives `gpus` on `inventory`: their nodes and the control nodes, two
+/// library mounts, two createContainer hooks, and its env.
+fn cdi_edits(inventory: &Inventory, gpus: &[u32]) -> Injected {
+    let mut nodes: Vec<_> = gpus
+        .iter()
+        .filter_map(|&i| inventory.gpu(i))
+        .map(|g| g.node.clone())
+        .collect();
+    nodes.extend(inventory.controls.iter().cloned());
+    let mount = |lib: &str| CdiMount {
+        host_path: format!("/usr/lib64/{lib}"),
+        container_path: format!("/usr/lib64/{lib}"),
+        kind: None,
+        options: ["ro", "nosuid", "nodev", "rbind", "rprivate"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let hook = |args: &[&str]| CdiHook {
+        hook_name: "createContainer".into(),
+        path: "/usr/bin/nvidia-cdi-hook".into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+        timeout: None,
+    };
+    Injected {
+        nodes,
+        mounts: vec![mount("libcuda.so.1"), mount("libnvidia-ml.so.535.104.05")],
+        hooks: vec![
+            hook(&[
+                "nvidia-cdi-hook",
+                "create-symlinks",
+                "--link",
+                "libcuda.so.1::/usr/lib64/libcuda.so",
+            ]),
+            hook(&[
+                "nvidia-cdi-hook",
+                "update-ldcache",
+                "--folder",
+                "/usr/lib64",
+            ]),
+        ],
+        env: vec![
+            "NVIDIA_VISIBLE_DEVICES=void".into(),
+            "NVIDIA_CTK_DEBUG=false".into(),
+        ],
+    }
 }
 
 fn array_at(v: &Value, path: &[&str]) -> Vec<Value> {
@@ -262,7 +342,7 @@ proptest! {
         let path = PathBuf::from("/usr/bin/nvidia-container-runtime-hook");
         let hook_present = hook;
         let hook = if hook { Hook::Present(path) } else { Hook::Missing(path) };
-        let plan = Plan::new(&chosen, &inventory, &hook);
+        let plan = Plan::new(&chosen, &inventory, Driver::Legacy(hook));
         let mut once = original.clone();
         if plan.apply(&mut once).is_err() {
             return Ok(());
@@ -322,6 +402,63 @@ proptest! {
         // And the spec text round-trips.
         let text = serde_json::to_string(&once).unwrap();
         prop_assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), once);
+    }
+
+    #[test]
+    fn cdi_edit_is_lossless_idempotent_and_adds_no_legacy_hook(
+        original in spec(),
+        gpus in 0u32..5,
+        default_all in any::<bool>(),
+    ) {
+        let inventory = host(gpus);
+        let default = if default_all { DefaultGpus::All } else { DefaultGpus::None };
+        let Some(chosen) = assignment(&original, default, &inventory) else { return Ok(()) };
+        let cdi = cdi_edits(&inventory, &chosen.gpus);
+        let plan = Plan::new(&chosen, &inventory, Driver::Cdi(cdi.clone()));
+        let mut once = original.clone();
+        if plan.apply(&mut once).is_err() {
+            return Ok(());
+        }
+        prop_assert_eq!(without_owned_by_cdi(&once, &original), without_owned_by_cdi(&original, &original));
+        for path in [&["linux", "devices"][..], &["linux", "resources", "devices"], &["mounts"], &["hooks", "createContainer"]] {
+            let before = array_at(&original, path);
+            let after = array_at(&once, path);
+            prop_assert!(after.len() >= before.len());
+            prop_assert_eq!(&after[..before.len()], &before[..]);
+        }
+        // Under CDI the legacy hook is not added.
+        prop_assert_eq!(array_at(&once, &["hooks", "prestart"]), array_at(&original, &["hooks", "prestart"]));
+        // Placement's NVIDIA_VISIBLE_DEVICES, never CDI's `void`; CDI's other variables only
+        // where the container does not set them.
+        prop_assert_eq!(env_value(&once, "NVIDIA_VISIBLE_DEVICES"), Some(plan.visible()));
+        let env_before = array_at(&original, &["process", "env"]);
+        let env_after = array_at(&once, &["process", "env"]);
+        for (i, e) in env_before.iter().enumerate() {
+            if !e.as_str().is_some_and(|s| s.starts_with("NVIDIA_VISIBLE_DEVICES=")) {
+                prop_assert_eq!(e, &env_after[i]);
+            }
+        }
+        prop_assert!(env_value(&once, "NVIDIA_CTK_DEBUG").is_some());
+        // Every mount destination CDI gives is there: added once where it was free, and not at
+        // all where the container already mounts something there.
+        let count = |spec: &Value, dest: &str| {
+            array_at(spec, &["mounts"]).iter().filter(|e| e["destination"] == dest).count()
+        };
+        for m in &cdi.mounts {
+            let before = count(&original, &m.container_path);
+            prop_assert_eq!(count(&once, &m.container_path), before.max(1));
+        }
+        let hooks = array_at(&once, &["hooks", "createContainer"]);
+        for h in &cdi.hooks {
+            prop_assert!(hooks.iter().any(|e| e["path"] == h.path.as_str() && e["args"] == serde_json::json!(h.args)));
+        }
+        for n in plan.devices() {
+            let path = n.path.to_str().unwrap();
+            prop_assert!(array_at(&once, &["linux", "devices"]).iter().any(|d| d["path"] == path));
+        }
+        let mut twice = once.clone();
+        prop_assert!(!plan.apply(&mut twice).unwrap());
+        prop_assert_eq!(&twice, &once);
     }
 
     #[test]

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+mod health;
 mod sections;
 mod size;
 
+pub use health::*;
 pub use sections::*;
 pub use size::ByteSize;
 
@@ -37,6 +39,7 @@ pub struct Config {
     pub nvml: NvmlSection,
     pub metrics: MetricsSection,
     pub isolation: IsolationSection,
+    pub health: HealthSection,
 }
 
 /// The file as the runtime reads it: the sections a create uses, and the others only as TOML.
@@ -52,6 +55,7 @@ struct RuntimeFile {
     nvml: IgnoredAny,
     metrics: IgnoredAny,
     isolation: IsolationSection,
+    health: IgnoredAny,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         config.check_runtime()?;
         config.check_metrics()?;
+        config.check_health()?;
         Ok(config)
     }
 
@@ -218,6 +223,31 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The rules of `[health]`, which only the metrics agent reads.
+    fn check_health(&self) -> Result<(), String> {
+        match &self.health.critical_xids {
+            CriticalXids::Named(n) if n != ALL_BUT_IGNORED => Err(format!(
+                "health.critical_xids: {n:?}: give \"{ALL_BUT_IGNORED}\" or a list of Xids"
+            )),
+            CriticalXids::List(list) => match list.iter().find(|x| self.health.ignore_xids.contains(x)) {
+                Some(x) => Err(format!(
+                    "health.critical_xids: Xid {x} is also in health.ignore_xids; remove it from one"
+                )),
+                None => Ok(()),
+            },
+            CriticalXids::Named(_) => Ok(()),
+        }?;
+        if self.health.sources.contains(&XidSource::Kmsg) && !self.health.kmsg.is_absolute() {
+            return Err(format!(
+                "health.kmsg: {:?} is not an absolute path",
+                self.health.kmsg.display().to_string()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Turns toml's multi-line report into one line: `line N: section.key: what is wrong`.
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim().replace('\n', " ");
@@ -246,123 +276,4 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_text_gives_defaults() {
-        let c = Config::parse("").unwrap();
-        assert_eq!(c, Config::default());
-        assert_eq!(c.devices.root, PathBuf::from("/"));
-        assert_eq!(c.sharing.default, DefaultGpus::All);
-        assert_eq!(c.log.level, LogLevel::Info);
-        assert_eq!(c.runtime.path, None);
-    }
-
-    #[test]
-    fn every_key_is_read() {
-        let c = Config::parse(
-            r#"
-[runtime]
-path = "/opt/runc"
-[devices]
-root = "/tmp/fake"
-[sharing]
-default = "none"
-placement = "pack"
-max_per_gpu = 15
-[state]
-dir = "/tmp/state"
-[hook]
-path = "/opt/hook"
-[log]
-path = "/tmp/shim.log"
-level = "debug"
-"#,
-        )
-        .unwrap();
-        assert_eq!(c.runtime.path, Some(PathBuf::from("/opt/runc")));
-        assert_eq!(c.devices.root, PathBuf::from("/tmp/fake"));
-        assert_eq!(c.sharing.default, DefaultGpus::None);
-        assert_eq!(c.sharing.placement, Placement::Pack);
-        assert_eq!(c.sharing.max_per_gpu, Some(15));
-        assert_eq!(c.state.dir, PathBuf::from("/tmp/state"));
-        assert_eq!(c.hook.path, PathBuf::from("/opt/hook"));
-        assert_eq!(c.log.path, PathBuf::from("/tmp/shim.log"));
-        assert_eq!(c.log.level, LogLevel::Debug);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = Config::parse("[sharing]\ndefualt = \"all\"\n").unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
-        assert!(e.contains("sharing.defualt"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn unknown_section_is_named() {
-        let e = Config::parse("[shareing]\ndefault = \"all\"\n").unwrap_err();
-        assert!(e.contains("shareing"), "{e}");
-    }
-
-    #[test]
-    fn bad_value_names_the_key() {
-        let e = Config::parse("[sharing]\ndefault = \"some\"\n").unwrap_err();
-        assert!(e.contains("sharing.default"), "{e}");
-        assert!(e.contains("some"), "{e}");
-        let e = Config::parse("[log]\nlevel = 3\n").unwrap_err();
-        assert!(e.contains("log.level"), "{e}");
-    }
-
-    #[test]
-    fn zero_limit_is_refused() {
-        let e = Config::parse("[sharing]\nmax_per_gpu = 0\n").unwrap_err();
-        assert!(e.contains("sharing.max_per_gpu"), "{e}");
-        let e = Config::parse("[sharing]\nmax_per_gpu = -1\n").unwrap_err();
-        assert!(e.contains("sharing.max_per_gpu"), "{e}");
-    }
-
-    #[test]
-    fn relative_paths_are_refused() {
-        let e = Config::parse("[devices]\nroot = \"fake\"\n").unwrap_err();
-        assert!(e.contains("devices.root"), "{e}");
-    }
-
-    #[test]
-    fn broken_toml_is_one_line() {
-        let e = Config::parse("[log\nlevel = \"info\"\n").unwrap_err();
-        assert!(e.starts_with("line 1"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn missing_file_gives_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Config::load(&dir.path().join("absent.toml")).unwrap();
-        assert_eq!(c, Config::default());
-    }
-
-    #[test]
-    fn unreadable_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        // A directory cannot be read as a file, even by root.
-        let e = Config::load(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("cannot read"), "{e}");
-    }
-
-    #[test]
-    fn the_runtime_reads_only_its_own_sections() {
-        let text = "[sharing]\nplacement = \"spread\"\n[metrics]\nnamespace = \"\"\nno_such_key = 1\n[nvml]\nlibrary = 5\n";
-        assert!(Config::parse(text).is_err());
-        let c = Config::parse_for_runtime(text).unwrap();
-        assert_eq!(c.sharing.placement, Placement::Spread);
-        assert_eq!(c.metrics, MetricsSection::default());
-        let e = Config::parse_for_runtime("[sharing]\nplacment = \"spread\"\n").unwrap_err();
-        assert!(e.contains("sharing.placment"), "{e}");
-        let e = Config::parse_for_runtime("[metrix]\n").unwrap_err();
-        assert!(e.contains("metrix"), "{e}");
-        let e = Config::parse_for_runtime("[metrics\n").unwrap_err();
-        assert!(e.starts_with("line 1"), "{e}");
-    }
-}
+mod tests;

@@ -89,14 +89,41 @@ pub struct RuntimeSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesSection {
-    /// The root under which `dev/nvidia*` is looked for.
+    /// The root under which `dev/nvidia*` (and the CDI specs, `etc/cdi`, `var/run/cdi`) are
+    /// looked for.
     pub root: PathBuf,
+    /// How the driver (libraries, hooks) reaches the container.
+    pub injection: InjectionMode,
 }
 
 impl Default for DevicesSection {
     fn default() -> Self {
         DevicesSection {
             root: PathBuf::from("/"),
+            injection: InjectionMode::Auto,
+        }
+    }
+}
+
+/// `devices.injection`: NVIDIA's CDI spec, or NVIDIA's legacy prestart hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionMode {
+    /// CDI where a spec covers every GPU discovered, else the legacy hook (and the log says why).
+    #[default]
+    Auto,
+    /// CDI, or the create fails.
+    Cdi,
+    /// The legacy hook only.
+    Legacy,
+}
+
+impl InjectionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InjectionMode::Auto => "auto",
+            InjectionMode::Cdi => "cdi",
+            InjectionMode::Legacy => "legacy",
         }
     }
 }

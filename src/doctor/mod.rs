@@ -62,9 +62,22 @@ pub fn run(inputs: &Inputs) -> Vec<Check> {
     checks.push(driver::persistence(root));
     checks.push(runtime::runc(&config));
     checks.push(runtime::hook(&config));
+    checks.push(runtime::cdi(&config));
     checks.push(runtime::docker_default_runtime(&inputs.daemon_json));
     checks.push(runtime::state_file(&config));
+    checks.push(gpu_health(&config));
     checks
+}
+
+/// The GPUs the metrics agent marked unhealthy after a critical Xid (docs/health.md).
+fn gpu_health(config: &Config) -> Check {
+    let health = crate::health::report::Summary::read(&config.state.dir);
+    let status = if health.healthy() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    report::check(status, "gpu health", health.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]

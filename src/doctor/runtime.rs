@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use super::report::{check, Check, Status};
+use crate::cdi::{Report, Severity};
 use crate::config::Config;
+use crate::gpu;
 use crate::placement::state;
 use crate::runc_exec::{self, is_executable, NotRunc};
 
@@ -144,4 +146,16 @@ pub(crate) fn state_file(config: &Config) -> Check {
         }
         Err(e) => check(Status::Fail, "state", e.to_string()),
     }
+}
+
+/// The driver's injection (`devices.injection`): which CDI spec, and whether it is current.
+pub fn cdi(config: &Config) -> Check {
+    let inventory = gpu::discover(&config.devices.root).unwrap_or_default();
+    let report = Report::new(&config.devices, &config.state.dir, &inventory);
+    let status = match report.severity() {
+        Severity::Ok => Status::Ok,
+        Severity::Warn => Status::Warn,
+        Severity::Fail => Status::Fail,
+    };
+    check(status, "cdi", report.to_string())
 }

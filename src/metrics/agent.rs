@@ -61,7 +61,8 @@ pub enum AgentError {
 
 /// Runs the agent. Returns in `Mode::Once`, or when set-up fails.
 pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
-    let nvml = Nvml::load(config.nvml.library.as_os_str())?;
+    // Kept for the life of the process: the Xid event thread waits on it too.
+    let nvml: &'static Nvml = Box::leak(Box::new(Nvml::load(config.nvml.library.as_os_str())?));
     // One current-thread runtime for every async client (dockerd, IMDS, CloudWatch): the agent
     // does one thing at a time, so more threads or runtimes would only cost memory.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -89,7 +90,7 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
         Sink::CloudWatch => Some(Outbox::new(&runtime, &config.metrics, &publication)),
         Sink::Emf | Sink::Json => None,
     };
-    let sampler = NvmlSampler::new(&nvml);
+    let sampler = NvmlSampler::new(nvml);
     let pipeline = Pipeline {
         sampler: &sampler,
         root: &config.devices.root,
@@ -103,10 +104,17 @@ pub fn run(config: &Config, sink: Sink, mode: Mode) -> Result<(), AgentError> {
             },
         },
     };
+    let mut xids = super::xid::XidWatch::start(config, nvml);
     let interval = Duration::from_secs(config.metrics.interval_seconds);
     let started = Instant::now();
     let mut tick: u32 = 0;
     loop {
+        // Xids first, and whatever the sample does: a GPU that fell off the bus may fail it.
+        if let Some(r) = xids.tick(&describe, pipeline.render, &publication) {
+            if let Err(e) = deliver(r, outbox.as_mut()) {
+                eprintln!("{LOG}: {e}");
+            }
+        }
         let result = pipeline
             .sample_once()
             .map_err(AgentError::from)

@@ -12,7 +12,8 @@ use super::publication::Publication;
 use super::records::{self, Record};
 use super::sample::Sample;
 
-fn render(record: &Record, publication: &Publication, timestamp_ms: u64) -> String {
+/// One record as one EMF line.
+pub fn render(record: &Record, publication: &Publication, timestamp_ms: u64) -> String {
     let resolution = publication.storage_resolution.seconds();
     let directive = json!({
         "Namespace": publication.namespace,

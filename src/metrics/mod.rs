@@ -31,6 +31,8 @@ pub mod sample;
 pub mod sampler;
 pub mod task_metadata;
 pub mod task_records;
+pub mod xid;
+pub mod xid_records;
 
 pub use sample::{ContainerInfo, ContainerUse, GpuSample, ProcessUse, Sample};
 pub use sampler::{GpuSampler, NvmlSampler, SampleError};

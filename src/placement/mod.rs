@@ -19,6 +19,7 @@ pub mod state;
 
 use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
+use crate::health::file::Unhealthy;
 use crate::request::{Request, Wants};
 
 pub use load::{GpuLoad, Load};
@@ -76,6 +77,8 @@ pub enum Claim {
     Nothing(NoGpu),
     /// GPUs the container named, already resolved.
     Named(Assignment),
+    /// `all`, named by the container: every GPU, less those unhealthy when decided.
+    Every(Assignment),
     /// The policy places it.
     ByPolicy { task: Option<String> },
 }
@@ -107,7 +110,10 @@ pub fn claim(request: &Request, inventory: &Inventory) -> Result<Claim, SelectEr
         Wants::Placed => Claim::ByPolicy {
             task: request.task.clone(),
         },
-        Wants::All => named(named::every(inventory, request.shown_value())?),
+        Wants::All => match named(named::every(inventory, request.shown_value())?) {
+            Claim::Named(a) => Claim::Every(a),
+            other => other,
+        },
         Wants::Named(refs) => named(named::resolve(refs, inventory, request.shown_value())?),
     })
 }
@@ -121,7 +127,9 @@ impl Claim {
         let reservations_bind = sharing.reserved != crate::config::Reserved::Shared;
         match self {
             Claim::Nothing(_) => false,
-            Claim::Named(a) => a.kind == Kind::Pinned && (limited || reservations_bind),
+            Claim::Named(a) | Claim::Every(a) => {
+                a.kind == Kind::Pinned && (limited || reservations_bind)
+            }
             Claim::ByPolicy { .. } => {
                 sharing.placement != Placement::All || limited || reservations_bind
             }
@@ -139,13 +147,17 @@ impl Claim {
 /// given whatever the load: the limit steers placement, it does not overrule a scheduler that
 /// already decided. GPUs a container named itself count against the limit and the reservations
 /// like placed ones.
+///
+/// `unhealthy` (the GPUs the agent marked after a critical Xid) overrules everything: a named
+/// or reserved unhealthy GPU is refused, `all` and the policies leave them out.
 pub fn decide(
     claim: Claim,
     inventory: &Inventory,
     sharing: &SharingSection,
     load: &Load,
+    unhealthy: &[Unhealthy],
 ) -> Result<Decided, PlacementError> {
-    decide_within(claim, inventory, sharing, load, None)
+    decide_within(claim, inventory, sharing, load, unhealthy, None)
 }
 
 /// `decide`, where `room` is given (`isolation.mode = "mps"`), also within capped memory:
@@ -156,22 +168,35 @@ pub fn decide_within(
     inventory: &Inventory,
     sharing: &SharingSection,
     load: &Load,
+    unhealthy: &[Unhealthy],
     room: Option<&Room>,
 ) -> Result<Decided, PlacementError> {
     let admit_memory = |gpus: &[u32]| room.map_or(Ok(()), |r| r.admit(gpus));
+    let claim = match claim {
+        Claim::Every(mut a) => {
+            a.gpus = policy::healthy_of(a.gpus, unhealthy)?;
+            Claim::Named(a)
+        }
+        Claim::Named(a) => {
+            policy::refuse_unhealthy(&a.gpus, unhealthy)?;
+            Claim::Named(a)
+        }
+        other => other,
+    };
     match claim {
         Claim::Nothing(why) => Ok(Decided::Nothing(why)),
-        Claim::Named(a) if a.kind == Kind::Reserved => {
+        Claim::Named(a) | Claim::Every(a) if a.kind == Kind::Reserved => {
             admit_memory(&a.gpus)?;
             Ok(Decided::Gpus(a))
         }
-        Claim::Named(a) => {
+        Claim::Named(a) | Claim::Every(a) => {
             policy::admit_named(&a.gpus, sharing, inventory, load, a.task.as_deref())?;
             admit_memory(&a.gpus)?;
             Ok(Decided::Gpus(a))
         }
         Claim::ByPolicy { task } => Ok(
-            match policy::choose_within(sharing, inventory, load, task.as_deref(), room)? {
+            match policy::choose_within(sharing, inventory, load, task.as_deref(), unhealthy, room)?
+            {
                 Some(gpus) => Decided::Gpus(Assignment {
                     gpus,
                     kind: Kind::Shared,
@@ -244,14 +269,14 @@ mod tests {
         )
         .unwrap();
         assert!(pinned.load_decides(&sharing));
-        assert!(decide(pinned, &inv, &sharing, &full_load()).is_err());
+        assert!(decide(pinned, &inv, &sharing, &full_load(), &[]).is_err());
         let via_ecs = claim(
             &request(&["NVIDIA_VISIBLE_DEVICES=3,1"], Channel::Nvidia),
             &inv,
         )
         .unwrap();
         assert!(!via_ecs.load_decides(&sharing));
-        let a = gpus(decide(via_ecs, &inv, &sharing, &full_load()).unwrap());
+        let a = gpus(decide(via_ecs, &inv, &sharing, &full_load(), &[]).unwrap());
         assert_eq!(a.gpus, vec![3, 1]);
         assert_eq!(a.kind, Kind::Reserved);
         assert_eq!(a.task.as_deref(), Some("t1"));
@@ -268,13 +293,14 @@ mod tests {
                 &inv,
                 &SharingSection::default(),
                 &Load::new(),
+                &[],
             )
             .unwrap(),
         );
         assert_eq!(a.kind, Kind::Pinned);
         let placed = claim(&request(&[], Channel::Default), &inv).unwrap();
         assert!(placed.load_decides(&sharing));
-        assert!(decide(placed, &inv, &sharing, &full_load()).is_err());
+        assert!(decide(placed, &inv, &sharing, &full_load(), &[]).is_err());
     }
 
     #[test]
@@ -296,7 +322,7 @@ mod tests {
         let placed = claim(&request(&[], Channel::Default), &inv).unwrap();
         assert!(placed.load_decides(&sharing));
         assert_eq!(
-            decide(placed, &inv, &sharing, &load).unwrap(),
+            decide(placed, &inv, &sharing, &load, &[]).unwrap(),
             Decided::Nothing(NoGpu::AllReserved)
         );
     }
@@ -314,5 +340,30 @@ mod tests {
         assert!(by_policy.reads_free_memory(&spread));
         assert!(!by_policy.reads_free_memory(&all));
         assert!(!Claim::Nothing(NoGpu::Asked).reads_free_memory(&spread));
+    }
+
+    #[test]
+    fn all_named_leaves_unhealthy_gpus_out_and_a_named_one_is_refused() {
+        let inv = Inventory::synthetic(3);
+        let sick = [Unhealthy {
+            index: 1,
+            uuid: None,
+            since: "t".into(),
+            xid: 79,
+            message: String::new(),
+        }];
+        let sharing = SharingSection::default();
+        let all = claim(
+            &request(&["NVIDIA_VISIBLE_DEVICES=all"], Channel::Default),
+            &inv,
+        )
+        .unwrap();
+        let a = gpus(decide(all, &inv, &sharing, &Load::new(), &sick).unwrap());
+        assert_eq!(a.gpus, vec![0, 2]);
+        for channel in [Channel::Default, Channel::Nvidia] {
+            let one = claim(&request(&["NVIDIA_VISIBLE_DEVICES=1"], channel), &inv).unwrap();
+            let e = decide(one, &inv, &sharing, &Load::new(), &sick).unwrap_err();
+            assert!(e.to_string().starts_with("GPU 1 is unhealthy"), "{e}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use super::load::Load;
 use super::memory::{MemoryError, Room};
 use crate::config::{Placement, SharingSection};
 use crate::gpu::Inventory;
+use crate::health::file::Unhealthy;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
@@ -20,6 +21,38 @@ pub enum PlacementError {
     Reserved { gpu: u32, policy: &'static str },
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error("GPU {gpu} is unhealthy (Xid {xid} since {since}); not starting a container on it (`gpu-share gpu clear {gpu}` once it is fixed)")]
+    Unhealthy { gpu: u32, xid: u64, since: String },
+    #[error("every GPU this container may use is unhealthy ({gpus}); not starting it here (`gpu-share list` shows why)")]
+    AllUnhealthy { gpus: String },
+}
+
+/// The marked entry of GPU `i`, if it is unhealthy.
+pub fn sick(unhealthy: &[Unhealthy], i: u32) -> Option<&Unhealthy> {
+    unhealthy.iter().find(|u| u.index == i)
+}
+
+fn all_unhealthy(unhealthy: &[Unhealthy]) -> PlacementError {
+    PlacementError::AllUnhealthy {
+        gpus: unhealthy
+            .iter()
+            .map(|u| format!("GPU {}: Xid {}", u.index, u.xid))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The GPUs of `all` that are healthy, for `NVIDIA_VISIBLE_DEVICES=all`: a sick GPU is left
+/// out rather than the container refused, since CUDA images set `all` by default.
+pub fn healthy_of(all: Vec<u32>, unhealthy: &[Unhealthy]) -> Result<Vec<u32>, PlacementError> {
+    let healthy: Vec<u32> = all
+        .into_iter()
+        .filter(|&i| sick(unhealthy, i).is_none())
+        .collect();
+    if healthy.is_empty() {
+        return Err(all_unhealthy(unhealthy));
+    }
+    Ok(healthy)
 }
 
 /// "GPU 0: 2, GPU 1: 0": for messages about the limit.
@@ -38,29 +71,30 @@ pub fn count(load: &Load, i: u32) -> u32 {
 }
 
 /// The GPUs a container of `task` that named none gets; `None` when every GPU is reserved
-/// for others.
+/// for others. Unhealthy GPUs are never chosen (`all` leaves them out); with only unhealthy
+/// ones open, the container is refused.
 pub fn choose(
     sharing: &SharingSection,
     inventory: &Inventory,
     load: &Load,
     task: Option<&str>,
+    unhealthy: &[Unhealthy],
 ) -> Result<Option<Vec<u32>>, PlacementError> {
-    choose_within(sharing, inventory, load, task, None)
+    choose_within(sharing, inventory, load, task, unhealthy, None)
 }
 
-/// `choose`, where `room` is given, only among GPUs the container's memory cap fits on; spread
-/// then prefers the GPU with the most capped memory free (pack still the lowest index).
+/// `choose` within `room` (mps): only GPUs the cap fits on; spread prefers the most free.
 pub fn choose_within(
     sharing: &SharingSection,
     inventory: &Inventory,
     load: &Load,
     task: Option<&str>,
+    unhealthy: &[Unhealthy],
     room: Option<&Room>,
 ) -> Result<Option<Vec<u32>>, PlacementError> {
     let limit_ok = |i: u32| sharing.max_per_gpu.is_none_or(|m| count(load, i) < m);
-    let fits = |i: u32| room.is_none_or(|r| r.fits(i));
-    let under_limit = |i: u32| limit_ok(i) && fits(i);
-    // The free capped memory, where it decides spread before the count does.
+    let under_limit = |i: u32| limit_ok(i) && room.is_none_or(|r| r.fits(i));
+    // Free capped memory (mps) decides spread before the count does.
     let capped_free = |i: u32| std::cmp::Reverse(room.map_or(0, |r| r.free(i)));
     let open: Vec<&crate::gpu::Gpu> = inventory
         .gpus
@@ -69,6 +103,13 @@ pub fn choose_within(
         .collect();
     if open.is_empty() {
         return Ok(None);
+    }
+    let open: Vec<&crate::gpu::Gpu> = open
+        .into_iter()
+        .filter(|g| sick(unhealthy, g.index).is_none())
+        .collect();
+    if open.is_empty() {
+        return Err(all_unhealthy(unhealthy));
     }
     // A refusal says what stopped it: memory where some GPU was under the limit.
     let full = || match room {
@@ -83,9 +124,7 @@ pub fn choose_within(
         Placement::All => {
             if open.iter().all(|g| under_limit(g.index)) {
                 let all: Vec<u32> = open.iter().map(|g| g.index).collect();
-                if let Some(r) = room {
-                    r.admit(&all)?;
-                }
+                room.map_or(Ok(()), |r| r.admit(&all))?;
                 all
             } else {
                 return Err(full());
@@ -114,6 +153,19 @@ pub fn choose_within(
             .ok_or_else(full)?,
     };
     Ok(Some(chosen))
+}
+
+/// Refuses GPUs named one by one (by index or UUID, or reserved by ECS) that are unhealthy: the
+/// container asked for that very GPU, and would only fail on it.
+pub fn refuse_unhealthy(gpus: &[u32], unhealthy: &[Unhealthy]) -> Result<(), PlacementError> {
+    match gpus.iter().find_map(|&i| sick(unhealthy, i)) {
+        Some(u) => Err(PlacementError::Unhealthy {
+            gpu: u.index,
+            xid: u.xid,
+            since: u.since.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks GPUs a container named itself (not through the trusted channel) against the limit
@@ -173,7 +225,14 @@ mod tests {
     }
 
     fn pick(policy: Placement, max: Option<u32>, l: &Load) -> Result<Vec<u32>, PlacementError> {
-        choose(&sharing(policy, max), &Inventory::synthetic(4), l, None).map(Option::unwrap)
+        choose(
+            &sharing(policy, max),
+            &Inventory::synthetic(4),
+            l,
+            None,
+            &[],
+        )
+        .map(Option::unwrap)
     }
 
     #[test]
@@ -211,6 +270,7 @@ mod tests {
             &inventory,
             &Load::new(),
             None,
+            &[],
         );
         assert_eq!(got.unwrap(), Some(vec![1]));
     }
@@ -253,18 +313,20 @@ mod tests {
                 reserved: Reserved::Task,
                 ..sharing(placement, None)
             };
-            let sidecar = choose(&task, &inv, &l, Some("t")).unwrap().unwrap();
+            let sidecar = choose(&task, &inv, &l, Some("t"), &[]).unwrap().unwrap();
             assert_eq!(
                 sidecar[0], 0,
                 "{placement:?}: the sidecar goes to its task's GPU"
             );
-            let other = choose(&task, &inv, &l, Some("u")).unwrap().unwrap();
+            let other = choose(&task, &inv, &l, Some("u"), &[]).unwrap().unwrap();
             assert!(!other.contains(&0), "{placement:?}: {other:?}");
             let exclusive = SharingSection {
                 reserved: Reserved::Exclusive,
                 ..sharing(placement, None)
             };
-            let s = choose(&exclusive, &inv, &l, Some("t")).unwrap().unwrap();
+            let s = choose(&exclusive, &inv, &l, Some("t"), &[])
+                .unwrap()
+                .unwrap();
             assert!(!s.contains(&0), "{placement:?}: {s:?}");
         }
         let one = Inventory::synthetic(1);
@@ -272,7 +334,7 @@ mod tests {
             reserved: Reserved::Task,
             ..sharing(Placement::Spread, None)
         };
-        assert_eq!(choose(&task, &one, &l, Some("u")).unwrap(), None);
+        assert_eq!(choose(&task, &one, &l, Some("u"), &[]).unwrap(), None);
         let e = admit_named(&[0], &task, &one, &l, Some("u")).unwrap_err();
         assert!(e.to_string().contains("GPU 0 is reserved"), "{e}");
         assert!(admit_named(&[0], &task, &one, &l, Some("t")).is_ok());
@@ -289,5 +351,50 @@ mod tests {
             e.to_string(),
             "GPU 1 is at sharing.max_per_gpu = 2 (GPU 0: 0, GPU 1: 2, GPU 2: 0, GPU 3: 0); not starting another container on it"
         );
+    }
+
+    fn sick_gpu(index: u32) -> Unhealthy {
+        Unhealthy {
+            index,
+            uuid: None,
+            since: "2026-11-25T12:00:00Z".into(),
+            xid: 79,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_policy_chooses_an_unhealthy_gpu() {
+        let inv = Inventory::synthetic(4);
+        let sick = [sick_gpu(0), sick_gpu(2)];
+        let l = Load::new();
+        let got = |p| {
+            choose(&sharing(p, None), &inv, &l, None, &sick)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(got(Placement::All), vec![1, 3]);
+        assert_eq!(got(Placement::Spread), vec![1]);
+        assert_eq!(got(Placement::Pack), vec![1]);
+        let every = [sick_gpu(0), sick_gpu(1), sick_gpu(2), sick_gpu(3)];
+        let e = choose(&sharing(Placement::Spread, None), &inv, &l, None, &every).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("every GPU this container may use is unhealthy (GPU 0: Xid 79"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_named_unhealthy_gpu_is_refused_and_all_leaves_it_out() {
+        let sick = [sick_gpu(1)];
+        assert!(refuse_unhealthy(&[0, 2], &sick).is_ok());
+        let e = refuse_unhealthy(&[2, 1], &sick).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "GPU 1 is unhealthy (Xid 79 since 2026-11-25T12:00:00Z); not starting a container on it (`gpu-share gpu clear 1` once it is fixed)"
+        );
+        assert_eq!(healthy_of(vec![0, 1, 2], &sick).unwrap(), vec![0, 2]);
+        assert!(healthy_of(vec![1], &sick).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! What goes into the spec: the edits one container gets, as plain data, and applying them.
 //!
 //! A `Plan` is a list of `Edit`s, each owned by one file here (`devices`, `cgroup_rules`, `env`,
-//! `hook`). Every edit owns one part of the spec and only appends to it or sets one entry, so
+//! `hook`, `cdi`). The driver reaches the container one of two ways (`Driver`): NVIDIA's legacy
+//! hook, or a CDI spec's edits (its device nodes through `devices`/`cgroup_rules`, the rest
+//! through `cdi`); never both. Every edit owns one part of the spec and only appends to it or sets one entry, so
 //! every field it does not own stays exactly as it was, known to oci-spec or not. Each is
 //! idempotent: what is already there (docker's `--gpus` hook, a device, a rule) is not added
 //! again, so editing twice gives the same spec as editing once.
@@ -10,6 +12,7 @@
 //! It never decides which GPUs (that is `placement`) and never reads or writes a file.
 
 mod build;
+pub mod cdi;
 pub mod cgroup_rules;
 pub mod devices;
 pub mod env;
@@ -18,6 +21,7 @@ pub mod mps;
 
 use serde_json::{Map, Value};
 
+use crate::cdi::edits::{CdiHook, CdiMount, Injected};
 use crate::gpu::{DeviceNode, Inventory};
 use crate::placement::Assignment;
 use crate::request::VISIBLE_DEVICES;
@@ -39,6 +43,21 @@ pub enum Edit {
     Hook(std::path::PathBuf),
     /// `isolation.mode = "mps"`: the container is a client of this daemon only (`mps`).
     Mps(mps::MpsClient),
+    /// A CDI spec's mounts, hooks and env.
+    Cdi {
+        mounts: Vec<CdiMount>,
+        hooks: Vec<CdiHook>,
+        env: Vec<String>,
+    },
+}
+
+/// How the driver's libraries and tools reach the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Driver {
+    /// NVIDIA's legacy prestart hook, where the host has it; the inventory's nodes.
+    Legacy(Hook),
+    /// What NVIDIA's CDI spec gives the assigned GPUs, nodes included.
+    Cdi(Injected),
 }
 
 /// The edits for one container, in the order they are applied.
@@ -48,10 +67,31 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan for `assignment` (decided, never empty) on `inventory`: its GPU nodes and the
-    /// control nodes, their cgroup rules, `NVIDIA_VISIBLE_DEVICES`, and the hook where the host
-    /// has it.
-    pub fn new(assignment: &Assignment, inventory: &Inventory, hook: &Hook) -> Plan {
+    /// The plan for `assignment` (decided, never empty) on `inventory`. Legacy: its GPU nodes
+    /// and the control nodes, their cgroup rules, `NVIDIA_VISIBLE_DEVICES`, and the hook where
+    /// the host has it. CDI: the spec's nodes for those GPUs, their cgroup rules,
+    /// `NVIDIA_VISIBLE_DEVICES`, and the spec's mounts, hooks and env.
+    pub fn new(assignment: &Assignment, inventory: &Inventory, driver: Driver) -> Plan {
+        let visible = Edit::Env {
+            name: VISIBLE_DEVICES,
+            value: env::visible_value(&assignment.gpus),
+        };
+        let hook = match driver {
+            Driver::Legacy(hook) => hook,
+            Driver::Cdi(cdi) => {
+                let edits = vec![
+                    Edit::Devices(cdi.nodes.clone()),
+                    Edit::CgroupRules(cdi.nodes),
+                    visible,
+                    Edit::Cdi {
+                        mounts: cdi.mounts,
+                        hooks: cdi.hooks,
+                        env: cdi.env,
+                    },
+                ];
+                return Plan { edits };
+            }
+        };
         let mut nodes: Vec<DeviceNode> = assignment
             .gpus
             .iter()
@@ -62,13 +102,10 @@ impl Plan {
         let mut edits = vec![
             Edit::Devices(nodes.clone()),
             Edit::CgroupRules(nodes),
-            Edit::Env {
-                name: VISIBLE_DEVICES,
-                value: env::visible_value(&assignment.gpus),
-            },
+            visible,
         ];
         if let Hook::Present(path) = hook {
-            edits.push(Edit::Hook(path.clone()));
+            edits.push(Edit::Hook(path));
         }
         Plan { edits }
     }
@@ -120,6 +157,9 @@ impl Edit {
             Edit::Env { name, value } => Ok(env::set(root, name, value)?),
             Edit::Hook(path) => hook::add(root, path),
             Edit::Mps(client) => Ok(mps::apply(root, client)?),
+            Edit::Cdi { mounts, hooks, env } => Ok(cdi::add_mounts(root, mounts)?
+                | cdi::add_hooks(root, hooks)?
+                | cdi::add_env(root, env)?),
         }
     }
 }

@@ -25,7 +25,7 @@ fn plan(hook: bool) -> Plan {
     } else {
         Hook::Missing(path)
     };
-    Plan::new(&assignment, &inv, &hook)
+    Plan::new(&assignment, &inv, Driver::Legacy(hook))
 }
 
 fn docker_like_spec() -> Value {

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod cdi;
 pub mod dockerd;
 pub mod moto;
 pub mod mps;

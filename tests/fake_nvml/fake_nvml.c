@@ -364,3 +364,125 @@ int nvmlDeviceGetProcessUtilization(void *device, nvmlProcessUtilizationSample_t
     *count = k;
     return NVML_SUCCESS;
 }
+
+/*
+ * Xid events (nvmlEventSet*). FAKE_NVML_XID=<minor>:<xid>[,...] are delivered once each, in
+ * order, by nvmlEventSetWait_v2 to a set the GPU of that minor is registered in; after them it
+ * waits (at most 200 ms) and times out. FAKE_NVML_XID_UNSUPPORTED=<minor>[,...] are GPUs that
+ * report no event types.
+ */
+#include <unistd.h>
+
+#define NVML_ERROR_NOT_SUPPORTED 3
+#define NVML_ERROR_TIMEOUT 10
+#define FAKE_EVENT_XID_CRITICAL 0x8ULL
+
+typedef struct {
+    void *device;
+    unsigned long long eventType;
+    unsigned long long eventData;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlEventData_t;
+
+struct fake_event_set {
+    int registered[MAX_GPUS];
+};
+
+static unsigned int xid_delivered;
+
+static int minor_listed(const char *var, unsigned int minor) {
+    const char *spec = getenv(var);
+    if (!spec)
+        return 0;
+    char *copy = strdup(spec), *save = NULL;
+    int found = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if ((unsigned int)strtoul(t, NULL, 10) == minor)
+            found = 1;
+    free(copy);
+    return found;
+}
+
+int nvmlEventSetCreate(void **set) {
+    if (!initialised)
+        return NVML_ERROR_UNINITIALIZED;
+    if (!set)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *set = calloc(1, sizeof(struct fake_event_set));
+    return NVML_SUCCESS;
+}
+
+int nvmlEventSetFree(void *set) {
+    free(set);
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetSupportedEventTypes(void *device, unsigned long long *types) {
+    struct fake_gpu *d = device;
+    if (!d || !types)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *types = minor_listed("FAKE_NVML_XID_UNSUPPORTED", d->minor) ? 0 : FAKE_EVENT_XID_CRITICAL;
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceRegisterEvents(void *device, unsigned long long types, void *set) {
+    struct fake_gpu *d = device;
+    struct fake_event_set *s = set;
+    if (!d || !s)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (minor_listed("FAKE_NVML_XID_UNSUPPORTED", d->minor) || !(types & FAKE_EVENT_XID_CRITICAL))
+        return NVML_ERROR_NOT_SUPPORTED;
+    s->registered[d - gpus] = 1;
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetIndex(void *device, unsigned int *index) {
+    struct fake_gpu *d = device;
+    if (!d || !index)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *index = (unsigned int)(d - gpus);
+    return NVML_SUCCESS;
+}
+
+/* The next undelivered FAKE_NVML_XID entry, as (minor, xid); 0 when there is none. */
+static int next_xid(unsigned int *minor, unsigned long long *xid) {
+    const char *spec = getenv("FAKE_NVML_XID");
+    if (!spec)
+        return 0;
+    char *copy = strdup(spec), *save = NULL;
+    unsigned int n = 0;
+    int found = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), n++) {
+        if (n == xid_delivered && sscanf(t, "%u:%llu", minor, xid) == 2) {
+            found = 1;
+            break;
+        }
+    }
+    free(copy);
+    return found;
+}
+
+int nvmlEventSetWait_v2(void *set, nvmlEventData_t *data, unsigned int timeout_ms) {
+    struct fake_event_set *s = set;
+    unsigned int minor;
+    unsigned long long xid;
+    if (!s || !data)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    while (next_xid(&minor, &xid)) {
+        xid_delivered++;
+        for (unsigned int i = 0; i < gpu_count; i++) {
+            if (gpus[i].minor == minor && s->registered[i]) {
+                memset(data, 0, sizeof *data);
+                data->device = &gpus[i];
+                data->eventType = FAKE_EVENT_XID_CRITICAL;
+                data->eventData = xid;
+                data->gpuInstanceId = 0xFFFFFFFF;
+                data->computeInstanceId = 0xFFFFFFFF;
+                return NVML_SUCCESS;
+            }
+        }
+    }
+    usleep((timeout_ms < 200 ? timeout_ms : 200) * 1000);
+    return NVML_ERROR_TIMEOUT;
+}

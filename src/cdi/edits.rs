@@ -1,0 +1,88 @@
+//! CDI `containerEdits` as plain data: the shapes a CDI spec gives them in, which the digest
+//! keeps as they are and the plan applies.
+//!
+//! A leaf: it imports nothing else of the crate's, so `cdi` (which reads specs) and `plan`
+//! (which applies edits) can both use it. Only the fields create applies are kept; a spec's
+//! other fields are read past, never refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::DeviceNode;
+
+/// One `containerEdits` block, as the spec gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerEdits {
+    pub env: Vec<String>,
+    pub device_nodes: Vec<CdiNode>,
+    pub mounts: Vec<CdiMount>,
+    pub hooks: Vec<CdiHook>,
+}
+
+/// A `deviceNodes` entry. `path` is where the container sees it; `hostPath` (else `path`) is
+/// the node on the host. Type and numbers, when absent, are the host node's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiNode {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// A `mounts` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiMount {
+    pub host_path: String,
+    pub container_path: String,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// A `hooks` entry: `hookName` is the OCI stage (`createContainer`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiHook {
+    pub hook_name: String,
+    pub path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+}
+
+/// The OCI hook stages a CDI hook may name.
+pub const HOOK_STAGES: &[&str] = &[
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// What one container gets through CDI, ready to apply: its device nodes with their numbers
+/// (filled from the host where the spec left them out), and the spec's mounts, hooks and env.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Injected {
+    pub nodes: Vec<DeviceNode>,
+    pub mounts: Vec<CdiMount>,
+    pub hooks: Vec<CdiHook>,
+    pub env: Vec<String>,
+}

@@ -1,0 +1,149 @@
+//! Which CDI device is which GPU: NVIDIA's naming strategies (`--device-name-strategy` uuid,
+//! index, type-index: `GPU-…`, `0`, `gpu0`), and whether a digest covers every GPU discovered.
+//!
+//! Pure: a digest and an inventory in, an answer out. A device is taken for a GPU only where
+//! its device nodes include that GPU's node, so a spec written before the GPUs were renumbered
+//! is stale, not silently wrong.
+
+use super::digest::{Digest, DigestDevice};
+use crate::gpu::{Gpu, Inventory};
+
+/// A discovered GPU the spec gives no (or a wrong) device for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("GPU {index} ({uuid}, {node}) has no device in the CDI spec {detail}")]
+pub struct NotCovered {
+    pub index: u32,
+    pub uuid: String,
+    pub node: String,
+    /// What was looked for, and where.
+    pub detail: String,
+}
+
+/// The names NVIDIA's strategies give `gpu`, most specific first.
+fn names(gpu: &Gpu) -> impl Iterator<Item = String> + '_ {
+    let uuid = gpu.info.uuid.clone();
+    uuid.into_iter()
+        .chain([gpu.index.to_string(), format!("gpu{}", gpu.index)])
+}
+
+/// The device the digest gives for `gpu` (its position in `digest.devices`): by UUID, else
+/// index, else type-index; and only one whose nodes include the GPU's own.
+pub fn device_for(digest: &Digest, gpu: &Gpu) -> Option<usize> {
+    let node = gpu.node.path.to_str()?;
+    names(gpu).find_map(|name| {
+        digest
+            .devices
+            .iter()
+            .position(|d| d.name == name)
+            .filter(|&i| gives_node(&digest.devices[i], node))
+    })
+}
+
+fn gives_node(device: &DigestDevice, node: &str) -> bool {
+    device.edits.device_nodes.iter().any(|n| n.path == node)
+}
+
+/// Every discovered GPU's index and device (its position in `digest.devices`), in inventory
+/// order; the first GPU without one is the error.
+pub fn cover(digest: &Digest, inventory: &Inventory) -> Result<Vec<(u32, usize)>, NotCovered> {
+    inventory
+        .gpus
+        .iter()
+        .map(|g| {
+            device_for(digest, g).map(|d| (g.index, d)).ok_or_else(|| {
+                let tried: Vec<String> = names(g).map(|n| format!("{n:?}")).collect();
+                let specs: Vec<String> = digest
+                    .specs
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect();
+                NotCovered {
+                    index: g.index,
+                    uuid: g
+                        .info
+                        .uuid
+                        .clone()
+                        .unwrap_or_else(|| "UUID unknown".to_owned()),
+                    node: g.node.path.display().to_string(),
+                    detail: format!(
+                        "{} (looked for {} with {}): the spec is stale; regenerate it \
+                         (nvidia-ctk cdi generate, or restart nvidia-cdi-refresh)",
+                        specs.join(", "),
+                        tried.join(" or "),
+                        g.node.path.display()
+                    ),
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdi::digest::DigestSpec;
+    use crate::cdi::edits::{CdiNode, ContainerEdits};
+
+    fn device(name: &str, node: &str) -> DigestDevice {
+        DigestDevice {
+            name: name.to_owned(),
+            spec: 0,
+            edits: ContainerEdits {
+                device_nodes: vec![CdiNode {
+                    path: node.to_owned(),
+                    ..CdiNode::default()
+                }],
+                ..ContainerEdits::default()
+            },
+        }
+    }
+
+    fn digest(devices: Vec<DigestDevice>) -> Digest {
+        Digest {
+            version: 1,
+            keys: Vec::new(),
+            specs: vec![DigestSpec {
+                path: "/etc/cdi/nvidia.yaml".into(),
+                edits: ContainerEdits::default(),
+            }],
+            devices,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn gpus_are_found_by_uuid_index_or_type_index() {
+        let inv = Inventory::synthetic(3);
+        let uuid1 = inv.gpus[1].info.uuid.clone().unwrap();
+        let d = digest(vec![
+            device("0", "/dev/nvidia0"),
+            device(&uuid1, "/dev/nvidia1"),
+            device("gpu2", "/dev/nvidia2"),
+        ]);
+        let covered = cover(&d, &inv).unwrap();
+        let names: Vec<&str> = covered
+            .iter()
+            .map(|&(_, i)| d.devices[i].name.as_str())
+            .collect();
+        assert_eq!(names, ["0", uuid1.as_str(), "gpu2"]);
+    }
+
+    #[test]
+    fn a_gpu_without_its_device_is_named() {
+        let inv = Inventory::synthetic(2);
+        let e = cover(&digest(vec![device("0", "/dev/nvidia0")]), &inv).unwrap_err();
+        assert_eq!(e.index, 1);
+        assert!(e.to_string().contains("GPU 1"), "{e}");
+        assert!(e.to_string().contains("/etc/cdi/nvidia.yaml"), "{e}");
+        // A device named for the GPU but giving another GPU's node does not cover it.
+        let e = cover(
+            &digest(vec![
+                device("0", "/dev/nvidia1"),
+                device("1", "/dev/nvidia1"),
+            ]),
+            &inv,
+        )
+        .unwrap_err();
+        assert_eq!(e.index, 0);
+    }
+}
