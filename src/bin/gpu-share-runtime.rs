@@ -13,12 +13,18 @@
 use std::ffi::OsString;
 use std::io::Write;
 
+use gpu_share::bump::Bump;
 use gpu_share::create;
 use gpu_share::request::Channel;
 use gpu_share::runc_call::{Action, RuncCall};
 use gpu_share::runc_exec::{default_runc, exec_runc};
 use gpu_share::runc_log;
 use gpu_share::shim_log::one_line;
+
+/// Under 2 MiB, so no transparent huge page can back it (a first touch would zero 2 MiB): a
+/// create uses a few hundred KiB of it, and anything past it goes to glibc's allocator.
+#[global_allocator]
+static ALLOC: Bump<{ 2048 * 1024 - 4096 }> = Bump::new();
 
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {

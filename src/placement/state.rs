@@ -339,12 +339,12 @@ impl Locked {
             mode: 0o644,
             owner: None,
         };
-        atomic::replace_as_sole_writer(&self.path, &bytes, perms).map_err(|(path, source)| {
-            StateError {
+        atomic::replace_volatile_as_sole_writer(&self.path, &bytes, perms).map_err(
+            |(path, source)| StateError {
                 path: path.display().to_string(),
                 source,
-            }
-        })
+            },
+        )
     }
 }
 
