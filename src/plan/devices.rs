@@ -32,7 +32,9 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
     // node of `nodes`, checked directly (every create would otherwise scan its own new entries).
     let present = devices.len();
     for (i, node) in nodes.iter().enumerate() {
-        let added_already = nodes[..i].iter().any(|n| n.path == node.path);
+        let added_already = nodes[..i]
+            .iter()
+            .any(|n| n.path.as_os_str() == node.path.as_os_str());
         if added_already
             || devices[..present]
                 .iter()
