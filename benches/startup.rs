@@ -74,7 +74,8 @@ struct Row {
     shim: Duration,
     runc: Duration,
     target: &'static str,
-    ok: bool,
+    /// `None`: no target of its own (the "shim alone" rows are judged against the floor).
+    ok: Option<bool>,
 }
 
 fn runc_cmd(root: &Path) -> Command {
@@ -139,7 +140,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
         shim,
         runc,
         target: "adds <= 0.5 ms",
-        ok: ms(shim) - ms(runc) <= 0.5,
+        ok: Some(ms(shim) - ms(runc) <= 0.5),
     });
 
     quiet(
@@ -166,7 +167,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
         shim,
         runc,
         target: "adds <= 0.2 ms",
-        ok: ms(shim) - ms(runc) <= 0.2,
+        ok: Some(ms(shim) - ms(runc) <= 0.2),
     });
 
     bench_alone(
@@ -214,8 +215,8 @@ impl Alone {
             runs: self.shim.len(),
             shim,
             runc: direct,
-            target: "adds <= 0.5 ms",
-            ok: ms(shim) - ms(direct) <= 0.5,
+            target: "its cost above the floor: see below",
+            ok: None,
         });
         (!self.floor.is_empty()).then(|| FloorRow {
             what,
@@ -300,7 +301,7 @@ fn bench_alone(
             shim: median(a.floor.clone()),
             runc: median(a.direct.clone()),
             target: "reference: one execve",
-            ok: true,
+            ok: None,
         });
     }
 }
@@ -549,7 +550,7 @@ fn bench_docker(rows: &mut Vec<Row>) {
         shim,
         runc,
         target: "ratio <= 1.01",
-        ok: shim.as_secs_f64() / runc.as_secs_f64() <= 1.01,
+        ok: Some(shim.as_secs_f64() / runc.as_secs_f64() <= 1.01),
     });
 }
 
@@ -565,12 +566,12 @@ fn main() {
     bench_docker(&mut rows);
     println!();
     println!(
-        "{:<26} {:>5} {:>9} {:>9} {:>9} {:>7}  target",
+        "{:<36} {:>5} {:>9} {:>9} {:>9} {:>7}  target",
         "median of", "runs", "via ms", "direct ms", "added ms", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<26} {:>5} {:>9.3} {:>9.3} {:>+9.3} {:>7.3}  {} {}",
+            "{:<36} {:>5} {:>9.3} {:>9.3} {:>+9.3} {:>7.3}  {}{}",
             r.what,
             r.runs,
             ms(r.shim),
@@ -578,7 +579,11 @@ fn main() {
             ms(r.shim) - ms(r.runc),
             r.shim.as_secs_f64() / r.runc.as_secs_f64(),
             r.target,
-            if r.ok { "(met)" } else { "(MISSED)" }
+            match r.ok {
+                Some(true) => " (met)",
+                Some(false) => " (MISSED)",
+                None => "",
+            }
         );
     }
     print_floor_block(&floor_rows);
