@@ -193,16 +193,25 @@ fn write_temp(
     durable: bool,
 ) -> Result<(), (PathBuf, io::Error)> {
     let err = |e| (tmp.to_path_buf(), e);
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(tmp)
+    };
     // A temp file left by a process killed mid-write has this pid's name only if the pid was
-    // reused; it is ours to replace.
-    let _ = std::fs::remove_file(tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(tmp)
-        .map_err(err)?;
+    // reused; it is ours to replace (removed only when it is there, to spare every write an
+    // `unlink`).
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(tmp);
+            create()
+        }
+        other => other,
+    }
+    .map_err(err)?;
     file.write_all(bytes).map_err(err)?;
     if let Some((uid, gid)) = perms.owner {
         // Only matters when the owner differs from the writer's; failing to change it is not
@@ -235,6 +244,22 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_leftover_temp_with_this_pid_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        // A writer killed mid-write whose pid this process now has.
+        let mine = dir.path().join(temp_name("f.json", std::process::id()));
+        std::fs::write(&mine, b"half").unwrap();
+        let perms = Perms {
+            mode: 0o644,
+            owner: None,
+        };
+        replace_volatile(&p, b"new", perms).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(names_in(dir.path()), ["f.json"]);
     }
 
     #[test]
