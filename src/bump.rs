@@ -9,7 +9,8 @@
 //! `format!` buffer reuses its own bytes and `realloc` extends in place).
 //!
 //! The arena costs nothing until touched: `.bss` is mapped at `execve` with no syscall, and
-//! only the pages used are faulted in. What does not fit (a huge spec) goes to the system
+//! only the pages used are faulted in. It is kept small (the runtime's is 1 MiB) so that its
+//! mapping can never hold a transparent huge page, whose first touch would zero 2 MiB. What does not fit (a huge spec) goes to the system
 //! allocator, which also frees what it gave, told apart by address.
 //!
 //! Owns that arena. It must never hand out overlapping memory, never free arena memory to the
