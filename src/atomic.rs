@@ -1,6 +1,18 @@
-//! Replacing a file whole: write a temp file beside it, fsync, rename over it, fsync the
-//! directory. A crash leaves the old contents or the new, never a mix, and readers never see a
-//! half-written file.
+//! Replacing a file whole: write a temp file beside it, rename it over the file. Readers never
+//! see a half-written file, and a writer killed at any point leaves the old contents or the new,
+//! never a mix.
+//!
+//! Whether the write must also survive a power cut is the caller's to say:
+//! - [`replace`] is durable: the temp file is fsync'd before the rename and the directory after
+//!   it. For what an operator keeps across reboots: dockerd's configuration (`gpu-share
+//!   configure`), the GPU cache.
+//! - [`replace_volatile`] and [`replace_volatile_as_sole_writer`] skip both fsyncs. For what
+//!   the runtime writes on every create: the bundle's `config.json` and the placement state.
+//!   Both live on tmpfs on a real host (dockerd's bundles under `/run/containerd`, `state.dir`
+//!   under `/run`), where fsync does nothing but cost syscalls, and neither means anything after
+//!   a reboot: the containers they describe are gone, the bundles are made again, and a state
+//!   file that did not reach the disk (`state.dir` moved to one) reads as empty or corrupt and
+//!   is rebuilt from runc's state. runc does not fsync its own `state.json` either.
 //!
 //! Owns the temp files beside each file it writes (`.NAME.gpu-share-PID.tmp`), and clearing
 //! the stale ones a writer killed mid-write left: each write first removes the leftovers of its
@@ -28,36 +40,79 @@ pub struct Perms {
 /// Others may be writing `path` at the same time (two creates on one bundle, two `gpu-share`
 /// commands), so a leftover temp is removed only once the process its name carries is gone.
 pub fn replace(path: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, io::Error)> {
-    replace_with(path, bytes, perms, false)
+    replace_with(path, bytes, perms, Writer::SHARED_DURABLE)
 }
 
-/// As [`replace`], for a caller that holds a lock making it the only writer of `path` (the
-/// placement state): every leftover temp of `path` is stale, whatever process its name
-/// carries, so a reused pid cannot keep one alive either.
-pub fn replace_as_sole_writer(
+/// As [`replace`], without the fsyncs: for a file that need not survive a power cut (see the
+/// module's doc).
+pub fn replace_volatile(
     path: &Path,
     bytes: &[u8],
     perms: Perms,
 ) -> Result<(), (PathBuf, io::Error)> {
-    replace_with(path, bytes, perms, true)
+    replace_with(
+        path,
+        bytes,
+        perms,
+        Writer {
+            sole: false,
+            durable: false,
+        },
+    )
+}
+
+/// As [`replace_volatile`], for a caller that holds a lock making it the only writer of `path`
+/// (the placement state): every leftover temp of `path` is stale, whatever process its name
+/// carries, so a reused pid cannot keep one alive either.
+pub fn replace_volatile_as_sole_writer(
+    path: &Path,
+    bytes: &[u8],
+    perms: Perms,
+) -> Result<(), (PathBuf, io::Error)> {
+    replace_with(
+        path,
+        bytes,
+        perms,
+        Writer {
+            sole: true,
+            durable: false,
+        },
+    )
+}
+
+/// Who else may write the file, and whether the write must reach the disk.
+#[derive(Clone, Copy)]
+struct Writer {
+    sole: bool,
+    durable: bool,
+}
+
+impl Writer {
+    const SHARED_DURABLE: Writer = Writer {
+        sole: false,
+        durable: true,
+    };
 }
 
 fn replace_with(
     path: &Path,
     bytes: &[u8],
     perms: Perms,
-    sole_writer: bool,
+    writer: Writer,
 ) -> Result<(), (PathBuf, io::Error)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    remove_stale_temps(dir, &name, sole_writer);
+    remove_stale_temps(dir, &name, writer.sole);
     let tmp = dir.join(temp_name(&name, std::process::id()));
-    let result = write_temp(&tmp, bytes, perms).and_then(|()| {
+    let result = write_temp(&tmp, bytes, perms, writer.durable).and_then(|()| {
         pause_for_tests(&name);
         std::fs::rename(&tmp, path).map_err(|e| (path.to_path_buf(), e))?;
+        if !writer.durable {
+            return Ok(());
+        }
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| (dir.to_path_buf(), e))
@@ -131,18 +186,32 @@ fn pause_for_tests(name: &str) {
     let _ = name;
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, io::Error)> {
+fn write_temp(
+    tmp: &Path,
+    bytes: &[u8],
+    perms: Perms,
+    durable: bool,
+) -> Result<(), (PathBuf, io::Error)> {
     let err = |e| (tmp.to_path_buf(), e);
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(tmp)
+    };
     // A temp file left by a process killed mid-write has this pid's name only if the pid was
-    // reused; it is ours to replace.
-    let _ = std::fs::remove_file(tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(tmp)
-        .map_err(err)?;
+    // reused; it is ours to replace (removed only when it is there, to spare every write an
+    // `unlink`).
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(tmp);
+            create()
+        }
+        other => other,
+    }
+    .map_err(err)?;
     file.write_all(bytes).map_err(err)?;
     if let Some((uid, gid)) = perms.owner {
         // Only matters when the owner differs from the writer's; failing to change it is not
@@ -151,7 +220,10 @@ fn write_temp(tmp: &Path, bytes: &[u8], perms: Perms) -> Result<(), (PathBuf, io
     }
     file.set_permissions(std::fs::Permissions::from_mode(perms.mode))
         .map_err(err)?;
-    file.sync_all().map_err(err)
+    if durable {
+        file.sync_all().map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,6 +244,22 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_leftover_temp_with_this_pid_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        // A writer killed mid-write whose pid this process now has.
+        let mine = dir.path().join(temp_name("f.json", std::process::id()));
+        std::fs::write(&mine, b"half").unwrap();
+        let perms = Perms {
+            mode: 0o644,
+            owner: None,
+        };
+        replace_volatile(&p, b"new", perms).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(names_in(dir.path()), ["f.json"]);
     }
 
     #[test]
@@ -233,7 +321,7 @@ mod tests {
             ]
         );
         // The sole writer knows every temp of its file is stale.
-        replace_as_sole_writer(&p, b"newer", perms).unwrap();
+        replace_volatile_as_sole_writer(&p, b"newer", perms).unwrap();
         assert!(!dir.path().join(temp_name("f.json", 1)).exists());
         assert_eq!(std::fs::read(&p).unwrap(), b"newer");
         assert_eq!(names_in(dir.path()).len(), 4);

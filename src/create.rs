@@ -138,9 +138,10 @@ pub fn edit_bundle(
     if let Some(m) = &mps {
         plan = plan.with_mps(m.client.clone());
     }
-    let spec_changed = plan.apply(&mut spec.value)?;
     // The GPUs the spec holds besides those placed (a privileged spec's nodes) are recorded too.
+    // Read before the plan adds the placed ones: the same set, without rereading our own nodes.
     let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
+    let spec_changed = plan.apply(&mut spec.value)?;
     // The state is written before the spec: a state that cannot be saved then stops the create
     // with the bundle as it was, and an entry whose spec could not be saved dies with this
     // process (its pid is how `reconcile` knows).
@@ -156,6 +157,8 @@ pub fn edit_bundle(
     if spec_changed {
         spec.save()?;
     }
+    // The process becomes runc next: freeing the spec's tree would only cost time.
+    std::mem::forget(spec);
     if state.is_some() {
         pause_for_tests();
     }

@@ -5,6 +5,7 @@
 //! `config.json`, then becomes runc with the same argv; every other command becomes runc at once.
 
 pub mod atomic;
+pub mod bump;
 pub mod capping;
 pub mod caps;
 pub mod cdi;

@@ -3,8 +3,10 @@
 //!
 //! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
 //! not own (including ones newer than any oci-spec release) survive as they were. A write goes
-//! through `atomic::replace` (temp file in the bundle, fsync, rename): a crash leaves either the
-//! old spec or the new one, never half of each. On any error nothing is written.
+//! through `atomic::replace_volatile` (temp file in the bundle, rename): a writer killed at any
+//! point leaves either the old spec or the new one, never half of each. It is not fsync'd: the
+//! bundle lives on tmpfs and means nothing after a reboot (see `atomic`). On any error nothing
+//! is written.
 //!
 //! The spec is never acted on where runc would read it differently: an object repeating a key
 //! (or holding two keys Go's encoding/json takes for one) is refused at load
@@ -171,9 +173,11 @@ impl SpecFile {
             mode: self.mode,
             owner: Some((self.uid, self.gid)),
         };
-        atomic::replace(&self.path, &bytes, perms).map_err(|(path, source)| SpecError::Io {
-            path: path.display().to_string(),
-            source,
+        atomic::replace_volatile(&self.path, &bytes, perms).map_err(|(path, source)| {
+            SpecError::Io {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }

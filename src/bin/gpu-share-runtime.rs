@@ -8,17 +8,27 @@
 //! reading `/proc/self/maps` for the stack guard, the alternate signal stack). None of it is
 //! needed to exec runc, it costs a good part of a millisecond, and leaving signal dispositions
 //! alone means runc inherits exactly what its caller set.
+//!
+//! The allocator is a bump arena (`gpu_share::bump`): this process lives a millisecond and then
+//! becomes runc, so freeing is nearly never worth its cost.
 #![no_main]
 
 use std::ffi::OsString;
 use std::io::Write;
 
+use gpu_share::bump::Bump;
 use gpu_share::create;
 use gpu_share::request::Channel;
 use gpu_share::runc_call::{Action, RuncCall};
 use gpu_share::runc_exec::{default_runc, exec_runc};
 use gpu_share::runc_log;
 use gpu_share::shim_log::one_line;
+
+/// 1 MiB: its mapping (with the rest of `.bss`) stays well under 2 MiB, so no transparent huge
+/// page can back it (a first touch would zero 2 MiB). A create uses under 100 KiB of it, and
+/// anything past it goes to glibc's allocator.
+#[global_allocator]
+static ALLOC: Bump<{ 1024 * 1024 }> = Bump::new();
 
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {

@@ -220,7 +220,7 @@ impl Digest {
                 mode: 0o644,
                 owner: None,
             };
-            let _ = atomic::replace(&path, &bytes, perms);
+            let _ = atomic::replace_volatile(&path, &bytes, perms);
         }
         digest.usable(origin)
     }

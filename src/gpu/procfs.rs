@@ -92,7 +92,9 @@ fn read_information(path: &Path) -> Result<String, String> {
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err("not a regular file".to_owned());
     }
-    let mut text = String::new();
+    // Room for the whole file up front: a /proc file has no size to go by, and an empty buffer
+    // would be filled 32 bytes, 32, 64, 128... at one read each.
+    let mut text = String::with_capacity(4096);
     file.take(MAX_INFORMATION_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| e.to_string())?;

@@ -163,7 +163,7 @@ impl Locked {
             mode: 0o644,
             owner: None,
         };
-        atomic::replace_as_sole_writer(&path, &bytes, perms)
+        atomic::replace_volatile_as_sole_writer(&path, &bytes, perms)
             .map_err(|(p, source)| HealthError::Io { path: p, source })
     }
 }

@@ -14,7 +14,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -214,16 +214,26 @@ pub fn lock(dir: &Path, truth: &Truth) -> Result<Locked, StateError> {
 /// Takes the lock and reads the assignment as it is; a corrupt file reads as empty, and why
 /// is returned beside it.
 fn open(dir: &Path) -> Result<(Locked, Option<String>), StateError> {
-    std::fs::create_dir_all(dir).map_err(err(dir))?;
     let lock_path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .map_err(err(&lock_path))?;
+    let open_lock = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&lock_path)
+    };
+    // The directory is made only when the lock file cannot be: every create after the first
+    // finds it there, and spends no `mkdir` and `stat` on it.
+    let file = match open_lock() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(err(dir))?;
+            open_lock()
+        }
+        other => other,
+    }
+    .map_err(err(&lock_path))?;
     let lock = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| err(&lock_path)(io::Error::from(e)))?;
     let path = dir.join(STATE_FILE);
@@ -352,12 +362,12 @@ impl Locked {
             mode: 0o644,
             owner: None,
         };
-        atomic::replace_as_sole_writer(&self.path, &bytes, perms).map_err(|(path, source)| {
-            StateError {
+        atomic::replace_volatile_as_sole_writer(&self.path, &bytes, perms).map_err(
+            |(path, source)| StateError {
                 path: path.display().to_string(),
                 source,
-            }
-        })
+            },
+        )
     }
 }
 
@@ -385,7 +395,14 @@ pub fn is_live(e: &Entry) -> bool {
 
 /// A process's start time (field 22 of `/proc/<pid>/stat`), in clock ticks since boot.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into room for the whole line: a /proc file has no size to go by.
+    // (Through `take`: a `File` read whole first asks for its size, which /proc does not know.)
+    let mut stat = String::with_capacity(1024);
+    File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .take(64 * 1024)
+        .read_to_string(&mut stat)
+        .ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from its end.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()

@@ -26,8 +26,14 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
     let resources = object_at(linux, "resources", "linux.resources")?;
     let rules = array_at(resources, "devices", "linux.resources.devices")?;
     let mut changed = false;
-    for node in nodes {
-        if rules.iter().any(|r| rule_allows(r, node)) {
+    // Only the rules that were there are looked through: one added here is for an earlier node
+    // of `nodes`, checked directly (every create would otherwise scan its own new rules).
+    let present = rules.len();
+    for (i, node) in nodes.iter().enumerate() {
+        let added_already = nodes[..i]
+            .iter()
+            .any(|n| (n.kind, n.major, n.minor) == (node.kind, node.major, node.minor));
+        if added_already || rules[..present].iter().any(|r| rule_allows(r, node)) {
             continue;
         }
         let rule = LinuxDeviceCgroupBuilder::default()

@@ -5,6 +5,7 @@
 //! where its number agrees with its path, and the GPUs a spec holds are counted by number. It
 //! never decides GPUs and never drops or changes a node that is there.
 
+use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::LinuxDeviceBuilder;
@@ -27,10 +28,17 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
         check_agrees(d, nodes)?;
     }
     let mut changed = false;
-    for node in nodes {
-        if devices
+    // Only the entries that were there are looked through: one added here is for an earlier
+    // node of `nodes`, checked directly (every create would otherwise scan its own new entries).
+    let present = devices.len();
+    for (i, node) in nodes.iter().enumerate() {
+        let added_already = nodes[..i]
             .iter()
-            .any(|d| entry_path(d).is_some_and(|p| p == node.path))
+            .any(|n| n.path.as_os_str() == node.path.as_os_str());
+        if added_already
+            || devices[..present]
+                .iter()
+                .any(|d| entry_path(d).is_some_and(|p| same_path(&p, &node.path)))
         {
             continue;
         }
@@ -121,10 +129,15 @@ impl<'a> Number<'a> {
 }
 
 /// An entry's path as runc will create it: `.`, `..` and doubled slashes resolved.
-fn entry_path(entry: &Value) -> Option<PathBuf> {
-    let path = Path::new(entry.get("path")?.as_str()?);
+fn entry_path(entry: &Value) -> Option<Cow<'_, Path>> {
+    let text = entry.get("path")?.as_str()?;
+    // Docker's and our own entries are already clean: compared as they are, with no copy (every
+    // create compares each node with each entry).
+    if is_clean(text) {
+        return Some(Cow::Borrowed(Path::new(text)));
+    }
     let mut clean = PathBuf::from("/");
-    for c in path.components() {
+    for c in Path::new(text).components() {
         match c {
             Component::Normal(part) => clean.push(part),
             Component::ParentDir => {
@@ -133,15 +146,31 @@ fn entry_path(entry: &Value) -> Option<PathBuf> {
             _ => {}
         }
     }
-    Some(clean)
+    Some(Cow::Owned(clean))
 }
 
-/// The GPU minor `/dev/nvidiaN` names.
+/// Whether `path` is absolute, with no empty, `.` or `..` component and no trailing slash.
+fn is_clean(path: &str) -> bool {
+    path.as_bytes().strip_prefix(b"/").is_some_and(|rest| {
+        rest.split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+    })
+}
+
+/// Whether `clean` (an [`entry_path`]) and `other` are one path. Byte equality says it for two
+/// clean paths without walking their components.
+fn same_path(clean: &Path, other: &Path) -> bool {
+    clean.as_os_str() == other.as_os_str()
+        || (!other.to_str().is_some_and(is_clean) && clean == other)
+}
+
+/// The GPU minor `/dev/nvidiaN` names (`path` is an [`entry_path`]).
 fn gpu_minor_of(path: &Path) -> Option<u64> {
-    if path.parent() != Some(Path::new("/dev")) {
+    let name = path.to_str()?.strip_prefix("/dev/")?;
+    if name.contains('/') {
         return None;
     }
-    let digits = path.file_name()?.to_str()?.strip_prefix("nvidia")?;
+    let digits = name.strip_prefix("nvidia")?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -151,7 +180,7 @@ fn gpu_minor_of(path: &Path) -> Option<u64> {
 /// The node an NVIDIA path names: the host's node at that path, else for `/dev/nvidiaN` the
 /// driver's `c 195:N`. `None` for a path that is not NVIDIA's.
 fn named_by(path: &Path, known: &[DeviceNode]) -> Option<DeviceNode> {
-    if let Some(node) = known.iter().find(|n| n.path == path) {
+    if let Some(node) = known.iter().find(|n| same_path(path, &n.path)) {
         return Some(node.clone());
     }
     gpu_minor_of(path).map(|minor| DeviceNode {

@@ -76,6 +76,19 @@ fn a_recorded_id_is_replaced_not_doubled() {
 }
 
 #[test]
+fn lock_makes_a_missing_state_dir_and_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("run/gpu-share");
+    let mut l = lock(&state_dir, &nothing(&Inventory::default())).unwrap();
+    l.record(entry("a", dir.path(), &[0], Kind::Shared, 1));
+    l.save().unwrap();
+    drop(l);
+    assert!(state_dir.join(LOCK_FILE).is_file());
+    let l = lock(&state_dir, &nothing(&Inventory::default())).unwrap();
+    assert_eq!(l.assignments.containers.len(), 1);
+}
+
+#[test]
 fn a_corrupt_file_starts_afresh() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
