@@ -130,7 +130,8 @@ pub fn edit_bundle(
     let (driver, injected) = driver_for(injection?, &assignment.gpus, &config.hook.path);
     let mut plan = Plan::new(&assignment, &inventory, driver);
     // Under the lock, so that two creates never both start one daemon; before anything is
-    // written, so that a daemon that is down leaves the bundle as it was.
+    // written, so that a daemon that is down leaves the bundle as it was. A capped assignment
+    // holds exactly one GPU (`Room::admit`).
     let mps = match &capping {
         Some(c) => Some(c.client(config, &inventory, assignment.gpus[0])?),
         None => None,
