@@ -366,4 +366,33 @@ mod tests {
             assert!(e.to_string().starts_with("GPU 1 is unhealthy"), "{e}");
         }
     }
+
+    #[test]
+    fn capped_memory_steers_spread_and_pack_and_names_every_gpu_when_full() {
+        let inv = Inventory::synthetic(3); // 16 GiB each
+        let capped = std::collections::BTreeMap::from([(0, 12288), (1, 4096), (2, 15360)]);
+        let room = Room::new(&inv, crate::config::ByteSize(0), 4096, capped, "c").unwrap();
+        let place = |placement| {
+            let s = SharingSection {
+                placement,
+                ..SharingSection::default()
+            };
+            let c = claim(&request(&[], Channel::Default), &inv).unwrap();
+            decide_within(c, &inv, &s, &Load::new(), &[], Some(&room))
+        };
+        assert_eq!(gpus(place(Placement::Spread).unwrap()).gpus, vec![1]);
+        assert_eq!(gpus(place(Placement::Pack).unwrap()).gpus, vec![0]);
+        let e = place(Placement::All).unwrap_err();
+        assert!(e.to_string().contains("caps one GPU per container"), "{e}");
+        let reserved = claim(
+            &request(&["NVIDIA_VISIBLE_DEVICES=2"], Channel::Nvidia),
+            &inv,
+        );
+        let s = SharingSection::default();
+        let e = decide_within(reserved.unwrap(), &inv, &s, &Load::new(), &[], Some(&room));
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "GPU 2 has not 4096 MiB of capped memory free for this container (GPU 0: 4096 MiB free of 16384, GPU 1: 12288 MiB free of 16384, GPU 2: 1024 MiB free of 16384); not starting it"
+        );
+    }
 }

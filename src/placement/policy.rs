@@ -122,13 +122,13 @@ pub fn choose_within(
     let rank = |i: u32| preference(sharing.reserved, load.get(&i));
     let chosen = match sharing.placement {
         Placement::All => {
-            if open.iter().all(|g| under_limit(g.index)) {
-                let all: Vec<u32> = open.iter().map(|g| g.index).collect();
-                room.map_or(Ok(()), |r| r.admit(&all))?;
-                all
-            } else {
+            // Capped (mps): one GPU, with room, says more than the limit would.
+            let all: Vec<u32> = open.iter().map(|g| g.index).collect();
+            room.map_or(Ok(()), |r| r.admit(&all))?;
+            if !open.iter().all(|g| limit_ok(g.index)) {
                 return Err(full());
             }
+            all
         }
         Placement::Spread => open
             .iter()
