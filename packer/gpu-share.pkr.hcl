@@ -169,6 +169,11 @@ build {
     destination = "/tmp/gpu-share/systemd/gpu-share-metrics.service"
   }
 
+  provisioner "file" {
+    source      = "${path.root}/../systemd/gpu-share-mps.service"
+    destination = "/tmp/gpu-share/systemd/gpu-share-mps.service"
+  }
+
   # Boot-time units provision.sh installs: the /dev/char links, and the CDI spec where the
   # NVIDIA toolkit has no refresh unit of its own (or the ordering drop-in for the one it has).
   provisioner "file" {
