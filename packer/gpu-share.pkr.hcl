@@ -169,8 +169,6 @@ build {
     destination = "/tmp/gpu-share/systemd/gpu-share-metrics.service"
   }
 
-  # The MPS control daemons (isolation.mode = "mps"; starts nothing in "none"): installed and
-  # enabled by provision.sh's systemd/*.service loop, like the metrics agent.
   provisioner "file" {
     source      = "${path.root}/../systemd/gpu-share-mps.service"
     destination = "/tmp/gpu-share/systemd/gpu-share-mps.service"

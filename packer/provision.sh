@@ -35,7 +35,8 @@ install -D -m 0644 "$SRC/config.toml" "$ROOT/etc/gpu-share/config.toml"
   --channel-dir "$ROOT/usr/local/libexec/gpu-share" \
   --runtime-path "$BIN/gpu-share-runtime"
 
-# systemd units the product ships: the metrics agent and the MPS control daemons.
+# systemd units the product ships: the metrics agent, and the MPS daemons (idle unless
+# isolation.mode = "mps").
 shopt -s nullglob
 for unit in "$SRC"/systemd/*.service; do
   install -D -m 0644 "$unit" "$ROOT/etc/systemd/system/$(basename "$unit")"

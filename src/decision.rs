@@ -117,7 +117,7 @@ impl fmt::Display for Decision {
             g.devices
         )?;
         match &g.injected {
-            Injected::Cdi { spec } => write!(f, "injection=cdi spec={}", spec.display())?,
+            Injected::Cdi { spec } => write!(f, "injection=cdi cdi_spec={}", spec.display())?,
             Injected::Legacy { hook, why } => {
                 match why {
                     Some(why) => write!(f, "injection=legacy (cdi: {why}) ")?,
@@ -218,8 +218,9 @@ mod tests {
             spec: PathBuf::from("/var/run/cdi/nvidia.yaml"),
         });
         assert!(
-            cdi.to_string()
-                .contains(" devices=5 injection=cdi spec=/var/run/cdi/nvidia.yaml spec=updated "),
+            cdi.to_string().contains(
+                " devices=5 injection=cdi cdi_spec=/var/run/cdi/nvidia.yaml spec=updated "
+            ),
             "{cdi}"
         );
         let fallback = given(Injected::Legacy {

@@ -115,7 +115,7 @@ fn create_mounts_cdi_libraries_and_the_hook_fills_the_ld_cache() {
     assert!(text.contains("fake /usr/bin/nvidia-smi"), "{text}");
     let line = log(&s);
     assert!(
-        line.contains(&format!("injection=cdi spec={}", spec.display())),
+        line.contains(&format!("injection=cdi cdi_spec={}", spec.display())),
         "{line}"
     );
     // The legacy hook is not added on top of CDI, and CDI's `void` never reaches the env.

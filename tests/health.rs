@@ -355,32 +355,15 @@ fn gpu_xid_errors_reach_cloudwatch() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (rt, client) = moto.client();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut found = Vec::new();
     while Instant::now() < deadline && found.is_empty() {
         std::thread::sleep(Duration::from_millis(500));
-        let listed = rt
-            .block_on(
-                client
-                    .list_metrics()
-                    .namespace("GPUShare")
-                    .metric_name("GPUXidErrors")
-                    .send(),
-            )
-            .expect("ListMetrics");
-        found = listed
-            .metrics()
-            .iter()
-            .map(|m| {
-                let mut d: Vec<String> = m
-                    .dimensions()
-                    .iter()
-                    .map(|d| format!("{}={}", d.name().unwrap_or(""), d.value().unwrap_or("")))
-                    .collect();
-                d.sort();
-                d.join(",")
-            })
+        found = moto
+            .list_metrics("GPUShare")
+            .into_iter()
+            .filter(|(name, _)| name == "GPUXidErrors")
+            .map(|(_, dims)| dims.join(","))
             .collect();
     }
     let _ = child.kill();

@@ -4,73 +4,37 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use common::agent::Agent;
+use common::http::{self, Request, Response, Server};
 use common::{fake_nvml, require};
 use serde_json::Value;
 
-/// Answers IMDSv2 and the ECS agent's /v1/metadata; records the paths asked for.
-fn serve() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            let mut token_ok = false;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                token_ok |= h
-                    .to_ascii_lowercase()
-                    .starts_with("x-aws-ec2-metadata-token: t0ken");
-            }
-            let mut parts = request.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            log.lock().unwrap().push(format!("{method} {path}"));
-            let (status, body) = match (method, path) {
-                ("PUT", "/latest/api/token") => ("200 OK", "t0ken".to_owned()),
-                ("GET", "/latest/meta-data/instance-id") if token_ok => ("200 OK", "i-0fake".to_owned()),
-                ("GET", "/latest/meta-data/tags/instance/aws:autoscaling:groupName") if token_ok => {
-                    ("200 OK", "gpu-asg".to_owned())
-                }
-                ("GET", "/v1/metadata") => (
-                    "200 OK",
-                    r#"{"Cluster":"arn:aws:ecs:us-east-1:123456789012:cluster/gpu-cluster","ContainerInstanceArn":"x","Version":"Amazon ECS Agent - v1.80.0"}"#.to_owned(),
-                ),
-                _ => ("404 Not Found", String::new()),
-            };
+/// Answers IMDSv2 (instance metadata only with the token it handed out) and the ECS agent's
+/// /v1/metadata.
+fn serve() -> Server {
+    http::serve(|r: &Request| {
+        let token_ok = r.header("x-aws-ec2-metadata-token") == Some("t0ken");
+        match (r.method.as_str(), r.path.as_str()) {
             // IMDS states the token's lifetime in a header; clients check it.
-            let ttl = if method == "PUT" {
-                "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"
-            } else {
-                ""
-            };
-            let mut s = stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\n{ttl}Content-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            ("PUT", "/latest/api/token") => {
+                Response::text("t0ken").header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+            }
+            ("GET", "/latest/meta-data/instance-id") if token_ok => Response::text("i-0fake"),
+            ("GET", "/latest/meta-data/tags/instance/aws:autoscaling:groupName") if token_ok => {
+                Response::text("gpu-asg")
+            }
+            ("GET", "/v1/metadata") => Response::text(
+                r#"{"Cluster":"arn:aws:ecs:us-east-1:123456789012:cluster/gpu-cluster","ContainerInstanceArn":"x","Version":"Amazon ECS Agent - v1.80.0"}"#,
+            ),
+            _ => Response::not_found("text/plain"),
         }
-    });
-    (port, seen)
+    })
 }
 
 /// The first EMF line of one sample of the agent `configure` makes, with both lookup endpoints
-/// pointed at the stand-in on `port`.
-fn first_line(port: u16, configure: impl FnOnce(Agent) -> Agent) -> Value {
-    let stand_in = format!("http://127.0.0.1:{port}");
+/// pointed at `stand_in`.
+fn first_line(stand_in: &Server, configure: impl FnOnce(Agent) -> Agent) -> Value {
+    let stand_in = stand_in.url();
     let agent = configure(Agent::new(&fake_nvml()))
         .imds_endpoint(&stand_in)
         .ecs_agent_endpoint(&stand_in)
@@ -88,9 +52,9 @@ fn unset_dimensions_come_from_instance_metadata_and_the_ecs_agent() {
     ) {
         return;
     }
-    let (port, seen) = serve();
-    let first = first_line(port, |a| a);
-    let asked = seen.lock().unwrap().clone();
+    let stand_in = serve();
+    let first = first_line(&stand_in, |a| a);
+    let asked = stand_in.seen();
     assert_eq!(first["InstanceId"], "i-0fake", "asked: {asked:?}");
     assert_eq!(first["AutoScalingGroupName"], "gpu-asg");
     assert_eq!(first["ClusterName"], "gpu-cluster");
@@ -112,13 +76,13 @@ fn config_values_are_not_looked_up() {
     if !require("config_values_are_not_looked_up", &["cc"]) {
         return;
     }
-    let (port, seen) = serve();
-    let first = first_line(port, |a| {
+    let stand_in = serve();
+    let first = first_line(&stand_in, |a| {
         a.instance_id("i-set")
             .auto_scaling_group("asg-set")
             .cluster("cluster-set")
     });
     assert_eq!(first["InstanceId"], "i-set");
     assert_eq!(first["ClusterName"], "cluster-set");
-    assert!(seen.lock().unwrap().is_empty());
+    assert!(stand_in.seen().is_empty());
 }

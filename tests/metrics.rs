@@ -47,13 +47,30 @@ fn agent(interval: u64) -> Agent {
         .proc_util("0:101:12:3;1:102:30:9;1:201:45:2;0:301:8:1")
 }
 
+/// Each line of `text`, parsed as JSON.
+fn parsed(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// The EMF lines of one sample, parsed.
 fn emf_lines(agent: &Agent) -> Vec<Value> {
-    agent
-        .once("emf")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    parsed(&agent.once("emf"))
+}
+
+/// What the agent, left in its loop writing EMF, writes in `run_for`.
+fn emf_for(agent: &Agent, run_for: Duration) -> String {
+    let out = agent.dir().join("out");
+    let mut child = agent
+        .command("emf")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(run_for);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::read_to_string(&out).unwrap()
 }
 
 /// The value of `metric` on the line whose `key` is `value`, if that line has it.
@@ -121,10 +138,7 @@ fn emf_lines_follow_the_specification_and_carry_the_values() {
     for l in &lines {
         emf::validate(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
-    let v: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let v = parsed(&text);
     // Instance: mean utilisation, by the full set and by the group alone.
     assert_eq!(v[0]["GPUUtilization"], 50.0);
     assert_eq!(
@@ -226,19 +240,9 @@ fn each_driver_sample_is_counted_once_and_an_idle_process_reads_zero() {
     let h = agent(1)
         .task_dimensions(true)
         .proc_util("0:101:12:3:1000;1:102:30:9:1000;1:201:45:2:1000");
-    let out = h.dir().join("out");
-    let mut child = h
-        .command("emf")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let text = std::fs::read_to_string(&out).unwrap();
-    let b: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let text = emf_for(&h, Duration::from_millis(2500));
+    let b: Vec<Value> = parsed(&text)
+        .into_iter()
         .filter(|v| v["ContainerId"] == B)
         .map(|v| v["TaskGPUUtilization"].clone())
         .collect();
@@ -256,19 +260,9 @@ fn the_agent_samples_every_interval_at_high_resolution() {
         return;
     }
     let h = agent(1);
-    let out = h.dir().join("out");
-    let mut child = h
-        .command("emf")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let text = std::fs::read_to_string(&out).unwrap();
-    let instance_lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let text = emf_for(&h, Duration::from_millis(2500));
+    let instance_lines: Vec<Value> = parsed(&text)
+        .into_iter()
         .filter(|v| v.get("GPUCount").is_some())
         .collect();
     assert!(instance_lines.len() >= 2, "{text}");

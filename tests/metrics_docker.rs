@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::agent::Agent;
-use common::dockerd::{Dockerd, IMAGE};
+use common::dockerd::{Dockerd, EcsLabels};
 use common::{fake_nvml, require, shim_bin};
 use serde_json::Value;
 
@@ -22,30 +22,15 @@ fn gpu_memory_is_reported_per_ecs_task() {
         return;
     }
     let d = Dockerd::start(&shim_bin(), 1, "");
-    let id = d
-        .docker_ok(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--label",
-            &format!("com.amazonaws.ecs.task-arn={ARN}"),
-            "--label",
-            "com.amazonaws.ecs.task-definition-family=inference",
-            "--label",
-            "com.amazonaws.ecs.container-name=model",
-            "--label",
-            "com.amazonaws.ecs.cluster=gpu-cluster",
-            IMAGE,
-            "sleep",
-            "60",
-        ])
-        .trim()
-        .to_owned();
-    let pid = d
-        .docker_ok(&["inspect", "--format", "{{.State.Pid}}", &id])
-        .trim()
-        .to_owned();
+    let (id, pid) = d.run_ecs_task_container(
+        &EcsLabels {
+            task_arn: ARN,
+            family: "inference",
+            container_name: "model",
+            cluster: "gpu-cluster",
+        },
+        &[],
+    );
     let agent = Agent::new(&fake_nvml())
         .devices_root(Path::new("/"))
         .instance_id("i-0abc")

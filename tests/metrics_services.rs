@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 
 use common::agent::Agent;
-use common::dockerd::{Dockerd, IMAGE};
+use common::dockerd::{Dockerd, EcsLabels};
+use common::http::{self, Request, Response, Server};
 use common::moto::Moto;
 use common::{fake_nvml, require, shim_bin};
 
@@ -55,51 +54,23 @@ fn arn(id: &str) -> String {
 /// The agent's task metadata server for `TASKS`: `/v4/<endpoint id>/task` (endpoint id
 /// `ep-<task id>`), with `ServiceName` for the first service and only `Group` for the second
 /// (as agents before `ServiceName` answer).
-fn serve_task_metadata() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let task = TASKS
-                .iter()
-                .find(|t| path == format!("/v4/ep-{}/task", t.id));
-            let (status, body) = match task {
-                Some(t) if t.service == "svc-a" => (
-                    "200 OK",
-                    serde_json::json!({"Cluster": CLUSTER, "TaskARN": arn(t.id),
-                        "Family": "inference", "ServiceName": t.service,
-                        "Group": format!("service:{}", t.service)})
-                    .to_string(),
-                ),
-                Some(t) => (
-                    "200 OK",
-                    serde_json::json!({"Cluster": CLUSTER, "TaskARN": arn(t.id),
-                        "Family": "inference", "Group": format!("service:{}", t.service)})
-                    .to_string(),
-                ),
-                None => ("404 Not Found", String::new()),
-            };
-            let mut s = stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+fn serve_task_metadata() -> Server {
+    http::serve(|r: &Request| {
+        let task = TASKS
+            .iter()
+            .find(|t| r.path == format!("/v4/ep-{}/task", t.id));
+        match task {
+            Some(t) if t.service == "svc-a" => Response::json(
+                &serde_json::json!({"Cluster": CLUSTER, "TaskARN": arn(t.id),
+                    "Family": "inference", "ServiceName": t.service,
+                    "Group": format!("service:{}", t.service)}),
+            ),
+            Some(t) => Response::json(&serde_json::json!({"Cluster": CLUSTER,
+                "TaskARN": arn(t.id), "Family": "inference",
+                "Group": format!("service:{}", t.service)})),
+            None => Response::not_found("application/json"),
         }
-    });
-    port
+    })
 }
 
 /// Runs one container per task, labelled as the ECS agent labels them; their (id, pid)s in order.
@@ -107,42 +78,23 @@ fn run_tasks(d: &Dockerd) -> Vec<(String, String)> {
     TASKS
         .iter()
         .map(|t| {
-            let id = d
-                .docker_ok(&[
-                    "run",
-                    "-d",
-                    "--network",
-                    "none",
-                    "--label",
-                    &format!("com.amazonaws.ecs.task-arn={}", arn(t.id)),
-                    "--label",
-                    "com.amazonaws.ecs.task-definition-family=inference",
-                    "--label",
-                    "com.amazonaws.ecs.container-name=model",
-                    "--label",
-                    &format!("com.amazonaws.ecs.cluster={CLUSTER}"),
-                    "--env",
-                    &format!(
-                        "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/ep-{}",
-                        t.id
-                    ),
-                    IMAGE,
-                    "sleep",
-                    "120",
-                ])
-                .trim()
-                .to_owned();
-            let pid = d
-                .docker_ok(&["inspect", "--format", "{{.State.Pid}}", &id])
-                .trim()
-                .to_owned();
-            (id, pid)
+            let labels = EcsLabels {
+                task_arn: &arn(t.id),
+                family: "inference",
+                container_name: "model",
+                cluster: CLUSTER,
+            };
+            let metadata_uri = format!(
+                "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/ep-{}",
+                t.id
+            );
+            d.run_ecs_task_container(&labels, &[&metadata_uri])
         })
         .collect()
 }
 
 /// The agent publishing one sample to `moto` under `namespace`, for the containers' `pids`.
-fn agent(moto: &Moto, d: &Dockerd, metadata_port: u16, pids: &[String], namespace: &str) -> Agent {
+fn agent(moto: &Moto, d: &Dockerd, metadata: &Server, pids: &[String], namespace: &str) -> Agent {
     let procs: Vec<String> = TASKS
         .iter()
         .zip(pids)
@@ -160,7 +112,7 @@ fn agent(moto: &Moto, d: &Dockerd, metadata_port: u16, pids: &[String], namespac
         .namespace(namespace)
         .cloudwatch(&moto.url())
         .docker_host(&d.url())
-        .task_metadata_endpoint(&format!("http://127.0.0.1:{metadata_port}"))
+        .task_metadata_endpoint(&metadata.url())
         .gpus(&format!(
             "GPU-11111111-0000-4000-8000-000000000000,Tesla T4,{},{},00000000:00:1E.0,0,95,20,50,40000",
             16 * GIB,
@@ -181,10 +133,10 @@ fn two_services_sharing_a_gpu_get_their_own_series() {
     let d = Dockerd::start(&shim_bin(), 1, "");
     let containers = run_tasks(&d);
     let pids: Vec<String> = containers.iter().map(|(_, pid)| pid.clone()).collect();
-    let metadata_port = serve_task_metadata();
+    let metadata = serve_task_metadata();
     let moto = Moto::start(Moto::free_port());
 
-    let out = agent(&moto, &d, metadata_port, &pids, "GPUShare").run_once("cloudwatch");
+    let out = agent(&moto, &d, &metadata, &pids, "GPUShare").run_once("cloudwatch");
     assert!(out.status.success(), "{out:?}");
 
     let service = |name: &str, s: &str| {
@@ -232,7 +184,7 @@ fn two_services_sharing_a_gpu_get_their_own_series() {
     assert_eq!(service_series.len(), 6, "{service_series:?}");
 
     // task_dimensions = true: the per-task series as well.
-    let out = agent(&moto, &d, metadata_port, &pids, "GPUShareTasks")
+    let out = agent(&moto, &d, &metadata, &pids, "GPUShareTasks")
         .task_dimensions(true)
         .run_once("cloudwatch");
     assert!(out.status.success(), "{out:?}");

@@ -18,6 +18,14 @@ pub const IMAGE: &str = "gpu-share-test/busybox:latest";
 
 const DIR_PREFIX: &str = "gpu-share-dockerd.";
 
+/// The labels the ECS agent puts on the containers of a task (`com.amazonaws.ecs.*`).
+pub struct EcsLabels<'a> {
+    pub task_arn: &'a str,
+    pub family: &'a str,
+    pub container_name: &'a str,
+    pub cluster: &'a str,
+}
+
 pub struct Dockerd {
     pub dir: PathBuf,
     pub sock: PathBuf,
@@ -189,6 +197,31 @@ impl Dockerd {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a detached container of `IMAGE` (no network, sleeping two minutes) labelled as the
+    /// ECS agent labels a task's container, with `env` (`NAME=value`) set; its (id, pid).
+    pub fn run_ecs_task_container(&self, labels: &EcsLabels, env: &[&str]) -> (String, String) {
+        let label_args = [
+            format!("com.amazonaws.ecs.task-arn={}", labels.task_arn),
+            format!("com.amazonaws.ecs.task-definition-family={}", labels.family),
+            format!("com.amazonaws.ecs.container-name={}", labels.container_name),
+            format!("com.amazonaws.ecs.cluster={}", labels.cluster),
+        ];
+        let mut args = vec!["run", "-d", "--network", "none"];
+        for label in &label_args {
+            args.extend(["--label", label.as_str()]);
+        }
+        for e in env {
+            args.extend(["--env", e]);
+        }
+        args.extend([IMAGE, "sleep", "120"]);
+        let id = self.docker_ok(&args).trim().to_owned();
+        let pid = self
+            .docker_ok(&["inspect", "--format", "{{.State.Pid}}", &id])
+            .trim()
+            .to_owned();
+        (id, pid)
     }
 
     /// Stops dockerd, waits for it, and removes its directory.

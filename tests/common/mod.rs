@@ -8,6 +8,7 @@
 //! - the metrics agent's config and command line: [`agent::Agent`];
 //! - the fake NVML library: [`fake_nvml`], [`fake_nvml_gpus`];
 //! - a private dockerd: [`dockerd::Dockerd`]; moto's CloudWatch: [`moto::Moto`].
+//! - a stand-in HTTP endpoint answering from a handler: [`http::serve`].
 //! - the fake MPS control daemon and a directory of daemons: [`mps::MpsDir`].
 #![allow(dead_code)]
 
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod bundle;
 pub mod cdi;
 pub mod dockerd;
+pub mod http;
 pub mod moto;
 pub mod mps;
 pub mod shim;
