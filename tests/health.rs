@@ -42,6 +42,14 @@ impl Host {
         let proc = fake.root().join("proc/4321");
         std::fs::create_dir_all(&proc).unwrap();
         std::fs::write(proc.join("cgroup"), format!("0::/docker/{CONTAINER}\n")).unwrap();
+        // An MPS server of a gpu-share daemon, as the kernel log would name it.
+        let server = fake.root().join("proc/4322");
+        std::fs::create_dir_all(&server).unwrap();
+        std::fs::write(
+            server.join("environ"),
+            b"CUDA_MPS_PIPE_DIRECTORY=/run/gpu-share/mps/gpu1-4096M-50pct/pipe\0HOME=/\0",
+        )
+        .unwrap();
         let kmsg_dir = tempfile::tempdir().unwrap();
         let kmsg = kmsg_dir.path().join("kmsg");
         nix::unistd::mkfifo(&kmsg, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -98,6 +106,11 @@ impl Host {
     /// Runs the agent (EMF) with `env`, lets `feed` write the kernel log, and returns its
     /// stdout lines up to the first `GPUXidErrors` line.
     fn agent_until_xid(&self, env: &[(&str, &str)], feed: &[&str]) -> Vec<String> {
+        self.agent_until(env, feed, "GPUXidErrors")
+    }
+
+    /// As `agent_until_xid`, up to the first line that names `metric`.
+    fn agent_until(&self, env: &[(&str, &str)], feed: &[&str], metric: &str) -> Vec<String> {
         let mut child = Command::new(cli_bin())
             .args(["metrics", "--output", "emf", "--config"])
             .arg(&self.shim.config)
@@ -132,7 +145,7 @@ impl Host {
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             if let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
-                let done = l.contains("GPUXidErrors");
+                let done = l.contains(metric);
                 seen.push(l);
                 if done {
                     break;
@@ -256,6 +269,30 @@ fn an_application_xid_is_counted_but_leaves_the_gpu_healthy() {
     assert!(!h.health_file().exists());
     assert!(!h.list().contains("UNHEALTHY"));
     assert_eq!(h.create("after"), "1");
+}
+
+#[test]
+fn an_mps_server_fault_is_counted_per_daemon() {
+    if !require("an_mps_server_fault_is_counted_per_daemon", &["cc"]) {
+        return;
+    }
+    let h = Host::new("[\"kmsg\"]");
+    let line = format!(
+        "4,1235,5678902,-;NVRM: Xid (PCI:{GPU1_BUS}): 31, pid=4322, name=nvidia-cuda-mps, Ch 00000008, intr 10000000. MMU Fault"
+    );
+    let lines = h.agent_until(&[], &[&line], "MPSServerFaults");
+    let fault = lines
+        .iter()
+        .find(|l| l.contains("MPSServerFaults"))
+        .unwrap_or_else(|| panic!("no MPSServerFaults line in {lines:?}"));
+    gpu_share::metrics::emf::validate(fault).unwrap_or_else(|e| panic!("{e}: {fault}"));
+    let m: Value = serde_json::from_str(fault).unwrap();
+    assert_eq!(m["MPSServerFaults"], 1, "{m}");
+    assert_eq!(m["GpuIndex"], "1", "{m}");
+    assert_eq!(m["MpsDaemon"], "gpu1-4096M-50pct", "{m}");
+    // Xid 31 is an application error: counted as an Xid too, the GPU stays healthy.
+    assert_eq!(xid_line(&lines)["Xid"], 31);
+    assert!(!h.health_file().exists());
 }
 
 #[test]

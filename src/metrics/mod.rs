@@ -22,6 +22,7 @@ pub mod docker_labels;
 pub mod emf;
 pub mod identity;
 pub mod mps_caps;
+pub mod mps_faults;
 pub mod pipeline;
 pub mod process_util;
 pub mod publication;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::attribution;
 use super::cloudwatch;
 use super::emf;
+use super::mps_faults;
 use super::pipeline::{Render, Rendered};
 use super::publication::Publication;
 use super::sample::ContainerInfo;
@@ -163,6 +164,7 @@ impl XidWatch {
                 xid: e.xid,
                 critical: self.health.is_critical(e.xid),
                 pid: e.pid,
+                mps_server: mps_faults::server_of(&self.root, e.pid, e.process.as_deref()),
                 info: container_id.as_deref().map(describe).unwrap_or_default(),
                 container_id,
                 message: e.message,

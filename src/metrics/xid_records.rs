@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::mps_faults::MpsServer;
 use super::records::{Metric, Record};
 use super::sample::ContainerInfo;
 use crate::config::XidSource;
@@ -20,6 +21,8 @@ pub struct SeenXid {
     pub xid: u64,
     pub critical: bool,
     pub pid: Option<u32>,
+    /// The MPS server the Xid names, where its process is one.
+    pub mps_server: Option<MpsServer>,
     pub container_id: Option<String>,
     pub info: ContainerInfo,
     pub message: String,
@@ -50,6 +53,51 @@ pub fn describe_xid(s: &SeenXid) -> String {
 /// `GPUXidErrors` (Count) per GPU, as the per-GPU metrics are dimensioned; one record per GPU,
 /// Xid and container, with the Xid and the container as properties.
 pub fn records(seen: &[SeenXid], base: &[(String, String)]) -> Vec<Record> {
+    let mut out = xid_records(seen, base);
+    out.extend(mps_fault_records(seen, base));
+    out
+}
+
+/// `MPSServerFaults` (Count) per GPU and MPS daemon: the Xids whose process is an MPS server,
+/// a fault every client of that server shares (docs/isolation.md, "How a fault spreads").
+fn mps_fault_records(seen: &[SeenXid], base: &[(String, String)]) -> Vec<Record> {
+    let mut groups: Vec<(u32, Option<&str>, u64)> = Vec::new();
+    for s in seen {
+        let Some(server) = &s.mps_server else {
+            continue;
+        };
+        let daemon = server.daemon.as_deref();
+        match groups
+            .iter_mut()
+            .find(|(g, d, _)| *g == s.gpu && *d == daemon)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => groups.push((s.gpu, daemon, 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(gpu, daemon, n)| {
+            let mut dimensions = base.to_vec();
+            dimensions.push(("GpuIndex".to_owned(), gpu.to_string()));
+            let properties = daemon
+                .map(|d| vec![("MpsDaemon".to_owned(), json!(d))])
+                .unwrap_or_default();
+            Record {
+                dimension_sets: vec![dimensions.iter().map(|(k, _)| k.clone()).collect()],
+                dimensions,
+                metrics: vec![Metric {
+                    name: "MPSServerFaults",
+                    unit: "Count",
+                    value: json!(n),
+                }],
+                properties,
+            }
+        })
+        .collect()
+}
+
+fn xid_records(seen: &[SeenXid], base: &[(String, String)]) -> Vec<Record> {
     let mut groups: Vec<(&SeenXid, u64)> = Vec::new();
     for s in seen {
         match groups
@@ -100,7 +148,8 @@ pub fn json_of(seen: &[SeenXid]) -> String {
         .iter()
         .map(|s| {
             json!({"gpu_index": s.gpu, "gpu_uuid": s.uuid, "xid": s.xid, "critical": s.critical,
-                   "pid": s.pid, "container_id": s.container_id, "message": s.message})
+                   "pid": s.pid, "container_id": s.container_id, "message": s.message,
+                   "mps_server": s.mps_server.as_ref().map(|m| json!({"pid": m.pid, "daemon": m.daemon}))})
         })
         .collect();
     json!({ "xid_errors": xids }).to_string()
