@@ -14,6 +14,8 @@
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
+mod lazy;
+mod raw_pairs;
 mod unique_keys;
 
 use std::fs::OpenOptions;
@@ -26,6 +28,8 @@ use serde_json::Value;
 use serde_json::Map;
 
 use crate::atomic::{self, Perms};
+
+pub use lazy::{is_placeholder, Raw, PARSED};
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
 pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
@@ -66,7 +70,9 @@ pub enum SpecError {
 #[derive(Debug)]
 pub struct SpecFile {
     pub path: PathBuf,
+    /// The spec, with every subtree outside [`PARSED`] a placeholder: read and edit only there.
     pub value: Value,
+    raw: Raw,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -132,22 +138,7 @@ impl SpecFile {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(SpecError::Empty(shown));
         }
-        let value = unique_keys::from_slice(&bytes).map_err(|e| match e {
-            unique_keys::Error::Json(source) => SpecError::Json {
-                path: shown.clone(),
-                source,
-            },
-            unique_keys::Error::Repeated {
-                repeated,
-                line,
-                column,
-            } => SpecError::RepeatedKey {
-                path: shown.clone(),
-                repeated,
-                line,
-                column,
-            },
-        })?;
+        let (value, raw) = lazy::parse(bytes).map_err(|e| parse_error(e, &shown))?;
         if !value.is_object() {
             return Err(SpecError::NotAnObject {
                 path: shown,
@@ -157,6 +148,7 @@ impl SpecFile {
         Ok(SpecFile {
             path,
             value,
+            raw,
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
@@ -165,7 +157,7 @@ impl SpecFile {
 
     /// Writes the spec back atomically, with the original file's mode and owner.
     pub fn save(&self) -> Result<(), SpecError> {
-        let bytes = serde_json::to_vec(&self.value).map_err(|e| SpecError::Io {
+        let bytes = lazy::to_vec(&self.value, &self.raw).map_err(|e| SpecError::Io {
             path: self.path.display().to_string(),
             source: io::Error::other(e),
         })?;
@@ -179,6 +171,42 @@ impl SpecFile {
                 source,
             }
         })
+    }
+}
+
+/// Parses a spec's text as [`SpecFile::load`] does: only [`PARSED`]'s subtrees built. `shown`
+/// names it in errors.
+pub fn parse(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError> {
+    lazy::parse(bytes).map_err(|e| parse_error(e, shown))
+}
+
+/// Parses a spec's text into one whole `Value`, as the shim did before it kept raw subtrees:
+/// the reference the lazy reading is tested against.
+pub fn parse_full(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError> {
+    lazy::parse_full(bytes).map_err(|e| parse_error(e, shown))
+}
+
+/// The text [`SpecFile::save`] writes for `value` read with `raw`.
+pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
+    lazy::to_vec(value, raw)
+}
+
+fn parse_error(e: unique_keys::Error, shown: &str) -> SpecError {
+    match e {
+        unique_keys::Error::Json(source) => SpecError::Json {
+            path: shown.to_owned(),
+            source,
+        },
+        unique_keys::Error::Repeated {
+            repeated,
+            line,
+            column,
+        } => SpecError::RepeatedKey {
+            path: shown.to_owned(),
+            repeated,
+            line,
+            column,
+        },
     }
 }
 
@@ -208,6 +236,7 @@ pub fn as_object<'a>(
     v: &'a mut Value,
     path: &str,
 ) -> Result<&'a mut Map<String, Value>, ShapeError> {
+    debug_assert!(!is_placeholder(v), "{path} is held raw: add it to spec::PARSED");
     let found = kind_name(v);
     v.as_object_mut().ok_or(ShapeError {
         path: path.to_owned(),
@@ -248,6 +277,7 @@ pub fn array_at<'a>(
     path: &str,
 ) -> Result<&'a mut Vec<Value>, ShapeError> {
     let slot = slot_at(parent, key, || Value::Array(Vec::new()));
+    debug_assert!(!is_placeholder(slot), "{path} is held raw: add it to spec::PARSED");
     let found = kind_name(slot);
     slot.as_array_mut().ok_or(ShapeError {
         path: path.to_owned(),
