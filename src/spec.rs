@@ -29,7 +29,10 @@ use serde_json::Map;
 
 use crate::atomic::{self, Perms};
 
-pub use lazy::{is_placeholder, Raw, PARSED};
+pub use lazy::{
+    is_placeholder, Raw, SpecPath, CGROUPS_PATH, HOOKS, LINUX_DEVICES, LINUX_RESOURCES, LOADED,
+    MOUNTS, PARSED, PROCESS_ENV,
+};
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
 pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
@@ -70,7 +73,8 @@ pub enum SpecError {
 #[derive(Debug)]
 pub struct SpecFile {
     pub path: PathBuf,
-    /// The spec, with every subtree outside [`PARSED`] a placeholder: read and edit only there.
+    /// The spec, with every subtree outside [`LOADED`] (and the paths [`SpecFile::expand`] was
+    /// given) a placeholder: read and edit only there.
     pub value: Value,
     raw: Raw,
     mode: u32,
@@ -155,6 +159,12 @@ impl SpecFile {
         })
     }
 
+    /// Builds the subtrees at `paths` (the plan's) that are still held raw.
+    pub fn expand(&mut self, paths: &[SpecPath]) -> Result<(), SpecError> {
+        let shown = self.path.display().to_string();
+        expand(&mut self.value, &self.raw, paths, &shown)
+    }
+
     /// Writes the spec back atomically, with the original file's mode and owner.
     pub fn save(&self) -> Result<(), SpecError> {
         let bytes = lazy::to_vec(&self.value, &self.raw).map_err(|e| SpecError::Io {
@@ -174,10 +184,23 @@ impl SpecFile {
     }
 }
 
-/// Parses a spec's text as [`SpecFile::load`] does: only [`PARSED`]'s subtrees built. `shown`
+/// Parses a spec's text as [`SpecFile::load`] does: only [`LOADED`]'s subtrees built. `shown`
 /// names it in errors.
 pub fn parse(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError> {
     lazy::parse(bytes).map_err(|e| parse_error(e, shown))
+}
+
+/// Builds the subtrees at `paths` of a spec [`parse`]d into `value` and `raw`.
+pub fn expand(
+    value: &mut Value,
+    raw: &Raw,
+    paths: &[SpecPath],
+    shown: &str,
+) -> Result<(), SpecError> {
+    for path in paths {
+        lazy::expand(value, raw, path).map_err(|e| parse_error(e, shown))?;
+    }
+    Ok(())
 }
 
 /// Parses a spec's text into one whole `Value`, as the shim did before it kept raw subtrees:

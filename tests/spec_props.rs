@@ -571,7 +571,10 @@ proptest! {
             prop_assert_eq!(&chosen, &assignment(full_value, DefaultGpus::All, &inventory));
         }
         let plan = chosen.map(|c| Plan::new(&c, &inventory, Driver::Legacy(Hook::Present(PathBuf::from("/usr/bin/nvidia-container-runtime-hook")))));
-        let applied = plan.as_ref().map(|p| p.apply(&mut lazy_value).map_err(|e| e.to_string()));
+        let applied = plan.as_ref().map(|p| {
+            spec::expand(&mut lazy_value, &raw, &p.paths(), "config.json").map_err(|e| e.to_string())?;
+            p.apply(&mut lazy_value).map_err(|e| e.to_string())
+        });
         let out = spec::to_vec(&lazy_value, &raw).unwrap();
         let out_text = std::str::from_utf8(&out).unwrap();
 

@@ -27,18 +27,32 @@ use serde_json::{Map, Value};
 use super::raw_pairs::{self, Pairs};
 use super::unique_keys::{self, Error};
 
-/// Every path of the spec that the shim reads or edits (request, plan, CDI, MPS, held GPUs).
-/// Anything not under one of these is kept as raw text and must never be read or edited: a new
-/// reader or edit must add its path here. Paths are one or two keys long, the first of two
-/// being `process` or `linux`.
-pub const PARSED: &[&[&str]] = &[
-    &["process", "env"],
-    &["mounts"],
-    &["hooks"],
-    &["linux", "devices"],
-    &["linux", "resources"],
-    &["linux", "cgroupsPath"],
+/// A path into the spec: one key, or two where the first is `process` or `linux`.
+pub type SpecPath = &'static [&'static str];
+
+pub const PROCESS_ENV: SpecPath = &["process", "env"];
+pub const MOUNTS: SpecPath = &["mounts"];
+pub const HOOKS: SpecPath = &["hooks"];
+pub const LINUX_DEVICES: SpecPath = &["linux", "devices"];
+pub const LINUX_RESOURCES: SpecPath = &["linux", "resources"];
+pub const CGROUPS_PATH: SpecPath = &["linux", "cgroupsPath"];
+
+/// Every path the shim reads or edits; anything not under one of these is kept as raw text and
+/// must never be read or edited. A new reader or edit adds its path here, and says it: a reader
+/// of the loaded spec in [`LOADED`], an edit in its `Edit::paths` (`plan`).
+pub const PARSED: &[SpecPath] = &[
+    PROCESS_ENV,
+    MOUNTS,
+    HOOKS,
+    LINUX_DEVICES,
+    LINUX_RESOURCES,
+    CGROUPS_PATH,
 ];
+
+/// The paths built at load: what is read before a plan exists (the request's env and cgroup
+/// path, the GPUs `linux.devices` holds). An edit's other paths are built by [`expand`] once
+/// the plan is known, so a legacy create never builds `mounts`.
+pub const LOADED: &[SpecPath] = &[PROCESS_ENV, CGROUPS_PATH, LINUX_DEVICES];
 
 /// Top-level objects read one level further as pairs.
 const SPLIT: &[&str] = &["process", "linux"];
@@ -52,35 +66,49 @@ pub struct Raw {
     spans: Vec<Range<usize>>,
 }
 
-/// This process's nonce: the kernel's `AT_RANDOM` bytes, which every process gets for free.
-fn nonce() -> u64 {
-    static NONCE: OnceLock<u64> = OnceLock::new();
-    *NONCE.get_or_init(|| {
+/// This process's placeholder prefix: [`PLACEHOLDER`] and a nonce from the kernel's
+/// `AT_RANDOM` bytes (which every process gets for free), made once.
+fn prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
         // SAFETY: getauxval has no preconditions; AT_RANDOM, when present, points to 16 bytes
         // the kernel placed on the initial stack for the life of the process.
         let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u8;
-        if at.is_null() {
+        let nonce = if at.is_null() {
             // No auxv entry (not Linux as we know it): the stack's address still varies.
             let here = 0u8;
-            return std::ptr::addr_of!(here) as u64 ^ u64::from(std::process::id());
-        }
-        // SAFETY: as above, 16 readable bytes; read unaligned.
-        unsafe { std::ptr::read_unaligned(at.cast::<u64>()) }
+            std::ptr::addr_of!(here) as u64 ^ u64::from(std::process::id())
+        } else {
+            // SAFETY: as above, 16 readable bytes; read unaligned.
+            unsafe { std::ptr::read_unaligned(at.cast::<u64>()) }
+        };
+        format!("{PLACEHOLDER}{nonce:016x} ")
     })
 }
 
 fn placeholder(index: usize) -> Value {
-    Value::String(format!("{PLACEHOLDER}{:016x} {index}", nonce()))
+    let prefix = prefix();
+    let mut s = String::with_capacity(prefix.len() + 4);
+    s.push_str(prefix);
+    push_decimal(&mut s, index);
+    Value::String(s)
+}
+
+/// `n` in decimal, without the formatting machinery (a spec holds a dozen placeholders).
+fn push_decimal(s: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// The raw span index a placeholder string holds; `None` for any other string.
 fn placeholder_index(s: &str) -> Option<usize> {
-    let rest = s.strip_prefix(PLACEHOLDER)?;
-    let (n, index) = rest.split_once(' ')?;
-    if u64::from_str_radix(n, 16).ok()? != nonce() || n.len() != 16 {
+    let digits = s.strip_prefix(prefix())?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    index.parse().ok()
+    digits.parse().ok()
 }
 
 /// Whether `v` stands for a raw subtree: an edit that meets one reached outside [`PARSED`].
@@ -142,7 +170,30 @@ fn split(
 }
 
 fn wanted(path: &[&str]) -> bool {
-    PARSED.contains(&path)
+    LOADED.contains(&path)
+}
+
+/// Builds the subtree at `path` (one of [`PARSED`]) where it is still held raw, checking its
+/// keys as a load would have. A path that is absent, or under something that is not an
+/// object, is left as it is (the edit creates it, or refuses the shape).
+pub fn expand(value: &mut Value, raw: &Raw, path: &[&str]) -> Result<(), Error> {
+    let mut slot = value;
+    for key in path {
+        match slot.as_object_mut().and_then(|o| o.get_mut(*key)) {
+            Some(next) => slot = next,
+            None => return Ok(()),
+        }
+    }
+    let Some(span) = slot
+        .as_str()
+        .and_then(placeholder_index)
+        .and_then(|i| raw.spans.get(i))
+    else {
+        return Ok(());
+    };
+    let text = &raw.bytes[span.clone()];
+    *slot = parse_at(&raw.bytes, text, path)?;
+    Ok(())
 }
 
 fn hold(whole: &[u8], text: &[u8], spans: &mut Vec<Range<usize>>) -> Value {

@@ -28,8 +28,27 @@ fn only_the_parsed_paths_are_built() {
     assert!(is_placeholder(&v["root"]));
     assert!(is_placeholder(&v["linux"]["sysctl"]));
     assert!(is_placeholder(&v["process"]["cwd"]));
-    assert_eq!(v["mounts"], Value::Array(vec![]));
+    assert!(is_placeholder(&v["mounts"]));
     assert_eq!(v["linux"]["cgroupsPath"], "/ecs/x");
+}
+
+#[test]
+fn expanding_builds_a_held_path_once_and_saves_it_as_edited() {
+    let text = r#"{"mounts":[{"destination":"/proc"}],"linux":{"resources":{"a":1}},"hooks":null}"#;
+    let (mut v, raw) = lazy(text);
+    for path in [MOUNTS, LINUX_RESOURCES, HOOKS, &["linux", "absent"][..]] {
+        expand(&mut v, &raw, path).unwrap();
+        expand(&mut v, &raw, path).unwrap();
+    }
+    assert_eq!(v["mounts"][0]["destination"], "/proc");
+    assert_eq!(v["hooks"], Value::Null);
+    v["linux"]["resources"]["b"] = 2.into();
+    assert_eq!(
+        written(&v, &raw),
+        r#"{"mounts":[{"destination":"/proc"}],"linux":{"resources":{"a":1,"b":2}},"hooks":null}"#
+    );
+    let (mut v, raw) = lazy(r#"{"mounts":[{"a":1,"a":2}]}"#);
+    assert!(expand(&mut v, &raw, MOUNTS).is_err());
 }
 
 #[test]
@@ -41,6 +60,13 @@ fn a_repeated_key_in_a_raw_subtree_reaches_runc_as_it_was() {
 
 /// The refusal, with the place the whole parse gives for it.
 fn refusal(text: &str) -> (Repeated, usize, usize) {
+    let expanded = |text: &str| {
+        let (mut v, raw) = parse(text.as_bytes().to_vec())?;
+        for path in PARSED {
+            expand(&mut v, &raw, path)?;
+        }
+        Ok((v, raw))
+    };
     let position = |r: Result<(Value, Raw), Error>| match r {
         Err(Error::Repeated {
             repeated,
@@ -49,7 +75,7 @@ fn refusal(text: &str) -> (Repeated, usize, usize) {
         }) => (repeated, line, column),
         _ => panic!("{text} not refused"),
     };
-    let lazy = position(parse(text.as_bytes().to_vec()));
+    let lazy = position(expanded(text));
     assert_eq!(lazy, position(parse_full(text.as_bytes().to_vec())));
     lazy
 }
@@ -68,7 +94,8 @@ fn a_repeated_key_on_a_parsed_level_is_refused_where_it_is() {
 
 #[test]
 fn an_input_string_is_never_taken_for_a_placeholder() {
-    let forged = format!("{PLACEHOLDER}{:016x} 0", nonce() ^ 1);
+    let real = placeholder(0);
+    let forged = real.as_str().unwrap().replacen(PLACEHOLDER, &format!("{PLACEHOLDER}0"), 1);
     let text = serde_json::json!({"root": {"path": "r"}, "linux": {"cgroupsPath": forged}})
         .to_string();
     let (v, raw) = lazy(&text);
