@@ -1,16 +1,22 @@
 //! A bundle's `config.json` as JSON: reading and writing it losing nothing, and the access
 //! helpers every edit uses to reach into it.
 //!
-//! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
-//! not own (including ones newer than any oci-spec release) survive as they were. A write goes
+//! Only what the shim reads or edits becomes a `serde_json::Value` (key order preserved):
+//! [`LOADED`] at load, an edit's paths ([`PARSED`]) when [`SpecFile::expand`] is given the
+//! plan's. Every other subtree is a placeholder in the tree and is written back as the input's
+//! own bytes (`lazy`), so fields the shim does not own, known to any OCI release or not, survive
+//! exactly, and a large `linux.seccomp` costs a syntax scan. A new reader or edit must declare
+//! its path (see `lazy`); an edit that meets a placeholder fails a debug assertion. A write goes
 //! through `atomic::replace_volatile` (temp file in the bundle, rename): a writer killed at any
 //! point leaves either the old spec or the new one, never half of each. It is not fsync'd: the
 //! bundle lives on tmpfs and means nothing after a reboot (see `atomic`). On any error nothing
 //! is written.
 //!
 //! The spec is never acted on where runc would read it differently: an object repeating a key
-//! (or holding two keys Go's encoding/json takes for one) is refused at load
-//! (`unique_keys`), since runc would merge what serde_json keeps only the last of.
+//! (or holding two keys Go's encoding/json takes for one) is refused (`unique_keys`) on every
+//! level that is parsed, since runc would merge what serde_json keeps only the last of. A raw
+//! subtree is not checked: the shim does not read it, and runc reads the same bytes it would
+//! have read without the shim.
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
@@ -23,15 +29,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use crate::atomic::{self, Perms};
 
 pub use lazy::{
-    is_placeholder, Raw, SpecPath, CGROUPS_PATH, HOOKS, LINUX_DEVICES, LINUX_RESOURCES, LOADED,
-    MOUNTS, PARSED, PROCESS_ENV,
+    is_placeholder, to_vec, Raw, SpecPath, CGROUPS_PATH, HOOKS, LINUX_DEVICES, LINUX_RESOURCES,
+    LOADED, MOUNTS, PARSED, PROCESS_ENV,
 };
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
@@ -209,11 +213,6 @@ pub fn parse_full(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError
     lazy::parse_full(bytes).map_err(|e| parse_error(e, shown))
 }
 
-/// The text [`SpecFile::save`] writes for `value` read with `raw`.
-pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
-    lazy::to_vec(value, raw)
-}
-
 fn parse_error(e: unique_keys::Error, shown: &str) -> SpecError {
     match e {
         unique_keys::Error::Json(source) => SpecError::Json {
@@ -259,7 +258,10 @@ pub fn as_object<'a>(
     v: &'a mut Value,
     path: &str,
 ) -> Result<&'a mut Map<String, Value>, ShapeError> {
-    debug_assert!(!is_placeholder(v), "{path} is held raw: add it to spec::PARSED");
+    debug_assert!(
+        !is_placeholder(v),
+        "{path} is held raw: add it to spec::PARSED"
+    );
     let found = kind_name(v);
     v.as_object_mut().ok_or(ShapeError {
         path: path.to_owned(),
@@ -300,7 +302,10 @@ pub fn array_at<'a>(
     path: &str,
 ) -> Result<&'a mut Vec<Value>, ShapeError> {
     let slot = slot_at(parent, key, || Value::Array(Vec::new()));
-    debug_assert!(!is_placeholder(slot), "{path} is held raw: add it to spec::PARSED");
+    debug_assert!(
+        !is_placeholder(slot),
+        "{path} is held raw: add it to spec::PARSED"
+    );
     let found = kind_name(slot);
     slot.as_array_mut().ok_or(ShapeError {
         path: path.to_owned(),

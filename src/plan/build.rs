@@ -59,7 +59,11 @@ fn object<const N: usize>(
     values: [Value; N],
 ) -> Value {
     let mut map = template
-        .get_or_init(|| keys.iter().map(|k| ((*k).to_owned(), Value::Null)).collect())
+        .get_or_init(|| {
+            keys.iter()
+                .map(|k| ((*k).to_owned(), Value::Null))
+                .collect()
+        })
         .clone();
     for (slot, value) in map.values_mut().zip(values) {
         *slot = value;
@@ -107,7 +111,11 @@ pub fn hook_entry(what: &'static str, path: &Path, args: &[&str]) -> Result<Valu
     hook.insert("path".to_owned(), path_value(what, path)?);
     hook.insert(
         "args".to_owned(),
-        Value::Array(args.iter().map(|a| Value::String((*a).to_owned())).collect()),
+        Value::Array(
+            args.iter()
+                .map(|a| Value::String((*a).to_owned()))
+                .collect(),
+        ),
     );
     Ok(Value::Object(hook))
 }

@@ -130,8 +130,7 @@ pub fn parse(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
         let value = if wanted(&[&key]) {
             parse_at(&bytes, text, &[&key])?
         } else if SPLIT.contains(&key.as_str()) && first_byte(text) == Some(b'{') {
-            let inner = raw_pairs::from_slice(text, &[&key])
-                .map_err(|e| shift(e, &bytes, text))?;
+            let inner = raw_pairs::from_slice(text, &[&key]).map_err(|e| shift(e, &bytes, text))?;
             Value::Object(split(&bytes, &key, inner, &mut spans)?)
         } else if SPLIT.contains(&key.as_str()) {
             // Not an object: small, and the edits' shape errors need its type.
@@ -223,11 +222,19 @@ fn shift(e: Error, whole: &[u8], part: &[u8]) -> Error {
     };
     let before = &whole[..offset(whole, part)];
     let lines_before = before.iter().filter(|&&b| b == b'\n').count();
-    let start_column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let start_column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
     Error::Repeated {
         repeated,
         line: line + lines_before,
-        column: if line == 1 { column + start_column } else { column },
+        column: if line == 1 {
+            column + start_column
+        } else {
+            column
+        },
     }
 }
 
@@ -235,7 +242,8 @@ fn first_byte(bytes: &[u8]) -> Option<u8> {
     bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
-/// The document as compact JSON, each held subtree as the input's own bytes.
+/// The document as compact JSON, each held subtree as the input's own bytes: what
+/// `SpecFile::save` writes.
 pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
     if raw.spans.is_empty() {
         return serde_json::to_vec(value);
@@ -249,10 +257,12 @@ pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
 /// puts them (depth 1 and 2).
 fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) -> Result<(), serde_json::Error> {
     match v {
-        Value::String(s) if depth > 0 => match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
-            Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
-            None => serde_json::to_writer(&mut *out, s)?,
-        },
+        Value::String(s) if depth > 0 => {
+            match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
+                Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
+                None => serde_json::to_writer(&mut *out, s)?,
+            }
+        }
         Value::Object(map) if depth < 2 => {
             out.push(b'{');
             for (i, (key, value)) in map.iter().enumerate() {

@@ -355,8 +355,7 @@ pub(super) fn repeated_field<T>(
     let earlier = if pairs.len() < SCAN_KEYS {
         pairs.iter().map(|(k, _)| k).find(|k| go_fold_eq(k, key))
     } else {
-        let folds =
-            folds.get_or_insert_with(|| pairs.iter().map(|(k, _)| go_fold(k)).collect());
+        let folds = folds.get_or_insert_with(|| pairs.iter().map(|(k, _)| go_fold(k)).collect());
         if folds.insert(go_fold(key)) {
             None
         } else {

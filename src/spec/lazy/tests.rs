@@ -15,7 +15,10 @@ fn untouched_subtrees_are_written_back_byte_for_byte() {
  "process":{"args":["sh", "-c"], "env":["A=1"], "rlimits":[{"type":"RLIMIT_NOFILE","hard":1e400}]},
  "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","n":0.1000,"s":"\u00e9"},"devices":[]}}"#;
     let (mut v, raw) = lazy(text);
-    v["process"]["env"].as_array_mut().unwrap().push("B=2".into());
+    v["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("B=2".into());
     assert_eq!(
         written(&v, &raw),
         r#"{"ociVersion":"1.0.2","root":{"path":"rootfs" ,"readonly":true},"process":{"args":["sh", "-c"],"env":["A=1","B=2"],"rlimits":[{"type":"RLIMIT_NOFILE","hard":1e400}]},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","n":0.1000,"s":"\u00e9"},"devices":[]}}"#
@@ -24,7 +27,9 @@ fn untouched_subtrees_are_written_back_byte_for_byte() {
 
 #[test]
 fn only_the_parsed_paths_are_built() {
-    let (v, _) = lazy(r#"{"root":{"path":"r"},"mounts":[],"linux":{"sysctl":{},"cgroupsPath":"/ecs/x"},"process":{"cwd":"/"}}"#);
+    let (v, _) = lazy(
+        r#"{"root":{"path":"r"},"mounts":[],"linux":{"sysctl":{},"cgroupsPath":"/ecs/x"},"process":{"cwd":"/"}}"#,
+    );
     assert!(is_placeholder(&v["root"]));
     assert!(is_placeholder(&v["linux"]["sysctl"]));
     assert!(is_placeholder(&v["process"]["cwd"]));
@@ -95,9 +100,12 @@ fn a_repeated_key_on_a_parsed_level_is_refused_where_it_is() {
 #[test]
 fn an_input_string_is_never_taken_for_a_placeholder() {
     let real = placeholder(0);
-    let forged = real.as_str().unwrap().replacen(PLACEHOLDER, &format!("{PLACEHOLDER}0"), 1);
-    let text = serde_json::json!({"root": {"path": "r"}, "linux": {"cgroupsPath": forged}})
-        .to_string();
+    let forged = real
+        .as_str()
+        .unwrap()
+        .replacen(PLACEHOLDER, &format!("{PLACEHOLDER}0"), 1);
+    let text =
+        serde_json::json!({"root": {"path": "r"}, "linux": {"cgroupsPath": forged}}).to_string();
     let (v, raw) = lazy(&text);
     assert!(!is_placeholder(&v["linux"]["cgroupsPath"]));
     assert_eq!(written(&v, &raw), text);
