@@ -1,19 +1,27 @@
 //! A bundle's `config.json` as JSON: reading and writing it losing nothing, and the access
 //! helpers every edit uses to reach into it.
 //!
-//! The spec is kept as a `serde_json::Value` with key order preserved, so fields the shim does
-//! not own (including ones newer than any oci-spec release) survive as they were. A write goes
+//! Only what the shim reads or edits becomes a `serde_json::Value` (key order preserved):
+//! [`LOADED`] at load, an edit's paths ([`PARSED`]) when [`SpecFile::expand`] is given the
+//! plan's. Every other subtree is a placeholder in the tree and is written back as the input's
+//! own bytes (`lazy`), so fields the shim does not own, known to any OCI release or not, survive
+//! exactly, and a large `linux.seccomp` costs a syntax scan. A new reader or edit must declare
+//! its path (see `lazy`); an edit that meets a placeholder fails a debug assertion. A write goes
 //! through `atomic::replace_volatile` (temp file in the bundle, rename): a writer killed at any
 //! point leaves either the old spec or the new one, never half of each. It is not fsync'd: the
 //! bundle lives on tmpfs and means nothing after a reboot (see `atomic`). On any error nothing
 //! is written.
 //!
 //! The spec is never acted on where runc would read it differently: an object repeating a key
-//! (or holding two keys Go's encoding/json takes for one) is refused at load
-//! (`unique_keys`), since runc would merge what serde_json keeps only the last of.
+//! (or holding two keys Go's encoding/json takes for one) is refused (`unique_keys`) on every
+//! level that is parsed, since runc would merge what serde_json keeps only the last of. A raw
+//! subtree is not checked: the shim does not read it, and runc reads the same bytes it would
+//! have read without the shim.
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
+mod lazy;
+mod raw_pairs;
 mod unique_keys;
 
 use std::fs::OpenOptions;
@@ -21,11 +29,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use crate::atomic::{self, Perms};
+
+pub use lazy::{
+    is_placeholder, to_vec, Raw, SpecPath, CGROUPS_PATH, HOOKS, LINUX_DEVICES, LINUX_RESOURCES,
+    LOADED, MOUNTS, PARSED, PROCESS_ENV,
+};
 
 /// A spec larger than this is refused rather than read: docker's are tens of KiB.
 pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
@@ -66,7 +77,10 @@ pub enum SpecError {
 #[derive(Debug)]
 pub struct SpecFile {
     pub path: PathBuf,
+    /// The spec, with every subtree outside [`LOADED`] (and the paths [`SpecFile::expand`] was
+    /// given) a placeholder: read and edit only there.
     pub value: Value,
+    raw: Raw,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -132,22 +146,7 @@ impl SpecFile {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(SpecError::Empty(shown));
         }
-        let value = unique_keys::from_slice(&bytes).map_err(|e| match e {
-            unique_keys::Error::Json(source) => SpecError::Json {
-                path: shown.clone(),
-                source,
-            },
-            unique_keys::Error::Repeated {
-                repeated,
-                line,
-                column,
-            } => SpecError::RepeatedKey {
-                path: shown.clone(),
-                repeated,
-                line,
-                column,
-            },
-        })?;
+        let (value, raw) = lazy::parse(bytes).map_err(|e| parse_error(e, &shown))?;
         if !value.is_object() {
             return Err(SpecError::NotAnObject {
                 path: shown,
@@ -157,15 +156,22 @@ impl SpecFile {
         Ok(SpecFile {
             path,
             value,
+            raw,
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
         })
     }
 
+    /// Builds the subtrees at `paths` (the plan's) that are still held raw.
+    pub fn expand(&mut self, paths: &[SpecPath]) -> Result<(), SpecError> {
+        let shown = self.path.display().to_string();
+        expand(&mut self.value, &self.raw, paths, &shown)
+    }
+
     /// Writes the spec back atomically, with the original file's mode and owner.
     pub fn save(&self) -> Result<(), SpecError> {
-        let bytes = serde_json::to_vec(&self.value).map_err(|e| SpecError::Io {
+        let bytes = lazy::to_vec(&self.value, &self.raw).map_err(|e| SpecError::Io {
             path: self.path.display().to_string(),
             source: io::Error::other(e),
         })?;
@@ -179,6 +185,50 @@ impl SpecFile {
                 source,
             }
         })
+    }
+}
+
+/// Parses a spec's text as [`SpecFile::load`] does: only [`LOADED`]'s subtrees built. `shown`
+/// names it in errors.
+pub fn parse(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError> {
+    lazy::parse(bytes).map_err(|e| parse_error(e, shown))
+}
+
+/// Builds the subtrees at `paths` of a spec [`parse`]d into `value` and `raw`.
+pub fn expand(
+    value: &mut Value,
+    raw: &Raw,
+    paths: &[SpecPath],
+    shown: &str,
+) -> Result<(), SpecError> {
+    for path in paths {
+        lazy::expand(value, raw, path).map_err(|e| parse_error(e, shown))?;
+    }
+    Ok(())
+}
+
+/// Parses a spec's text into one whole `Value`, as the shim did before it kept raw subtrees:
+/// the reference the lazy reading is tested against.
+pub fn parse_full(bytes: Vec<u8>, shown: &str) -> Result<(Value, Raw), SpecError> {
+    lazy::parse_full(bytes).map_err(|e| parse_error(e, shown))
+}
+
+fn parse_error(e: unique_keys::Error, shown: &str) -> SpecError {
+    match e {
+        unique_keys::Error::Json(source) => SpecError::Json {
+            path: shown.to_owned(),
+            source,
+        },
+        unique_keys::Error::Repeated {
+            repeated,
+            line,
+            column,
+        } => SpecError::RepeatedKey {
+            path: shown.to_owned(),
+            repeated,
+            line,
+            column,
+        },
     }
 }
 
@@ -208,6 +258,10 @@ pub fn as_object<'a>(
     v: &'a mut Value,
     path: &str,
 ) -> Result<&'a mut Map<String, Value>, ShapeError> {
+    debug_assert!(
+        !is_placeholder(v),
+        "{path} is held raw: add it to spec::PARSED"
+    );
     let found = kind_name(v);
     v.as_object_mut().ok_or(ShapeError {
         path: path.to_owned(),
@@ -248,6 +302,10 @@ pub fn array_at<'a>(
     path: &str,
 ) -> Result<&'a mut Vec<Value>, ShapeError> {
     let slot = slot_at(parent, key, || Value::Array(Vec::new()));
+    debug_assert!(
+        !is_placeholder(slot),
+        "{path} is held raw: add it to spec::PARSED"
+    );
     let found = kind_name(slot);
     slot.as_array_mut().ok_or(ShapeError {
         path: path.to_owned(),

@@ -2,6 +2,7 @@
 //! panics, never drops or changes a field it does not own, and editing twice is editing once;
 //! under the legacy hook and under CDI.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use gpu_share::cdi::edits::{CdiHook, CdiMount, Injected};
@@ -10,8 +11,9 @@ use gpu_share::gpu::Inventory;
 use gpu_share::placement::{self, Assignment, Decided, Load};
 use gpu_share::plan::{devices, Driver, Hook, Plan};
 use gpu_share::request::{Channel, Request};
-use gpu_share::spec::env_value;
+use gpu_share::spec::{self, env_value};
 use proptest::prelude::*;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 fn host(gpus: u32) -> Inventory {
@@ -468,6 +470,136 @@ proptest! {
         if let Some(chosen) = assignment(&spec, DefaultGpus::All, &inventory) {
             for g in chosen.gpus {
                 prop_assert!(g < gpus);
+            }
+        }
+    }
+}
+
+/// Subtrees the shim never reads, as text: numbers `Value` could not hold exactly, unicode
+/// escapes, a big array, and (the last) a key repeated where only runc reads it.
+const RAW_SUBTREES: &[&str] = &[
+    r#"{"n": 1e400, "f": 0.1000, "m": -0.0, "i": 123456789012345678901234567890}"#,
+    r#"["\u00e9\ud83d\ude00", "tab\there", "\"quoted\"", "\/slash"]"#,
+    r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["accept","bind","clone"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2114060288,"op":"SCMP_CMP_MASKED_EQ"}]},{"names":["x"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    r#"{"k": 1, "k": {"deep": [1, {"k": 2, "k": 3}]}}"#,
+];
+
+/// `text` with `raw` as the first member of the object `"key": {` opens (the top level where
+/// `key` is empty), in compact or pretty-printed text.
+fn with_member(text: &str, key: &str, name: &str, raw: &str) -> String {
+    let at = if key.is_empty() {
+        Some(0)
+    } else {
+        [format!("\"{key}\":{{"), format!("\"{key}\": {{")]
+            .iter()
+            .find_map(|p| text.find(p.as_str()).map(|i| i + p.len() - 1))
+    };
+    match at {
+        Some(i) => format!("{}{{\"{name}\": {raw},{}", &text[..i], &text[i + 1..]),
+        None => text.to_owned(),
+    }
+}
+
+/// The members of the object at `path` in `text`, as written.
+fn members<'a>(text: &'a str, path: &[&str]) -> Vec<(String, &'a RawValue)> {
+    let mut object: Vec<(String, &RawValue)> = Vec::new();
+    let mut raw: &RawValue = serde_json::from_str(text).unwrap();
+    for key in path {
+        let Ok(map) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+            return object;
+        };
+        match map.get(*key) {
+            Some(v) => raw = *v,
+            None => return object,
+        }
+    }
+    if let Ok(map) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) {
+        object = map.into_iter().collect();
+    }
+    object
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn lazy_load_edit_save_is_the_full_one_and_keeps_raw_subtrees_byte_for_byte(
+        original in spec(),
+        gpus in 1u32..5,
+        pretty in any::<bool>(),
+        raws in prop::collection::vec((0..RAW_SUBTREES.len(), 0usize..3), 0..4),
+        repeated_parsed_key in 0u8..8,
+    ) {
+        let mut text = if pretty {
+            serde_json::to_string_pretty(&original).unwrap()
+        } else {
+            serde_json::to_string(&original).unwrap()
+        };
+        let mut repeated_raw = false;
+        for (n, (raw, at)) in raws.iter().enumerate() {
+            repeated_raw |= *raw == RAW_SUBTREES.len() - 1;
+            text = with_member(&text, ["", "process", "linux"][*at], &format!("x-raw{n}"), RAW_SUBTREES[*raw]);
+        }
+        // A key repeated on a level the shim parses is refused by both readings.
+        let repeated_parsed = repeated_parsed_key == 0;
+        if repeated_parsed {
+            text = with_member(&text, "process", "cwd", "\"/\"");
+            text = with_member(&text, "process", "Cwd", "\"/\"");
+        }
+        let lazy = spec::parse(text.clone().into_bytes(), "config.json");
+        let full = spec::parse_full(text.clone().into_bytes(), "config.json");
+        if repeated_parsed {
+            prop_assert!(lazy.is_err() && full.is_err());
+            // Where a raw subtree comes first, the full reading refuses that instead.
+            if !repeated_raw {
+                prop_assert_eq!(lazy.unwrap_err().to_string(), full.unwrap_err().to_string());
+            }
+            return Ok(());
+        }
+        let (mut lazy_value, raw) = lazy.unwrap();
+        // A key repeated in a raw subtree reaches runc as written: only the full reading refuses.
+        let reference = if repeated_raw {
+            prop_assert!(full.is_err());
+            None
+        } else {
+            Some(full.unwrap())
+        };
+
+        let inventory = host(gpus);
+        let chosen = assignment(&lazy_value, DefaultGpus::All, &inventory);
+        if let Some((full_value, _)) = &reference {
+            prop_assert_eq!(&chosen, &assignment(full_value, DefaultGpus::All, &inventory));
+        }
+        let plan = chosen.map(|c| Plan::new(&c, &inventory, Driver::Legacy(Hook::Present(PathBuf::from("/usr/bin/nvidia-container-runtime-hook")))));
+        let applied = plan.as_ref().map(|p| {
+            spec::expand(&mut lazy_value, &raw, &p.paths(), "config.json").map_err(|e| e.to_string())?;
+            p.apply(&mut lazy_value).map_err(|e| e.to_string())
+        });
+        let out = spec::to_vec(&lazy_value, &raw).unwrap();
+        let out_text = std::str::from_utf8(&out).unwrap();
+
+        if let Some((mut full_value, full_raw)) = reference {
+            let full_applied = plan.as_ref().map(|p| p.apply(&mut full_value).map_err(|e| e.to_string()));
+            prop_assert_eq!(&applied, &full_applied);
+            let full_out = spec::to_vec(&full_value, &full_raw).unwrap();
+            prop_assert_eq!(
+                serde_json::from_slice::<Value>(&out).unwrap(),
+                serde_json::from_slice::<Value>(&full_out).unwrap()
+            );
+        }
+        // Every member the shim does not parse is the input's own text.
+        for path in [&[][..], &["process"], &["linux"]] {
+            let before = members(&text, path);
+            let after = members(out_text, path);
+            for (key, raw_before) in &before {
+                let mut full_path: Vec<&str> = path.to_vec();
+                full_path.push(key);
+                let parsed = spec::PARSED.iter().any(|p| p.starts_with(&full_path));
+                if parsed || (path.is_empty() && (key == "process" || key == "linux")) {
+                    continue;
+                }
+                let raw_after = after.iter().find(|(k, _)| k == key).map(|(_, v)| v.get());
+                prop_assert_eq!(Some(raw_before.get()), raw_after, "{} in {}", key, out_text);
             }
         }
     }

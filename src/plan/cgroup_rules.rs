@@ -1,9 +1,8 @@
 //! `linux.resources.devices`: the device cgroup's allow rules for the nodes the container gets.
 
-use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 use serde_json::{Map, Value};
 
-use super::build::{built, device_type, PlanError};
+use super::build::{allow_rule, PlanError};
 use crate::gpu::DeviceNode;
 use crate::spec::{array_at, object_at};
 
@@ -36,14 +35,7 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
         if added_already || rules[..present].iter().any(|r| rule_allows(r, node)) {
             continue;
         }
-        let rule = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(device_type(node.kind))
-            .major(node.major as i64)
-            .minor(node.minor as i64)
-            .access("rwm")
-            .build();
-        rules.push(built("a linux.resources.devices rule", rule)?);
+        rules.push(allow_rule(node));
         changed = true;
     }
     Ok(changed)

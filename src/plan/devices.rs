@@ -8,10 +8,9 @@
 use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::LinuxDeviceBuilder;
 use serde_json::{Map, Value};
 
-use super::build::{built, device_type, PlanError};
+use super::build::{device_entry, PlanError};
 use crate::gpu::{DeviceNode, Inventory};
 use crate::spec::{array_at, object_at};
 
@@ -42,16 +41,7 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
         {
             continue;
         }
-        let device = LinuxDeviceBuilder::default()
-            .path(node.path.clone())
-            .typ(device_type(node.kind))
-            .major(node.major as i64)
-            .minor(node.minor as i64)
-            .file_mode(node.mode)
-            .uid(node.uid)
-            .gid(node.gid)
-            .build();
-        devices.push(built("a linux.devices entry", device)?);
+        devices.push(device_entry(node)?);
         changed = true;
     }
     Ok(changed)

@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::HookBuilder;
 use serde_json::{Map, Value};
 
-use super::build::{built, PlanError};
+use super::build::{hook_entry, PlanError};
 use crate::spec::{array_at, object_at};
 
 /// Names the legacy hook's executable has gone by (the toolkit's `isNVIDIAContainerRuntimeHook`
@@ -104,13 +103,10 @@ pub fn add(root: &mut Map<String, Value>, path: &Path) -> Result<bool, PlanError
         return Ok(false);
     }
     let prestart = array_at(hooks, "prestart", "hooks.prestart")?;
-    let hook = HookBuilder::default()
-        .path(path.to_path_buf())
-        .args(vec![
-            "nvidia-container-runtime-hook".to_owned(),
-            "prestart".to_owned(),
-        ])
-        .build();
-    prestart.push(built("the NVIDIA prestart hook", hook)?);
+    prestart.push(hook_entry(
+        "the NVIDIA prestart hook",
+        path,
+        &["nvidia-container-runtime-hook", "prestart"],
+    )?);
     Ok(true)
 }

@@ -25,7 +25,7 @@ use crate::cdi::edits::{CdiHook, CdiMount, Injected};
 use crate::gpu::{DeviceNode, Inventory};
 use crate::placement::Assignment;
 use crate::request::VISIBLE_DEVICES;
-use crate::spec::as_object;
+use crate::spec::{as_object, SpecPath};
 
 pub use build::PlanError;
 pub use hook::Hook;
@@ -126,6 +126,19 @@ impl Plan {
         Ok(changed)
     }
 
+    /// The spec paths the edits read or write, for `SpecFile::expand` before [`Plan::apply`].
+    pub fn paths(&self) -> Vec<SpecPath> {
+        let mut paths: Vec<SpecPath> = Vec::with_capacity(8);
+        for edit in &self.edits {
+            for path in edit.paths() {
+                if !paths.contains(path) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    }
+
     /// The device nodes the container gets.
     pub fn devices(&self) -> &[DeviceNode] {
         self.edits
@@ -150,6 +163,18 @@ impl Plan {
 }
 
 impl Edit {
+    /// What this edit reads or writes (`spec::PARSED`): a new edit declares its paths here.
+    fn paths(&self) -> &'static [SpecPath] {
+        use crate::spec::{HOOKS, LINUX_DEVICES, LINUX_RESOURCES, MOUNTS, PROCESS_ENV};
+        match self {
+            Edit::Devices(_) => &[LINUX_DEVICES],
+            Edit::CgroupRules(_) => &[LINUX_RESOURCES],
+            Edit::Env { .. } => &[PROCESS_ENV],
+            Edit::Hook(_) => &[HOOKS],
+            Edit::Cdi { .. } => &[MOUNTS, HOOKS, PROCESS_ENV],
+        }
+    }
+
     fn apply(&self, root: &mut Map<String, Value>) -> Result<bool, PlanError> {
         match self {
             Edit::Devices(nodes) => devices::add(root, nodes),

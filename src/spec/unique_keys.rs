@@ -68,14 +68,28 @@ pub enum Error {
 
 /// Parses `bytes` as one JSON value, refusing repeated keys.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, Error> {
+    from_slice_at(bytes, &[])
+}
+
+/// Parses `bytes`, the value found under the keys `path` of a document, as [`from_slice`]
+/// does: `path` says which objects are Go's maps and names the place in messages. Line and
+/// column are counted from the start of `bytes`.
+pub fn from_slice_at(bytes: &[u8], path: &[&str]) -> Result<Value, Error> {
+    fn nest(at: &At<'_>, rest: &[&str], bytes: &[u8]) -> Result<Value, Error> {
+        match rest.split_first() {
+            None => parse_at(bytes, at),
+            Some((key, rest)) => nest(&At::Key(at, key), rest, bytes),
+        }
+    }
+    nest(&At::Top, path, bytes)
+}
+
+fn parse_at(bytes: &[u8], at: &At<'_>) -> Result<Value, Error> {
     let found = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = ValueSeed {
-        at: &At::Top,
-        found: &found,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    let parsed = ValueSeed { at, found: &found }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
     parsed.map_err(|e| match found.into_inner() {
         Some(repeated) => Error::Repeated {
             repeated,
@@ -327,6 +341,36 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
             }
         }
     }
+}
+
+/// Where a Go struct (the top level, `process`, `linux`) read as `(key, raw value)` pairs
+/// already has a key runc takes for `key`: the same check [`from_slice`] makes, for objects
+/// whose values are kept as text. `folds` as in [`earlier_spelling`].
+pub(super) fn repeated_field<T>(
+    pairs: &[(String, T)],
+    at: &[&str],
+    folds: &mut Option<HashSet<String>>,
+    key: &str,
+) -> Option<Repeated> {
+    let earlier = if pairs.len() < SCAN_KEYS {
+        pairs.iter().map(|(k, _)| k).find(|k| go_fold_eq(k, key))
+    } else {
+        let folds = folds.get_or_insert_with(|| pairs.iter().map(|(k, _)| go_fold(k)).collect());
+        if folds.insert(go_fold(key)) {
+            None
+        } else {
+            pairs.iter().map(|(k, _)| k).find(|k| go_fold_eq(k, key))
+        }
+    }?;
+    Some(Repeated {
+        key: key.to_owned(),
+        earlier: earlier.clone(),
+        at: if at.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("in {}", at.join("."))
+        },
+    })
 }
 
 /// The key already in `object` that `key` repeats, as it was written. `folds` is the set of

@@ -1,0 +1,284 @@
+//! Building `Value`s only for the parts of `config.json` a create reads or edits, and writing
+//! the rest back byte for byte.
+//!
+//! A spec is mostly what the shim never looks at: `root`, `process.args`/`capabilities`/
+//! `rlimits`, `linux.namespaces`/`maskedPaths`/`seccomp` (docker's is tens of KiB), ...
+//! Building those into `Value`s, then serializing them again, was most of a create's
+//! instructions. Here the top level, and `process` and `linux` one level down, are read as
+//! `(key, raw text)` pairs; only the paths in [`PARSED`] become `Value`s. Every other subtree
+//! is held in the tree as a placeholder string (a per-process random nonce and an index into
+//! the raw spans) and written back as the input's own bytes on save.
+//!
+//! Repeated keys (`unique_keys`) are refused on every level that is parsed: the three levels
+//! read as pairs and everything under [`PARSED`]. A raw subtree is not checked: the shim does
+//! not read it, and it reaches runc exactly as runc would have read it without the shim (the
+//! same bytes), so no reading of it can disagree with the shim's.
+//!
+//! A placeholder is recognised only where one was put (a value on the top level, or one level
+//! down in `process` or `linux`) and only with this process's nonce, which no input can know;
+//! so no input string is ever mistaken for one, and no fallback parse is needed. It owns the
+//! representation only: which file, and atomic writing, are `spec`'s.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+
+use super::raw_pairs::{self, Pairs};
+use super::unique_keys::{self, Error};
+
+/// A path into the spec: one key, or two where the first is `process` or `linux`.
+pub type SpecPath = &'static [&'static str];
+
+pub const PROCESS_ENV: SpecPath = &["process", "env"];
+pub const MOUNTS: SpecPath = &["mounts"];
+pub const HOOKS: SpecPath = &["hooks"];
+pub const LINUX_DEVICES: SpecPath = &["linux", "devices"];
+pub const LINUX_RESOURCES: SpecPath = &["linux", "resources"];
+pub const CGROUPS_PATH: SpecPath = &["linux", "cgroupsPath"];
+
+/// Every path the shim reads or edits; anything not under one of these is kept as raw text and
+/// must never be read or edited. A new reader or edit adds its path here, and says it: a reader
+/// of the loaded spec in [`LOADED`], an edit in its `Edit::paths` (`plan`).
+pub const PARSED: &[SpecPath] = &[
+    PROCESS_ENV,
+    MOUNTS,
+    HOOKS,
+    LINUX_DEVICES,
+    LINUX_RESOURCES,
+    CGROUPS_PATH,
+];
+
+/// The paths built at load: what is read before a plan exists (the request's env and cgroup
+/// path, the GPUs `linux.devices` holds). An edit's other paths are built by [`expand`] once
+/// the plan is known, so a legacy create never builds `mounts`.
+pub const LOADED: &[SpecPath] = &[PROCESS_ENV, CGROUPS_PATH, LINUX_DEVICES];
+
+/// Top-level objects read one level further as pairs.
+const SPLIT: &[&str] = &["process", "linux"];
+
+const PLACEHOLDER: &str = "\u{1}gpu-share raw subtree ";
+
+/// The input's bytes and the spans of the subtrees held as placeholders.
+#[derive(Debug, Default)]
+pub struct Raw {
+    bytes: Vec<u8>,
+    spans: Vec<Range<usize>>,
+}
+
+/// This process's placeholder prefix: [`PLACEHOLDER`] and a nonce from the kernel's
+/// `AT_RANDOM` bytes (which every process gets for free), made once.
+fn prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        // SAFETY: getauxval has no preconditions; AT_RANDOM, when present, points to 16 bytes
+        // the kernel placed on the initial stack for the life of the process.
+        let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u8;
+        let nonce = if at.is_null() {
+            // No auxv entry (not Linux as we know it): the stack's address still varies.
+            let here = 0u8;
+            std::ptr::addr_of!(here) as u64 ^ u64::from(std::process::id())
+        } else {
+            // SAFETY: as above, 16 readable bytes; read unaligned.
+            unsafe { std::ptr::read_unaligned(at.cast::<u64>()) }
+        };
+        format!("{PLACEHOLDER}{nonce:016x} ")
+    })
+}
+
+fn placeholder(index: usize) -> Value {
+    let prefix = prefix();
+    let mut s = String::with_capacity(prefix.len() + 4);
+    s.push_str(prefix);
+    push_decimal(&mut s, index);
+    Value::String(s)
+}
+
+/// `n` in decimal, without the formatting machinery (a spec holds a dozen placeholders).
+fn push_decimal(s: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// The raw span index a placeholder string holds; `None` for any other string.
+fn placeholder_index(s: &str) -> Option<usize> {
+    let digits = s.strip_prefix(prefix())?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether `v` stands for a raw subtree: an edit that meets one reached outside [`PARSED`].
+pub fn is_placeholder(v: &Value) -> bool {
+    v.as_str().and_then(placeholder_index).is_some()
+}
+
+/// Parses `bytes` building only [`PARSED`]'s values. A document that is not an object is
+/// parsed whole (the caller refuses it).
+pub fn parse(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
+    if first_byte(&bytes) != Some(b'{') {
+        return parse_full(bytes);
+    }
+    let mut spans = Vec::new();
+    let top = raw_pairs::from_slice(&bytes, &[])?;
+    let mut root = Map::with_capacity(top.len());
+    for (key, raw) in top {
+        let text = raw.get().as_bytes();
+        let value = if wanted(&[&key]) {
+            parse_at(&bytes, text, &[&key])?
+        } else if SPLIT.contains(&key.as_str()) && first_byte(text) == Some(b'{') {
+            let inner = raw_pairs::from_slice(text, &[&key]).map_err(|e| shift(e, &bytes, text))?;
+            Value::Object(split(&bytes, &key, inner, &mut spans)?)
+        } else if SPLIT.contains(&key.as_str()) {
+            // Not an object: small, and the edits' shape errors need its type.
+            parse_at(&bytes, text, &[&key])?
+        } else {
+            hold(&bytes, text, &mut spans)
+        };
+        root.insert(key, value);
+    }
+    Ok((Value::Object(root), Raw { bytes, spans }))
+}
+
+/// Parses `bytes` into one whole `Value` (everything built, nothing held raw).
+pub fn parse_full(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
+    let value = unique_keys::from_slice(&bytes)?;
+    Ok((value, Raw::default()))
+}
+
+fn split(
+    whole: &[u8],
+    parent: &str,
+    pairs: Pairs<'_>,
+    spans: &mut Vec<Range<usize>>,
+) -> Result<Map<String, Value>, Error> {
+    let mut object = Map::with_capacity(pairs.len());
+    for (key, raw) in pairs {
+        let text = raw.get().as_bytes();
+        let value = if wanted(&[parent, &key]) {
+            parse_at(whole, text, &[parent, &key])?
+        } else {
+            hold(whole, text, spans)
+        };
+        object.insert(key, value);
+    }
+    Ok(object)
+}
+
+fn wanted(path: &[&str]) -> bool {
+    LOADED.contains(&path)
+}
+
+/// Builds the subtree at `path` (one of [`PARSED`]) where it is still held raw, checking its
+/// keys as a load would have. A path that is absent, or under something that is not an
+/// object, is left as it is (the edit creates it, or refuses the shape).
+pub fn expand(value: &mut Value, raw: &Raw, path: &[&str]) -> Result<(), Error> {
+    let mut slot = value;
+    for key in path {
+        match slot.as_object_mut().and_then(|o| o.get_mut(*key)) {
+            Some(next) => slot = next,
+            None => return Ok(()),
+        }
+    }
+    let Some(span) = slot
+        .as_str()
+        .and_then(placeholder_index)
+        .and_then(|i| raw.spans.get(i))
+    else {
+        return Ok(());
+    };
+    let text = &raw.bytes[span.clone()];
+    *slot = parse_at(&raw.bytes, text, path)?;
+    Ok(())
+}
+
+fn hold(whole: &[u8], text: &[u8], spans: &mut Vec<Range<usize>>) -> Value {
+    let start = offset(whole, text);
+    spans.push(start..start + text.len());
+    placeholder(spans.len() - 1)
+}
+
+fn parse_at(whole: &[u8], text: &[u8], path: &[&str]) -> Result<Value, Error> {
+    unique_keys::from_slice_at(text, path).map_err(|e| shift(e, whole, text))
+}
+
+/// Where `part` (a subslice of `whole`) starts in it.
+fn offset(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// An error found in `part` with its line and column counted from `whole`'s start.
+fn shift(e: Error, whole: &[u8], part: &[u8]) -> Error {
+    let Error::Repeated {
+        repeated,
+        line,
+        column,
+    } = e
+    else {
+        return e;
+    };
+    let before = &whole[..offset(whole, part)];
+    let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+    let start_column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    Error::Repeated {
+        repeated,
+        line: line + lines_before,
+        column: if line == 1 {
+            column + start_column
+        } else {
+            column
+        },
+    }
+}
+
+fn first_byte(bytes: &[u8]) -> Option<u8> {
+    bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// The document as compact JSON, each held subtree as the input's own bytes: what
+/// `SpecFile::save` writes.
+pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
+    if raw.spans.is_empty() {
+        return serde_json::to_vec(value);
+    }
+    let mut out = Vec::with_capacity(raw.bytes.len() + 4096);
+    write(&mut out, value, raw, 0)?;
+    Ok(out)
+}
+
+/// Writes `v`, found `depth` levels down; placeholders are looked for only where [`parse`]
+/// puts them (depth 1 and 2).
+fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) -> Result<(), serde_json::Error> {
+    match v {
+        Value::String(s) if depth > 0 => {
+            match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
+                Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
+                None => serde_json::to_writer(&mut *out, s)?,
+            }
+        }
+        Value::Object(map) if depth < 2 => {
+            out.push(b'{');
+            for (i, (key, value)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.push(b':');
+                write(out, value, raw, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+        _ => serde_json::to_writer(&mut *out, v)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
