@@ -172,6 +172,7 @@ impl Edit {
             Edit::Env { .. } => &[PROCESS_ENV],
             Edit::Hook(_) => &[HOOKS],
             Edit::Cdi { .. } => &[MOUNTS, HOOKS, PROCESS_ENV],
+            Edit::Mps(_) => &[MOUNTS, PROCESS_ENV],
         }
     }
 

@@ -31,6 +31,8 @@ use super::unique_keys::{self, Error};
 pub type SpecPath = &'static [&'static str];
 
 pub const PROCESS_ENV: SpecPath = &["process", "env"];
+/// Read by MPS capping: a non-root user gets a daemon of its own (`capping`).
+pub const PROCESS_USER: SpecPath = &["process", "user"];
 pub const MOUNTS: SpecPath = &["mounts"];
 pub const HOOKS: SpecPath = &["hooks"];
 pub const LINUX_DEVICES: SpecPath = &["linux", "devices"];
@@ -42,6 +44,7 @@ pub const CGROUPS_PATH: SpecPath = &["linux", "cgroupsPath"];
 /// of the loaded spec in [`LOADED`], an edit in its `Edit::paths` (`plan`).
 pub const PARSED: &[SpecPath] = &[
     PROCESS_ENV,
+    PROCESS_USER,
     MOUNTS,
     HOOKS,
     LINUX_DEVICES,
@@ -52,7 +55,7 @@ pub const PARSED: &[SpecPath] = &[
 /// The paths built at load: what is read before a plan exists (the request's env and cgroup
 /// path, the GPUs `linux.devices` holds). An edit's other paths are built by [`expand`] once
 /// the plan is known, so a legacy create never builds `mounts`.
-pub const LOADED: &[SpecPath] = &[PROCESS_ENV, CGROUPS_PATH, LINUX_DEVICES];
+pub const LOADED: &[SpecPath] = &[PROCESS_ENV, PROCESS_USER, CGROUPS_PATH, LINUX_DEVICES];
 
 /// Top-level objects read one level further as pairs.
 const SPLIT: &[&str] = &["process", "linux"];
