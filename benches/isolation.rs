@@ -14,72 +14,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/timing.rs"]
+mod timing;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::mps::{write_gpu_cache, MpsDir};
-use common::{require, shim_bin, write_shim_config, Bundle, FakeGpuHost, Shim, NO_NVML};
+use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim, NO_NVML};
+use timing::{count, exec_floor, median, ms, shim_path, timed};
 
 const TARGET_MS: f64 = 5.0;
-
-fn shim_path() -> PathBuf {
-    std::env::var_os("GPU_SHARE_BENCH_RUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(shim_bin)
-}
-
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn timed(cmd: &mut Command) -> Duration {
-    let start = Instant::now();
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("spawn");
-    let took = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    v[v.len() / 2].as_secs_f64() * 1000.0
-}
-
-/// The static exec-only program: the least any exec-ing wrapper can cost here.
-fn exec_floor(dir: &Path) -> PathBuf {
-    let src = dir.join("floor.c");
-    let bin = dir.join("floor");
-    std::fs::write(
-        &src,
-        "#include <unistd.h>\nint main(int c, char **v) { (void)c; execv(\"/bin/true\", v); return 127; }\n",
-    )
-    .unwrap();
-    let ok = Command::new("cc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "cc -static failed: the floor is needed to compare against"
-    );
-    bin
-}
 
 struct Host {
     config: PathBuf,
@@ -127,7 +72,7 @@ fn main() {
     let mps = MpsDir::new();
     let none = Host::new(tmp.path(), gpu.root(), "none", "");
     let capped = Host::new(tmp.path(), gpu.root(), "mps", &mps.section(""));
-    let floor = exec_floor(tmp.path());
+    let floor = exec_floor(tmp.path()).expect("cc -static: the floor is needed to compare against");
     let answered = mps.path().join("gpu0-4096M-50pct/log/answered");
 
     // Warm: the default class's daemon started once, as at boot.
@@ -151,11 +96,11 @@ fn main() {
     }
 
     let (f, none, up, trip, start) = (
-        median(floor_t),
-        median(none_t),
-        median(up_t),
-        median(trip_t),
-        median(start_t),
+        ms(median(floor_t)),
+        ms(median(none_t)),
+        ms(median(up_t)),
+        ms(median(trip_t)),
+        ms(median(start_t)),
     );
     println!("isolation.mode = \"mps\" on create (runc = /bin/true, fake MPS control), medians:");
     println!("  exec floor (C, static)       {f:7.3} ms   ({n} runs)");

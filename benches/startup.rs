@@ -13,6 +13,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/timing.rs"]
+mod timing;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,34 +22,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dockerd::{Dockerd, IMAGE};
-use common::{require, shim_bin, write_shim_config, Bundle, FakeGpuHost, Shim};
-
-/// The runtime measured: `make bench` passes the static release build it ships.
-fn shim_path() -> std::path::PathBuf {
-    std::env::var_os("GPU_SHARE_BENCH_RUNTIME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(shim_bin)
-}
-
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn timed(cmd: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("spawn");
-    let took = start.elapsed();
-    assert!(status.success(), "{cmd:?} failed");
-    took
-}
+use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim};
+use timing::{count, exec_floor, median, ms, shim_path, timed};
 
 fn quiet(cmd: &mut Command) {
     let status = cmd
@@ -57,15 +33,6 @@ fn quiet(cmd: &mut Command) {
         .status()
         .expect("spawn");
     assert!(status.success(), "{cmd:?} failed");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 struct Row {
@@ -379,25 +346,6 @@ fn spread_host(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     // The host lives inside `dir`, which removes it; its own guard must not go first.
     std::mem::forget(host);
     (config, runc_root)
-}
-
-/// A static C program that does nothing but exec /bin/true: the least any exec-ing wrapper can
-/// add on this machine. `None` where no C compiler with a static libc is at hand.
-fn exec_floor(dir: &Path) -> Option<std::path::PathBuf> {
-    let src = dir.join("floor.c");
-    let bin = dir.join("floor");
-    std::fs::write(
-        &src,
-        "#include <unistd.h>\nint main(int c, char **v) { (void)c; execv(\"/bin/true\", v); return 127; }\n",
-    )
-    .ok()?;
-    let ok = Command::new("cc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(bin)
 }
 
 fn bench_docker(rows: &mut Vec<Row>) {

@@ -1,0 +1,65 @@
+//! What every bench times with: the runtime measured, iteration counts from the environment,
+//! one timed command, medians, and the exec floor (a static C program that only execs), so that
+//! every bench compares against the same floor measured the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The runtime measured: `make bench` passes the static release build it ships.
+pub fn shim_path() -> PathBuf {
+    std::env::var_os("GPU_SHARE_BENCH_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(super::common::shim_bin)
+}
+
+/// `var` from the environment, else `default`.
+pub fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How long `cmd` takes, start to exit, with no stdio (a pipe would cost both sides alike, but
+/// nothing). Panics if it fails: a failed run is not a measurement.
+pub fn timed(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
+    let took = start.elapsed();
+    assert!(status.success(), "{cmd:?} failed");
+    took
+}
+
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A static C program that does nothing but exec /bin/true: the least any exec-ing wrapper can
+/// add on this machine. `None` where no C compiler with a static libc is at hand.
+pub fn exec_floor(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("floor.c");
+    let bin = dir.join("floor");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(int c, char **v) { (void)c; execv(\"/bin/true\", v); return 127; }\n",
+    )
+    .ok()?;
+    let ok = Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(bin)
+}
