@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod gpu;
 pub mod health;
 pub mod host;
+pub mod lock_file;
 pub mod metrics;
 pub mod mps;
 pub mod placement;

@@ -67,15 +67,8 @@ pub struct CdiHook {
     pub timeout: Option<i64>,
 }
 
-/// The OCI hook stages a CDI hook may name.
-pub const HOOK_STAGES: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
+/// The OCI hook stages a CDI hook may name: the spec's own.
+pub use crate::spec::HOOK_STAGES;
 
 /// What one container gets through CDI, ready to apply: its device nodes with their numbers
 /// (filled from the host where the spec left them out), and the spec's mounts, hooks and env.

@@ -6,12 +6,10 @@
 //! lock: the file is only ever replaced whole (`atomic`). Never decides what an unhealthy GPU
 //! means for a container (that is `placement`) and never watches for Xids.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{self, Perms};
@@ -109,18 +107,7 @@ pub struct Locked {
 /// Takes the writers' lock (creating the state dir as needed) and reads the file. A corrupt
 /// file reads as empty, so clearing or re-marking replaces it.
 pub fn lock(dir: &Path) -> Result<Locked, HealthError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let lock_path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
-    let lock = Flock::lock(f, FlockArg::LockExclusive)
-        .map_err(|(_, e)| io_err(&lock_path)(io::Error::from(e)))?;
+    let lock = crate::lock_file::exclusive(dir, LOCK_FILE).map_err(|(p, e)| io_err(&p)(e))?;
     let file = match read(dir) {
         Ok(f) => f,
         Err(HealthError::Corrupt { .. }) => HealthFile::default(),

@@ -13,12 +13,11 @@
 //! `Locked::rebuilt_from` for the create's log.
 
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::{Assignment, GpuLoad, Kind, Load};
@@ -190,28 +189,7 @@ pub fn lock(dir: &Path, truth: &Truth) -> Result<Locked, StateError> {
 /// Takes the lock and reads the assignment as it is; a corrupt file reads as empty, and why
 /// is returned beside it.
 fn open(dir: &Path) -> Result<(Locked, Option<String>), StateError> {
-    let lock_path = dir.join(LOCK_FILE);
-    let open_lock = || {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&lock_path)
-    };
-    // The directory is made only when the lock file cannot be: every create after the first
-    // finds it there, and spends no `mkdir` and `stat` on it.
-    let file = match open_lock() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(err(dir))?;
-            open_lock()
-        }
-        other => other,
-    }
-    .map_err(err(&lock_path))?;
-    let lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| err(&lock_path)(io::Error::from(e)))?;
+    let lock = crate::lock_file::exclusive(dir, LOCK_FILE).map_err(|(p, e)| err(&p)(e))?;
     let path = dir.join(STATE_FILE);
     let (assignments, corrupt) = match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {

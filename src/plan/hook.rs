@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::build::{hook_entry, PlanError};
-use crate::spec::{array_at, object_at};
+use crate::spec::{array_at, object_at, HOOK_STAGES};
 
 /// Names the legacy hook's executable has gone by (the toolkit's `isNVIDIAContainerRuntimeHook`
 /// knows these two). docker's `--gpus` puts the bare name in `args[0]`; the toolkit's own
@@ -23,16 +23,6 @@ const LEGACY_STAGES: &[&str] = &["prestart", "createRuntime"];
 /// `nvidia-cdi-hook <hook>` or `nvidia-ctk hook <hook>`, in createContainer). One in any stage
 /// means the spec's NVIDIA pieces came through CDI, which the legacy hook must not redo.
 const CDI_HOOK_NAMES: &[&str] = &["nvidia-cdi-hook", "nvidia-ctk"];
-
-/// Every stage the OCI runtime spec has hooks for.
-const ALL_STAGES: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
 
 /// The hook as this host has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +81,7 @@ fn has_nvidia_hooks(hooks: &Map<String, Value>, path: &Path) -> bool {
     LEGACY_STAGES
         .iter()
         .any(|s| stage(hooks, s).iter().any(|h| is_legacy_hook(h, path)))
-        || ALL_STAGES
+        || HOOK_STAGES
             .iter()
             .any(|s| stage(hooks, s).iter().any(is_cdi_hook))
 }
