@@ -45,6 +45,11 @@ fn main() -> ExitCode {
     let runtime = d.docker_ok(&["info", "--format", "{{.DefaultRuntime}}"]);
     println!("    docker info      Default Runtime: {}", runtime.trim());
 
+    step("NVIDIA's CDI spec for the simulated GPU, as nvidia-cdi-refresh writes it");
+    let spec = common::cdi::write_nvidia_spec(d.host(), "var/run/cdi");
+    println!("    {}", spec.display());
+    println!("    devices.injection = auto (the default): the driver's libraries come through it");
+
     let names = ["gpu-share-demo-a", "gpu-share-demo-b"];
     step("Starting two ordinary containers (no --gpus, no NVIDIA_VISIBLE_DEVICES) side by side");
     for name in names {
@@ -66,12 +71,15 @@ fn main() -> ExitCode {
         println!("    {line}");
     }
 
-    step("Each of them sees GPU 0 at the same time");
+    step("Each of them sees GPU 0 and the driver's libraries at the same time");
     for name in names {
         let ls = d.docker_ok(&["exec", name, "ls", "-l", "/dev/nvidia0", "/dev/nvidiactl"]);
         for line in ls.lines() {
             println!("    {name}: {line}");
         }
+        let libs = d.docker_ok(&["exec", name, "ls", "/usr/lib64"]);
+        let cuda: Vec<&str> = libs.lines().filter(|l| l.starts_with("libcuda")).collect();
+        println!("    {name}: /usr/lib64: {}", cuda.join(" "));
         let env = d.docker_ok(&["exec", name, "cat", "/proc/1/environ"]);
         if let Some(v) = env
             .split('\0')

@@ -134,10 +134,14 @@ impl Dockerd {
     }
 
     pub fn host_root(&self) -> &Path {
+        self.host().root()
+    }
+
+    /// The fake GPU host the shim's `devices.root` points at.
+    pub fn host(&self) -> &FakeGpuHost {
         self.host
             .as_ref()
             .expect("a dockerd started on a fake host")
-            .root()
     }
 
     fn wait_ready(&self) {
