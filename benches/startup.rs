@@ -18,22 +18,12 @@ mod timing;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::dockerd::{Dockerd, IMAGE};
 use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim};
 use timing::{count, exec_floor, median, ms, shim_path, timed};
-
-fn quiet(cmd: &mut Command) {
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("spawn");
-    assert!(status.success(), "{cmd:?} failed");
-}
 
 struct Row {
     what: &'static str,
@@ -73,12 +63,12 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
     let runc_bundle_dir = sleeper.write(&tmp.path().join("runc"));
 
     // runc's bundle gets the spec the shim produces, so both runcs do the same work.
-    quiet(
+    timed(
         &mut via_shim(&root, &config)
             .create(&runc_bundle_dir, "prep")
             .into_command(),
     );
-    quiet(runc_cmd(&root).args(["delete", "--force", "prep"]));
+    timed(runc_cmd(&root).args(["delete", "--force", "prep"]));
 
     let n = count("BENCH_CREATES", 200);
     let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
@@ -90,7 +80,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
                 .create(&shim_bundle, &id)
                 .into_command(),
         ));
-        quiet(runc_cmd(&root).args(["delete", "--force", &id]));
+        timed(runc_cmd(&root).args(["delete", "--force", &id]));
         let id = format!("r{i}");
         runc_t.push(timed(
             runc_cmd(&root)
@@ -98,7 +88,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
                 .arg(&runc_bundle_dir)
                 .arg(&id),
         ));
-        quiet(runc_cmd(&root).args(["delete", "--force", &id]));
+        timed(runc_cmd(&root).args(["delete", "--force", &id]));
     }
     let (shim, runc) = (median(shim_t), median(runc_t));
     rows.push(Row {
@@ -110,7 +100,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
         ok: Some(ms(shim) - ms(runc) <= 0.5),
     });
 
-    quiet(
+    timed(
         runc_cmd(&root)
             .args(["create", "--bundle"])
             .arg(&runc_bundle_dir)
@@ -126,7 +116,7 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
         ));
         runc_t.push(timed(runc_cmd(&root).args(["state", "st"])));
     }
-    quiet(runc_cmd(&root).args(["delete", "--force", "st"]));
+    timed(runc_cmd(&root).args(["delete", "--force", "st"]));
     let (shim, runc) = (median(shim_t), median(runc_t));
     rows.push(Row {
         what: "state (pass-through)",

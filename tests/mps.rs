@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -175,16 +175,23 @@ fn gpu_share(config: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A fake host with `gpus` GPUs and a shim config whose `[isolation]` points at a fresh
+/// daemon directory; the host and the config's directory live as long as the values returned.
+fn cli_host(gpus: u32) -> (FakeGpuHost, MpsDir, tempfile::TempDir, PathBuf) {
+    let host = FakeGpuHost::new(gpus);
+    let mps = MpsDir::new();
+    let work = tempfile::tempdir().unwrap();
+    let extra = format!("{}{}", common::NO_NVML, mps.section(""));
+    let (config, _) = write_shim_config(work.path(), host.root(), &extra);
+    (host, mps, work, config)
+}
+
 #[test]
 fn gpu_share_mps_starts_one_daemon_per_gpu_reports_and_stops_them() {
     if !common::require("gpu_share_mps_starts_one_daemon_per_gpu", &["cc"]) {
         return;
     }
-    let host = FakeGpuHost::new(2);
-    let mps = MpsDir::new();
-    let work = tempfile::tempdir().unwrap();
-    let extra = format!("{}{}", common::NO_NVML, mps.section(""));
-    let (config, _) = write_shim_config(work.path(), host.root(), &extra);
+    let (_host, mps, _work, config) = cli_host(2);
 
     let (code, out, err) = gpu_share(&config, &["start"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -263,11 +270,7 @@ fn gpu_share_mps_start_names_a_gpu_the_host_lacks() {
     if !common::require("gpu_share_mps_start_names_a_gpu_the_host_lacks", &["cc"]) {
         return;
     }
-    let host = FakeGpuHost::new(1);
-    let mps = MpsDir::new();
-    let work = tempfile::tempdir().unwrap();
-    let extra = format!("{}{}", common::NO_NVML, mps.section(""));
-    let (config, _) = write_shim_config(work.path(), host.root(), &extra);
+    let (_host, mps, _work, config) = cli_host(1);
     let (code, out, err) = gpu_share(&config, &["start", "--gpu", "3"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("--gpu 3"), "{err}");

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::unique_keys::{repeated_field, Error, Repeated};
+use super::unique_keys::{failed, repeated_field, Error, Repeated};
 
 /// The pairs of one object, in order.
 pub type Pairs<'a> = Vec<(String, &'a RawValue)>;
@@ -25,14 +25,7 @@ pub fn from_slice<'a>(bytes: &'a [u8], at: &[&str]) -> Result<Pairs<'a>, Error> 
     let parsed = (&mut de)
         .deserialize_map(PairsVisitor { at, found: &found })
         .and_then(|v| de.end().map(|()| v));
-    parsed.map_err(|e| match found.into_inner() {
-        Some(repeated) => Error::Repeated {
-            repeated,
-            line: e.line(),
-            column: e.column(),
-        },
-        None => Error::Json(e),
-    })
+    parsed.map_err(|e| failed(e, found.into_inner()))
 }
 
 struct PairsVisitor<'p, 'f> {

@@ -8,8 +8,7 @@
 //! it is. Objects Go decodes as maps (`annotations`, `linux.sysctl`, ...) keep their case: there
 //! only an exact repeat is refused.
 //!
-//! One pass: this builds the value itself (key order kept) and checks each key as it is read, so
-//! a normal spec costs one parse, as before. It knows JSON and Go's reading of it, nothing of GPUs.
+//! One pass, keys checked as the value is built. It knows JSON and Go's reading of it, not GPUs.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -90,13 +89,16 @@ fn parse_at(bytes: &[u8], at: &At<'_>) -> Result<Value, Error> {
     let parsed = ValueSeed { at, found: &found }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v));
-    parsed.map_err(|e| match found.into_inner() {
-        Some(repeated) => Error::Repeated {
-            repeated,
-            line: e.line(),
-            column: e.column(),
-        },
-        None => Error::Json(e),
+    parsed.map_err(|e| failed(e, found.into_inner()))
+}
+
+/// The repeated key the visitor found where the parse stopped at `e`, else serde_json's error.
+pub(super) fn failed(e: serde_json::Error, repeated: Option<Repeated>) -> Error {
+    let (line, column) = (e.line(), e.column());
+    repeated.map_or(Error::Json(e), |repeated| Error::Repeated {
+        repeated,
+        line,
+        column,
     })
 }
 
