@@ -22,7 +22,7 @@ use std::process::Command;
 
 use common::mps::{write_gpu_cache, MpsDir};
 use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim, NO_NVML};
-use timing::{count, exec_floor, median, ms, shim_path, timed};
+use timing::{count, exec_floor, median, ms, same_env, shim_path, timed};
 
 const TARGET_MS: f64 = 5.0;
 
@@ -72,7 +72,7 @@ fn main() {
     let mps = MpsDir::new();
     let none = Host::new(tmp.path(), gpu.root(), "none", "");
     let capped = Host::new(tmp.path(), gpu.root(), "mps", &mps.section(""));
-    let floor = exec_floor(tmp.path()).expect("cc -static: the floor is needed to compare against");
+    let floor = exec_floor().expect("cc -static: the floor is needed to compare against");
     let answered = mps.path().join("gpu0-4096M-50pct/log/answered");
 
     // Warm: the default class's daemon started once, as at boot.
@@ -81,8 +81,9 @@ fn main() {
     let n = count("BENCH_MPS_CREATES", 300);
     let (mut floor_t, mut none_t, mut up_t, mut trip_t) = (vec![], vec![], vec![], vec![]);
     for i in 0..n {
-        floor_t.push(timed(&mut Command::new(&floor)));
-        none_t.push(timed(&mut none.create(&format!("n{i}"), &[])));
+        let mut none_create = none.create(&format!("n{i}"), &[]);
+        floor_t.push(timed(&mut same_env(Command::new(&floor), &none_create)));
+        none_t.push(timed(&mut none_create));
         up_t.push(timed(&mut capped.create(&format!("u{i}"), &[])));
         let _ = std::fs::remove_file(&answered);
         trip_t.push(timed(&mut capped.create(&format!("r{i}"), &[])));

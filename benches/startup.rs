@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::dockerd::{Dockerd, IMAGE};
 use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim};
-use timing::{count, exec_floor, median, ms, shim_path, timed};
+use timing::{count, exec_floor, median, ms, same_env, shim_path, timed};
 
 struct Row {
     what: &'static str,
@@ -75,15 +75,15 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
     for i in 0..n {
         std::fs::write(shim_bundle.join("config.json"), &pristine).unwrap();
         let id = format!("s{i}");
-        shim_t.push(timed(
-            &mut via_shim(&root, &config)
-                .create(&shim_bundle, &id)
-                .into_command(),
-        ));
+        let mut shim = via_shim(&root, &config)
+            .create(&shim_bundle, &id)
+            .into_command();
+        let mut direct = same_env(runc_cmd(&root), &shim);
+        shim_t.push(timed(&mut shim));
         timed(runc_cmd(&root).args(["delete", "--force", &id]));
         let id = format!("r{i}");
         runc_t.push(timed(
-            runc_cmd(&root)
+            direct
                 .args(["create", "--bundle"])
                 .arg(&runc_bundle_dir)
                 .arg(&id),
@@ -109,12 +109,12 @@ fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
     let n = count("BENCH_STATES", 500);
     let (mut shim_t, mut runc_t) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        shim_t.push(timed(
-            &mut via_shim(&root, &config)
-                .args(["state", "st"])
-                .into_command(),
-        ));
-        runc_t.push(timed(runc_cmd(&root).args(["state", "st"])));
+        let mut shim = via_shim(&root, &config)
+            .args(["state", "st"])
+            .into_command();
+        let mut direct = same_env(runc_cmd(&root), &shim);
+        shim_t.push(timed(&mut shim));
+        runc_t.push(timed(direct.args(["state", "st"])));
     }
     timed(runc_cmd(&root).args(["delete", "--force", "st"]));
     let (shim, runc) = (median(shim_t), median(runc_t));
@@ -156,10 +156,20 @@ impl Alone {
             floor: Vec::new(),
         };
         for i in 0..n {
-            a.shim.push(timed(&mut shim(i)));
-            a.direct.push(timed(&mut Command::new(truth)));
-            if let Some(floor) = floor {
-                a.floor.push(timed(&mut Command::new(floor)));
+            let mut shim = shim(i);
+            let mut direct = same_env(Command::new(truth), &shim);
+            let mut floor = floor.map(|f| same_env(Command::new(f), &shim));
+            // The order turns each round: no row always runs first, right after another's exit.
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => a.shim.push(timed(&mut shim)),
+                    1 => a.direct.push(timed(&mut direct)),
+                    _ => {
+                        if let Some(floor) = floor.as_mut() {
+                            a.floor.push(timed(floor));
+                        }
+                    }
+                }
             }
         }
         a
@@ -205,7 +215,7 @@ fn bench_alone(
 ) {
     let truth = Path::new("/bin/true");
     let n = count("BENCH_STATES", 300);
-    let floor = exec_floor(dir);
+    let floor = exec_floor();
     let floor = floor.as_deref();
     let create = |root: &Path, config: &Path, id: String| {
         std::fs::write(bundle.join("config.json"), pristine).unwrap();

@@ -45,9 +45,28 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// `cmd` with the environment changes `like` carries. std builds a fresh `envp` inside `spawn`
+/// (so inside the timer) whenever a command sets or removes a variable: 20-40 µs here with
+/// cargo's environment. Rows compared with each other must pay it alike.
+pub fn same_env(mut cmd: Command, like: &Command) -> Command {
+    for (key, value) in like.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
+}
+
 /// A static C program that does nothing but exec /bin/true: the least any exec-ing wrapper can
 /// add on this machine. `None` where no C compiler with a static libc is at hand.
-pub fn exec_floor(dir: &Path) -> Option<PathBuf> {
+///
+/// Built under cargo's target directory, the filesystem the runtime measured is built on: the
+/// same binary execs faster from tmpfs (4 KiB pages) or from ext4 (large folios) depending on
+/// its size, so a floor on another filesystem than the runtime is not the same conditions.
+pub fn exec_floor() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-floor");
+    std::fs::create_dir_all(&dir).ok()?;
     let src = dir.join("floor.c");
     let bin = dir.join("floor");
     std::fs::write(
