@@ -2,7 +2,8 @@
 
 CARGO   ?= cargo
 # What `make release` leaves: the runtime linked statically (no dynamic loader on every container
-# start), gpu-share dynamically (it loads libnvidia-ml with dlopen).
+# start) with packed relative relocations (DT_RELR: its static-PIE start-up relocates from a
+# bitmap, fewer instructions and pages touched), gpu-share dynamically (it dlopens libnvidia-ml).
 DIST    := target/dist
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -23,7 +24,7 @@ build:
 
 release:
 	$(CARGO) build --release --bin gpu-share
-	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static
+	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
 	install -D -m 0755 target/release/gpu-share-runtime $(DIST)/gpu-share-runtime
 	install -D -m 0755 target/release/gpu-share $(DIST)/gpu-share
 

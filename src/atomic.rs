@@ -14,10 +14,17 @@
 //!   file that did not reach the disk (`state.dir` moved to one) reads as empty or corrupt and
 //!   is rebuilt from runc's state. runc does not fsync its own `state.json` either.
 //!
-//! Owns the temp files beside each file it writes (`.NAME.gpu-share-PID.tmp`), and clearing
-//! the stale ones a writer killed mid-write left: each write first removes the leftovers of its
-//! own file, so they cannot pile up. It must never remove a temp file another live writer is
-//! still writing, nor any file that is not one of its temps.
+//! Owns the temp files beside each file it writes, and clearing the stale ones a writer killed
+//! mid-write left, so they cannot pile up:
+//! - a writer that may have company names its temp for its pid (`.NAME.gpu-share-PID.tmp`), and
+//!   first removes the leftovers of writers that are gone (a directory scan);
+//! - a sole writer (one holding the lock every writer of the file takes: the placement state,
+//!   and the bundle's spec written under it) has one temp name (`.NAME.gpu-share.tmp`), which
+//!   it truncates: a killed writer's leftover is overwritten by the next write, with no scan
+//!   (six syscalls a write, on every create).
+//!
+//! It must never remove a temp file another live writer is still writing, nor any file that
+//! is not one of its temps.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -105,9 +112,13 @@ fn replace_with(
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    remove_stale_temps(dir, &name, writer.sole);
-    let tmp = dir.join(temp_name(&name, std::process::id()));
-    let result = write_temp(&tmp, bytes, perms, writer.durable).and_then(|()| {
+    let tmp = if writer.sole {
+        dir.join(sole_temp_name(&name))
+    } else {
+        remove_stale_temps(dir, &name);
+        dir.join(temp_name(&name, std::process::id()))
+    };
+    let result = write_temp(&tmp, bytes, perms, writer).and_then(|()| {
         pause_for_tests(&name);
         std::fs::rename(&tmp, path).map_err(|e| (path.to_path_buf(), e))?;
         if !writer.durable {
@@ -125,6 +136,11 @@ fn replace_with(
 
 fn temp_name(name: &str, pid: u32) -> String {
     format!(".{name}.gpu-share-{pid}.tmp")
+}
+
+/// The one temp name of a sole writer: the lock it holds keeps any other writer off it.
+fn sole_temp_name(name: &str) -> String {
+    format!(".{name}.gpu-share.tmp")
 }
 
 /// The writer's pid a temp file of `name` carries; `None` for any other file.
@@ -148,10 +164,9 @@ fn process_exists(pid: u32) -> bool {
     pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
 }
 
-/// Removes the temps of `name` in `dir` that writers killed mid-write left: all of them for a
-/// sole writer, else those whose writer is gone. Best effort: a leftover that cannot be removed
-/// costs a file, never the write.
-fn remove_stale_temps(dir: &Path, name: &str, sole_writer: bool) {
+/// Removes the temps of `name` in `dir` that writers killed mid-write left: those whose writer
+/// is gone. Best effort: a leftover that cannot be removed costs a file, never the write.
+fn remove_stale_temps(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -162,7 +177,7 @@ fn remove_stale_temps(dir: &Path, name: &str, sole_writer: bool) {
             continue;
         };
         // Our own name is write_temp's to replace.
-        if pid != me && (sole_writer || !process_exists(pid)) {
+        if pid != me && !process_exists(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -190,13 +205,16 @@ fn write_temp(
     tmp: &Path,
     bytes: &[u8],
     perms: Perms,
-    durable: bool,
+    writer: Writer,
 ) -> Result<(), (PathBuf, io::Error)> {
     let err = |e| (tmp.to_path_buf(), e);
+    // A sole writer's temp, if there, is a killed writer's leftover: truncated and reused.
     let create = || {
         OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(writer.sole)
+            .truncate(writer.sole)
+            .create_new(!writer.sole)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(tmp)
@@ -220,7 +238,7 @@ fn write_temp(
     }
     file.set_permissions(std::fs::Permissions::from_mode(perms.mode))
         .map_err(err)?;
-    if durable {
+    if writer.durable {
         file.sync_all().map_err(err)?;
     }
     Ok(())
@@ -320,10 +338,27 @@ mod tests {
                 "f.json.gpu-share-5.tmp"
             ]
         );
-        // The sole writer knows every temp of its file is stale.
+    }
+
+    #[test]
+    fn a_sole_writer_reuses_its_one_temp_name_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        // A sole writer killed mid-write: a longer half-written temp.
+        std::fs::write(
+            dir.path().join(sole_temp_name("f.json")),
+            b"half written, long",
+        )
+        .unwrap();
+        let perms = Perms {
+            mode: 0o644,
+            owner: None,
+        };
         replace_volatile_as_sole_writer(&p, b"newer", perms).unwrap();
-        assert!(!dir.path().join(temp_name("f.json", 1)).exists());
         assert_eq!(std::fs::read(&p).unwrap(), b"newer");
-        assert_eq!(names_in(dir.path()).len(), 4);
+        assert_eq!(names_in(dir.path()), ["f.json"]);
+        replace_volatile_as_sole_writer(&p, b"new", perms).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(names_in(dir.path()), ["f.json"]);
     }
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod mps;
 pub mod placement;
 pub mod plan;
+pub mod read_whole;
 pub mod request;
 pub mod runc_call;
 pub mod runc_exec;

@@ -512,7 +512,8 @@ fn forty_concurrent_tenant_creates_under_deny_spread_ten_per_gpu() {
     );
 }
 
-/// The temp files `atomic` left in `dir`: `.NAME.gpu-share-PID.tmp`.
+/// The temp files `atomic` left in `dir`: `.NAME.gpu-share-PID.tmp`, or `.NAME.gpu-share.tmp`
+/// of a writer under the placement lock.
 fn temps_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -539,10 +540,13 @@ impl Cluster {
             .env("GPU_SHARE_TEST_HOLD_TEMP", format!("{file}:30000"))
             .create(bundle, id)
             .spawn();
-        let temp = format!(".{file}.gpu-share-{}.tmp", victim.child.id());
+        let prefix = format!(".{file}.gpu-share");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !dir.join(&temp).exists() {
-            assert!(Instant::now() < deadline, "{id} never wrote {temp}");
+        while !temps_in(dir).iter().any(|t| t.starts_with(&prefix)) {
+            assert!(
+                Instant::now() < deadline,
+                "{id} never wrote a temp of {file}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         victim.child.kill().unwrap();

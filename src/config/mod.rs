@@ -27,6 +27,9 @@ pub const DEFAULT_PATH: &str = "/etc/gpu-share/config.toml";
 /// The environment variable that names another configuration file.
 pub const CONFIG_ENV: &str = "GPU_SHARE_CONFIG";
 
+/// A configuration file larger than this is refused, not read.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -94,7 +97,12 @@ impl Config {
         path: &Path,
         parse: fn(&str) -> Result<Config, String>,
     ) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
+        let text = crate::read_whole::read_path(path, 0, 4096, MAX_CONFIG_BYTES).and_then(|b| {
+            String::from_utf8(b).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8")
+            })
+        });
+        match text {
             Ok(text) => parse(&text).map_err(|detail| ConfigError::Invalid {
                 path: path.display().to_string(),
                 detail,

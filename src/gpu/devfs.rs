@@ -5,6 +5,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::inventory::{DeviceNode, Gpu, GpuInfo, Inventory};
+use super::procfs::DriverEntry;
 
 /// Control devices a CUDA program needs beside its GPU nodes, in the order they are injected.
 pub const CONTROL_DEVICES: &[&str] = &[
@@ -57,6 +58,44 @@ pub fn device_node(host_path: &Path, container_path: PathBuf) -> Option<DeviceNo
     })
 }
 
+/// The device nodes of the GPUs `entries` name, each found as `dev/nvidia<minor>` with that
+/// minor, and the control devices: what [`discover`] would give for them, without listing
+/// `dev/`. `None` where a readable entry's node is not there under that name.
+pub fn nodes_named_for(root: &Path, entries: &[DriverEntry]) -> Option<Inventory> {
+    let dev = root.join("dev");
+    let mut gpus = Vec::with_capacity(entries.len());
+    for minor in entries
+        .iter()
+        .filter(|e| e.unreadable.is_none())
+        .map(|e| e.minor)
+    {
+        let index = u32::try_from(minor?).ok()?;
+        let name = format!("nvidia{index}");
+        let node = device_node(&dev.join(&name), Path::new("/dev").join(&name))?;
+        if node.minor != u64::from(index) || gpus.iter().any(|g: &Gpu| g.index == index) {
+            return None;
+        }
+        gpus.push(Gpu {
+            index,
+            node,
+            info: GpuInfo::default(),
+        });
+    }
+    gpus.sort_by_key(|g| g.index);
+    Some(Inventory {
+        gpus,
+        controls: controls(&dev),
+        source: Default::default(),
+    })
+}
+
+fn controls(dev: &Path) -> Vec<DeviceNode> {
+    CONTROL_DEVICES
+        .iter()
+        .filter_map(|name| device_node(&dev.join(name), Path::new("/dev").join(name)))
+        .collect()
+}
+
 /// Scans `root/dev`. A root without `dev/` is a host without NVIDIA devices, not an error.
 pub fn discover(root: &Path) -> Result<Inventory, DiscoveryError> {
     let dev = root.join("dev");
@@ -86,13 +125,9 @@ pub fn discover(root: &Path) -> Result<Inventory, DiscoveryError> {
         }
     }
     gpus.sort_by_key(|g| g.index);
-    let controls = CONTROL_DEVICES
-        .iter()
-        .filter_map(|name| device_node(&dev.join(name), Path::new("/dev").join(name)))
-        .collect();
     Ok(Inventory {
         gpus,
-        controls,
+        controls: controls(&dev),
         source: Default::default(),
     })
 }

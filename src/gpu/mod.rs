@@ -19,12 +19,20 @@ pub use inventory::{DeviceNode, Gpu, GpuInfo, Inventory, Source};
 /// number where the driver has them, else the device nodes alone. An entry that cannot be read
 /// keeps its place (the others keep their indices); where none can be read, the device nodes
 /// alone answer, as on a host without the entries.
+///
+/// Where the driver names every minor, each GPU's node is looked up as `dev/nvidia<minor>` (the
+/// name the driver and NVIDIA's toolkit give it) instead of listing `dev/`, which holds
+/// hundreds of entries on a real host; any node not found so falls back to the listing.
 pub fn discover(root: &Path) -> Result<Inventory, devfs::DiscoveryError> {
-    let mut inventory = devfs::discover(root)?;
     let entries = procfs::read(root);
-    if entries.iter().any(|e| e.unreadable.is_none()) {
-        inventory.gpus = procfs::join(entries, &inventory.gpus);
-        inventory.source = Source::Procfs;
+    if !entries.iter().any(|e| e.unreadable.is_none()) {
+        return devfs::discover(root);
     }
+    let mut inventory = match devfs::nodes_named_for(root, &entries) {
+        Some(named) => named,
+        None => devfs::discover(root)?,
+    };
+    inventory.gpus = procfs::join(entries, &inventory.gpus);
+    inventory.source = Source::Procfs;
     Ok(inventory)
 }

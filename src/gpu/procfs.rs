@@ -10,7 +10,6 @@
 //! never guesses a minor.
 
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -29,7 +28,7 @@ pub struct DriverEntry {
 }
 
 /// An `information` file is a few hundred bytes; more than this is not the driver's.
-const MAX_INFORMATION_BYTES: u64 = 64 * 1024;
+const MAX_INFORMATION_BYTES: usize = 64 * 1024;
 
 /// Parses one `information` file; `dir_name` (the bus id) stands in for a missing `Bus Location`.
 pub fn parse_information(text: &str, dir_name: &str) -> DriverEntry {
@@ -92,13 +91,11 @@ fn read_information(path: &Path) -> Result<String, String> {
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err("not a regular file".to_owned());
     }
-    // Room for the whole file up front: a /proc file has no size to go by, and an empty buffer
-    // would be filled 32 bytes, 32, 64, 128... at one read each.
-    let mut text = String::with_capacity(4096);
-    file.take(MAX_INFORMATION_BYTES)
-        .read_to_string(&mut text)
+    // Room for the whole file up front: a /proc file has no size to go by.
+    let mut file = file;
+    let bytes = crate::read_whole::read_to_end(&mut file, 4096, MAX_INFORMATION_BYTES)
         .map_err(|e| e.to_string())?;
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 
 /// Joins driver entries to device nodes by minor number. Indices follow the driver's order, so

@@ -84,10 +84,13 @@ fn same_gpu(u: &Unhealthy, index: u32, uuid: Option<&str>) -> bool {
     }
 }
 
+/// A health file larger than this is corrupt, not read.
+const MAX_HEALTH_BYTES: usize = 16 << 20;
+
 /// Reads the file: one open, no lock. A missing file (or state dir) is every GPU healthy.
 pub fn read(dir: &Path) -> Result<HealthFile, HealthError> {
     let path = dir.join(HEALTH_FILE);
-    match std::fs::read(&path) {
+    match crate::read_whole::read_path(&path, 0, 4096, MAX_HEALTH_BYTES) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| HealthError::Corrupt {
             path,
             detail: e.to_string(),

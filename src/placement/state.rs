@@ -14,7 +14,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
@@ -75,7 +75,7 @@ impl Entry {
             gpus: assignment.gpus.clone(),
             kind: assignment.kind,
             pid,
-            start_time: process_start_time(pid).unwrap_or(0),
+            start_time: own_start_time().unwrap_or(0),
             created: now_rfc3339(),
             task: assignment.task.clone(),
             caps: None,
@@ -186,12 +186,16 @@ pub fn lock(dir: &Path, truth: &Truth) -> Result<Locked, StateError> {
     Ok(locked)
 }
 
+/// A state file larger than this is corrupt, not read (each container is ~200 bytes of it).
+const MAX_STATE_BYTES: usize = 64 << 20;
+
 /// Takes the lock and reads the assignment as it is; a corrupt file reads as empty, and why
 /// is returned beside it.
 fn open(dir: &Path) -> Result<(Locked, Option<String>), StateError> {
     let lock = crate::lock_file::exclusive(dir, LOCK_FILE).map_err(|(p, e)| err(&p)(e))?;
     let path = dir.join(STATE_FILE);
-    let (assignments, corrupt) = match std::fs::read(&path) {
+    let read = crate::read_whole::read_path(&path, 0, 16 * 1024, MAX_STATE_BYTES);
+    let (assignments, corrupt) = match read {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(a) => (a, None),
             Err(e) => (Assignments::default(), Some(e.to_string())),
@@ -349,14 +353,18 @@ pub fn is_live(e: &Entry) -> bool {
 
 /// A process's start time (field 22 of `/proc/<pid>/stat`), in clock ticks since boot.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    // One read into room for the whole line: a /proc file has no size to go by.
-    // (Through `take`: a `File` read whole first asks for its size, which /proc does not know.)
-    let mut stat = String::with_capacity(1024);
-    File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .take(64 * 1024)
-        .read_to_string(&mut stat)
-        .ok()?;
+    start_time_in(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// This process's start time, as [`process_start_time`] gives it (no `getpid` on the way).
+pub fn own_start_time() -> Option<u64> {
+    start_time_in(Path::new("/proc/self/stat"))
+}
+
+fn start_time_in(stat: &Path) -> Option<u64> {
+    // Room for the whole line up front: a /proc file has no size to go by.
+    let bytes = crate::read_whole::read_path(stat, 0, 1024, 64 * 1024).ok()?;
+    let stat = std::str::from_utf8(&bytes).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from its end.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
