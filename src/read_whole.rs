@@ -11,7 +11,8 @@
 //! mean, and never follows a file past `limit` bytes.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -53,26 +54,34 @@ pub fn read_path(path: &Path, flags: i32, expected: usize, limit: usize) -> io::
 }
 
 /// One `read` into the spare capacity of `bytes`, retried on EINTR; the count read.
+///
+/// Into the uninitialised spare room, not a zero-filled one: zeroing would write (and so fault
+/// in) every page of a buffer sized for the largest file expected, where `read` touches only
+/// the bytes the file has.
 fn read_into_spare(file: &mut File, bytes: &mut Vec<u8>) -> io::Result<usize> {
-    let len = bytes.len();
-    let cap = bytes.capacity();
-    // Zero-filling the spare room costs a pass over it; `read` writes it anyway. The bytes
-    // past what `read` returns are never made part of the vector.
-    bytes.resize(cap, 0);
-    let result = loop {
-        match file.read(&mut bytes[len..]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    match result {
-        Ok(n) => {
-            bytes.truncate(len + n);
-            Ok(n)
-        }
-        Err(e) => {
-            bytes.truncate(len);
-            Err(e)
+    let spare = bytes.spare_capacity_mut();
+    loop {
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `bytes`; `read`
+        // writes at most that many, and only the count it returns is then marked initialised.
+        let n = unsafe {
+            libc::read(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                spare.len(),
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) => {
+                // SAFETY: `read` initialised these `n` bytes, all within the capacity.
+                unsafe { bytes.set_len(bytes.len() + n) };
+                return Ok(n);
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }

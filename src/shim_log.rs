@@ -69,7 +69,8 @@ impl<'a> ShimLog<'a> {
 /// as it is, so a message without such characters comes back unchanged (and unallocated).
 pub fn one_line(text: &str) -> Cow<'_, str> {
     let breaks = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
-    if !text.contains(breaks) {
+    // Printable ASCII only (every line a create logs): nothing to escape, no char decoding.
+    if text.bytes().all(|b| (b' '..b'\x7f').contains(&b)) || !text.contains(breaks) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

@@ -36,15 +36,17 @@ pub fn parse_information(text: &str, dir_name: &str) -> DriverEntry {
         pci_bus_id: dir_name.to_owned(),
         ..DriverEntry::default()
     };
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
+    // Byte by byte on ASCII separators (every create reads one of these per GPU): the keys and
+    // separators are ASCII, so the splits below always fall on char boundaries.
+    for line in text.split('\n') {
+        let Some(colon) = line.bytes().position(|b| b == b':') else {
             continue;
         };
-        let value = value.trim();
+        let value = line[colon + 1..].trim_ascii();
         if value.is_empty() {
             continue;
         }
-        match key.trim() {
+        match line[..colon].trim_ascii() {
             "Model" => entry.name = Some(value.to_owned()),
             "GPU UUID" => entry.uuid = Some(value.to_owned()),
             "Bus Location" => entry.pci_bus_id = value.to_owned(),
