@@ -2,8 +2,8 @@
 
 CARGO   ?= cargo
 # What `make release` leaves: the runtime linked statically (no dynamic loader on every container
-# start) with packed relative relocations (DT_RELR: its static-PIE start-up relocates from a
-# bitmap, fewer instructions and pages touched), gpu-share dynamically (it dlopens libnvidia-ml).
+# start), with packed relative relocations and its hot functions together
+# (scripts/runtime-link-args.sh), gpu-share dynamically (it dlopens libnvidia-ml).
 DIST    := target/dist
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -12,7 +12,7 @@ DESTDIR ?=
 PACKER   ?= packer
 AMI_VARS ?=
 
-.PHONY: all deps build release demo test lint bench simulate install ami clean
+.PHONY: all deps build release demo test lint bench simulate symbol-order install ami clean
 
 all: release
 
@@ -24,9 +24,9 @@ build:
 
 release:
 	$(CARGO) build --release --bin gpu-share
-	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
-	install -D -m 0755 target/release/gpu-share-runtime $(DIST)/gpu-share-runtime
-	install -D -m 0755 target/release/gpu-share $(DIST)/gpu-share
+	$(CARGO) rustc --release --bin gpu-share-runtime -- $(shell scripts/runtime-link-args.sh)
+	install -D -s -m 0755 target/release/gpu-share-runtime $(DIST)/gpu-share-runtime
+	install -D -s -m 0755 target/release/gpu-share $(DIST)/gpu-share
 
 demo: deps release
 	$(CARGO) build --release --example demo
@@ -50,6 +50,12 @@ bench: deps release
 # (docs/scaling.md): prints the summary and redraws docs/scaling-simulation.png.
 simulate: deps
 	python3 scripts/simulate.py --plot docs/scaling-simulation.png
+
+# Rewrites scripts/runtime-symbol-order.txt: the functions the runtime runs on pass-through and
+# create, first run first, traced with callgrind on a fake host (needs valgrind and root).
+symbol-order:
+	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static
+	python3 scripts/symbol-order.py target/release/gpu-share-runtime scripts/runtime-symbol-order.txt
 
 install: release
 	install -D -m 0755 $(DIST)/gpu-share-runtime $(DESTDIR)$(PREFIX)/bin/gpu-share-runtime
