@@ -214,7 +214,7 @@ fn bench_alone(
     floor_rows: &mut Vec<FloorRow>,
 ) {
     let truth = Path::new("/bin/true");
-    let n = count("BENCH_STATES", 300);
+    let n = count("BENCH_ALONE", 1000);
     let floor = exec_floor();
     let floor = floor.as_deref();
     let create = |root: &Path, config: &Path, id: String| {
