@@ -20,8 +20,10 @@
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
+mod compact;
 mod lazy;
 mod raw_pairs;
+mod scan;
 mod unique_keys;
 
 use std::fs::OpenOptions;
@@ -280,6 +282,25 @@ pub fn as_object<'a>(
     })
 }
 
+/// Objects up to this many keys are searched by comparing keys: hashing a key (SipHash, for
+/// `serde_json::Map`'s `IndexMap`) costs more than comparing it with each of a dozen.
+const SCAN_KEYS: usize = 16;
+
+/// `v[key]` where `v` is an object; `None` for an absent key or a `v` that is not an object.
+/// What every edit's reads go through: a spec's entries have a handful of keys, compared
+/// faster than one is hashed.
+pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    member(v.as_object()?, key)
+}
+
+/// `map[key]`, as [`field`] finds it.
+pub fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() > SCAN_KEYS {
+        return map.get(key);
+    }
+    map.iter().find_map(|(k, v)| (k == key).then_some(v))
+}
+
 /// The slot `parent[key]`, filled with `empty` when absent or null.
 fn slot_at<'a>(
     parent: &'a mut Map<String, Value>,
@@ -327,8 +348,7 @@ pub fn array_at<'a>(
 /// The last `NAME=value` of `process.env`: the one runc's init sets last, so the container
 /// sees it, and the one NVIDIA's hook reads.
 pub fn env_value<'a>(spec: &'a Value, name: &str) -> Option<&'a str> {
-    spec.get("process")?
-        .get("env")?
+    field(field(spec, "process")?, "env")?
         .as_array()?
         .iter()
         .rev()
