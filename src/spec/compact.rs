@@ -100,7 +100,7 @@ pub fn plain_len(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A high bit for each byte below `n` (n <= 0x80); past the first such byte a borrow can
-    // mark others, which only ever ends the fast run where the slow loop then looks.
+    // mark others too.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
@@ -112,7 +112,8 @@ pub fn plain_len(bytes: &[u8]) -> usize {
             | below(x ^ (ONES * u64::from(b'"')), 1)
             | below(x ^ (ONES * u64::from(b'\\')), 1);
         if hits != 0 {
-            break;
+            // The lowest mark is always a true one: a borrow only runs upwards from it.
+            return i + (hits.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -156,6 +157,22 @@ mod tests {
         values.push(serde_json::json!({"k\n\"": ["", "\u{2028}", "0123456789abcdef\"0123456\\"]}));
         for v in &values {
             assert_eq!(ours(v), serde_json::to_string(v).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_plain_run_ends_at_the_first_byte_to_escape() {
+        let fillers = [b'a', b' ', b'!', b'#', b']', 0x7f, 0x80, 0xff];
+        for len in 0..20 {
+            for filler in fillers {
+                for stop in [b'"', b'\\', 0, 0x1f, b'\n'] {
+                    let mut bytes = vec![filler; len];
+                    bytes.push(stop);
+                    bytes.extend_from_slice(&[stop, 0, b'z', b'"', 0x1f, b'\\', 1, 2]);
+                    assert_eq!(plain_len(&bytes), len, "{filler:x} then {stop:x} at {len}");
+                }
+                assert_eq!(plain_len(&vec![filler; len]), len);
+            }
         }
     }
 }
