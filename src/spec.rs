@@ -25,6 +25,7 @@ mod lazy;
 mod raw_pairs;
 mod scan;
 mod unique_keys;
+mod values;
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};

@@ -26,8 +26,9 @@ use serde_json::{Map, Value};
 
 use super::compact;
 use super::raw_pairs::{self, Pairs};
-use super::scan::{self, Scanner, Unsure};
+use super::scan::{Scanner, Unsure};
 use super::unique_keys::{self, Error};
+use super::values;
 
 /// A path into the spec: one key, or two where the first is `process` or `linux`.
 pub type SpecPath = &'static [&'static str];
@@ -153,16 +154,16 @@ fn object_fast(
     let mut object = Map::with_capacity(16);
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
-        scan::check_new_key(&object, &key)?;
+        values::check_new_key(&object, &key)?;
         let value = match parent {
-            Some(p) if wanted(&[p, &key]) => s.value()?,
+            Some(p) if wanted(&[p, &key]) => values::value(s)?,
             Some(_) => hold_span(s.skip_value()?, spans),
-            None if wanted(&[&key]) => s.value()?,
+            None if wanted(&[&key]) => values::value(s)?,
             None if SPLIT.contains(&key.as_str()) && s.peek() == Some(b'{') => {
                 Value::Object(object_fast(s, Some(&key), spans)?)
             }
             // Not an object: small, and the edits' shape errors need its type.
-            None if SPLIT.contains(&key.as_str()) => s.value()?,
+            None if SPLIT.contains(&key.as_str()) => values::value(s)?,
             None => hold_span(s.skip_value()?, spans),
         };
         object.insert(key, value);
@@ -244,7 +245,7 @@ pub fn expand(value: &mut Value, raw: &Raw, path: &[&str]) -> Result<(), Error> 
         return Ok(());
     };
     let text = &raw.bytes[span.clone()];
-    *slot = match scan::value_of(text) {
+    *slot = match values::value_of(text) {
         Ok(built) => built,
         Err(Unsure) => parse_at(&raw.bytes, text, path)?,
     };

@@ -1,5 +1,5 @@
-//! A fast, strict reading of JSON text: syntax checked, the values asked for built, the rest
-//! skipped, in one pass over the bytes with no serde machinery.
+//! A fast, strict reading of JSON text: syntax checked and skipped, or read token by token for
+//! `values` to build, in one pass over the bytes with no serde machinery.
 //!
 //! It answers only where it is sure that serde_json, as `unique_keys` and `raw_pairs` drive it,
 //! reads the text the same way: valid JSON (RFC 8259, UTF-8) with no object holding two keys Go
@@ -7,7 +7,7 @@
 //! which builds the same result or gives the error with its line and column. So this module
 //! never words an error, and a malformed or ambiguous spec is refused exactly as serde refuses
 //! it. It also leaves to serde what is rare and fiddly: a built string with a lone surrogate
-//! escape, nesting deeper than [`MAX_DEPTH`], an object of [`SCAN_KEYS`] keys or more, an object
+//! escape, nesting deeper than 100, an object of 32 keys or more, an object
 //! led by serde's private number key, and any two keys that fold to one (serde tells Go's maps,
 //! where only an exact repeat is refused, from its structs).
 //!
@@ -15,21 +15,12 @@
 
 use std::ops::Range;
 
-use serde_json::{Map, Number, Value};
-
 use super::compact::plain_len;
-use super::unique_keys::{go_fold_eq, NUMBER_TOKEN};
 
 /// The text needs serde's reading: it may be malformed, repeat a key, or hold what this module
 /// leaves to serde. Never shown: serde words the refusal.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsure;
-
-/// Nesting past this depth (serde's own limit for built values is 128) is left to serde.
-const MAX_DEPTH: usize = 100;
-
-/// Objects with this many keys are left to serde, whose check stays linear on huge objects.
-const SCAN_KEYS: usize = 32;
 
 /// A cursor over one JSON text.
 pub struct Scanner<'a> {
@@ -59,6 +50,11 @@ impl<'a> Scanner<'a> {
     pub fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.bytes.get(self.pos).copied()
+    }
+
+    /// Consumes the byte [`Scanner::peek`] gave.
+    pub fn bump(&mut self) {
+        self.pos += 1;
     }
 
     fn eat(&mut self, byte: u8) -> Result<(), Unsure> {
@@ -201,7 +197,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), Unsure> {
+    pub fn literal(&mut self, word: &[u8]) -> Result<(), Unsure> {
         if self.bytes[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())
@@ -211,7 +207,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number's text, checked against JSON's grammar; what follows it is the caller's.
-    fn number(&mut self) -> Result<&'a str, Unsure> {
+    pub fn number(&mut self) -> Result<&'a str, Unsure> {
         let start = self.pos;
         if self.bytes.get(self.pos) == Some(&b'-') {
             self.pos += 1;
@@ -294,7 +290,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The rest of a string after its opening quote, unescaped.
-    fn string(&mut self) -> Result<String, Unsure> {
+    pub fn string(&mut self) -> Result<String, Unsure> {
         let start = self.pos;
         self.plain();
         if self.bytes.get(self.pos) == Some(&b'"') {
@@ -356,102 +352,6 @@ impl<'a> Scanner<'a> {
         out.push(c);
         Ok(())
     }
-
-    /// The value that comes next, built.
-    pub fn value(&mut self) -> Result<Value, Unsure> {
-        self.value_at(0)
-    }
-
-    fn value_at(&mut self, depth: usize) -> Result<Value, Unsure> {
-        self.ws();
-        Ok(match self.bytes.get(self.pos) {
-            Some(b'"') => {
-                self.pos += 1;
-                Value::String(self.string()?)
-            }
-            Some(b'{') if depth < MAX_DEPTH => {
-                self.pos += 1;
-                let mut object = Map::with_capacity(7);
-                let mut first = true;
-                while let Some(key) = self.next_key(&mut first)? {
-                    if object.is_empty() && key == NUMBER_TOKEN {
-                        return Err(Unsure);
-                    }
-                    check_new_key(&object, &key)?;
-                    let value = self.value_at(depth + 1)?;
-                    object.insert(key, value);
-                }
-                Value::Object(object)
-            }
-            Some(b'[') if depth < MAX_DEPTH => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                loop {
-                    items.push(self.value_at(depth + 1)?);
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(Value::Array(items));
-                        }
-                        _ => return Err(Unsure),
-                    }
-                }
-            }
-            Some(b'-' | b'0'..=b'9') => number_value(self.number()?)?,
-            Some(b't') => self.literal(b"true").map(|()| Value::Bool(true))?,
-            Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false))?,
-            Some(b'n') => self.literal(b"null").map(|()| Value::Null)?,
-            _ => return Err(Unsure),
-        })
-    }
-}
-
-/// A number as serde builds it: a `u64` where it fits, else its text as serde normalises it.
-fn number_value(text: &str) -> Result<Value, Unsure> {
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(n) = text.parse::<u64>() {
-            return Ok(Value::from(n));
-        }
-    }
-    text.parse::<Number>()
-        .map(Value::Number)
-        .map_err(|_| Unsure)
-}
-
-/// Refuses `key` where the object has a key Go folds to the same, or is too large to scan.
-pub fn check_new_key(object: &Map<String, Value>, key: &str) -> Result<(), Unsure> {
-    if object.len() >= SCAN_KEYS {
-        return Err(Unsure);
-    }
-    let ascii = key.is_ascii();
-    for k in object.keys() {
-        let same = if k.len() == key.len() && k.eq_ignore_ascii_case(key) {
-            true
-        } else if ascii && (k.len() <= key.len() || k.is_ascii()) {
-            // Go folds char by char: a key with fewer bytes than an ASCII key has fewer chars,
-            // and two ASCII keys fold by ASCII case alone.
-            false
-        } else {
-            go_fold_eq(k, key)
-        };
-        if same {
-            return Err(Unsure);
-        }
-    }
-    Ok(())
-}
-
-/// `text` read whole as one value, built.
-pub fn value_of(text: &[u8]) -> Result<Value, Unsure> {
-    let mut s = Scanner::new(text)?;
-    let value = s.value()?;
-    s.end()?;
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ proptest::proptest! {
                 proptest::prop_assert_eq!(to_vec(&v, &raw).unwrap(), to_vec(&reference, &reference_raw).unwrap());
                 for span in &raw.spans {
                     let text = &raw.bytes[span.clone()];
-                    if let Ok(built) = crate::spec::scan::value_of(text) {
+                    if let Ok(built) = crate::spec::values::value_of(text) {
                         let theirs = unique_keys::from_slice(text);
                         proptest::prop_assert!(theirs.is_ok());
                         proptest::prop_assert_eq!(built, theirs.unwrap());
