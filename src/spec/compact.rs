@@ -63,14 +63,42 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
 /// Appends `s` as a JSON string.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let plain = plain_len(bytes);
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    out.extend_from_slice(&bytes[..plain]);
-    if plain < bytes.len() {
-        escaped(out, &bytes[plain..]);
+    if needs_escape(bytes) {
+        escaped(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
     }
     out.push(b'"');
+}
+
+/// Whether any byte of `bytes` is one to escape: eight at a time with no early exit, since
+/// nearly every string has none.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut hits = 0;
+    for chunk in &mut chunks {
+        if let Ok(word) = <[u8; 8]>::try_from(chunk) {
+            hits |= marks(u64::from_le_bytes(word));
+        }
+    }
+    hits != 0
+        || chunks
+            .remainder()
+            .iter()
+            .any(|&b| ESCAPE[usize::from(b)] != 0)
+}
+
+/// A high bit in each byte of `x` that JSON escapes, and perhaps in bytes above the first
+/// such one (a borrow runs upwards), never below it.
+fn marks(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    below(x, 0x20)
+        | below(x ^ (ONES * u64::from(b'"')), 1)
+        | below(x ^ (ONES * u64::from(b'\\')), 1)
 }
 
 /// The rest of a string from its first byte to escape.
@@ -97,22 +125,14 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// How many bytes lead `bytes` before one JSON escapes in a string (`"`, `\`, a control
 /// character): eight at a time, since most strings have none.
 pub fn plain_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A high bit for each byte below `n` (n <= 0x80); past the first such byte a borrow can
-    // mark others too.
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
-        let x = u64::from_le_bytes(word);
-        let hits = below(x, 0x20)
-            | below(x ^ (ONES * u64::from(b'"')), 1)
-            | below(x ^ (ONES * u64::from(b'\\')), 1);
+        let hits = marks(u64::from_le_bytes(word));
         if hits != 0 {
-            // The lowest mark is always a true one: a borrow only runs upwards from it.
+            // The lowest mark is always a true one.
             return i + (hits.trailing_zeros() / 8) as usize;
         }
         i += 8;
