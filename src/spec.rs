@@ -5,12 +5,14 @@
 //! [`LOADED`] at load, an edit's paths ([`PARSED`]) when [`SpecFile::expand`] is given the
 //! plan's. Every other subtree is a placeholder in the tree and is written back as the input's
 //! own bytes (`lazy`), so fields the shim does not own, known to any OCI release or not, survive
-//! exactly, and a large `linux.seccomp` costs a syntax scan. A new reader or edit must declare
-//! its path (see `lazy`); an edit that meets a placeholder fails a debug assertion. A write goes
-//! through `atomic::replace_volatile` (temp file in the bundle, rename): a writer killed at any
-//! point leaves either the old spec or the new one, never half of each. It is not fsync'd: the
-//! bundle lives on tmpfs and means nothing after a reboot (see `atomic`). On any error nothing
-//! is written.
+//! exactly, and a large `linux.seccomp` costs a syntax scan (`scan`, one pass, with serde
+//! reading the text instead wherever that scan is unsure, so refusals read as serde words them).
+//! Built values are written back by `compact`, byte for byte as serde_json writes them. A new
+//! reader or edit must declare its path (see `lazy`); an edit that meets a placeholder fails a
+//! debug assertion. A write goes through `atomic::replace_volatile` (temp file in the bundle,
+//! rename): a writer killed at any point leaves either the old spec or the new one, never half
+//! of each. It is not fsync'd: the bundle lives on tmpfs and means nothing after a reboot (see
+//! `atomic`). On any error nothing is written.
 //!
 //! The spec is never acted on where runc would read it differently: an object repeating a key
 //! (or holding two keys Go's encoding/json takes for one) is refused (`unique_keys`) on every

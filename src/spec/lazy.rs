@@ -9,6 +9,11 @@
 //! is held in the tree as a placeholder string (a per-process random nonce and an index into
 //! the raw spans) and written back as the input's own bytes on save.
 //!
+//! Two readers give the same result. `scan` (with `values`) reads the text in one pass, skipping
+//! raw subtrees and building the rest, and answers only where it is sure; serde (`raw_pairs`,
+//! `unique_keys`) reads it otherwise, and words every refusal, with its line and column. A
+//! property test holds the two to the same values, spans and refusals.
+//!
 //! Repeated keys (`unique_keys`) are refused on every level that is parsed: the three levels
 //! read as pairs and everything under [`PARSED`]. A raw subtree is not checked: the shim does
 //! not read it, and it reaches runc exactly as runc would have read it without the shim (the
