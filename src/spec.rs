@@ -180,8 +180,12 @@ impl SpecFile {
 
     /// Builds the subtrees at `paths` (the plan's) that are still held raw.
     pub fn expand(&mut self, paths: &[SpecPath]) -> Result<(), SpecError> {
-        let shown = self.path.display().to_string();
-        expand(&mut self.value, &self.raw, paths, &shown)
+        // The path is shown only in a refusal: not rendered on every create.
+        for path in paths {
+            lazy::expand(&mut self.value, &self.raw, path)
+                .map_err(|e| parse_error(e, &self.path.display().to_string()))?;
+        }
+        Ok(())
     }
 
     /// Writes the spec back atomically, with the original file's mode and owner.
