@@ -195,4 +195,14 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_written_as_serde_json_writes_it(s in "(?s).{0,40}", pad in 0usize..9) {
+            let s = format!("{}{s}", "x".repeat(pad));
+            let mut out = Vec::new();
+            string(&mut out, &s);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+    }
 }
