@@ -92,6 +92,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 /// A high bit in each byte of `x` that JSON escapes, and perhaps in bytes above the first
 /// such one (a borrow runs upwards), never below it.
+#[inline(always)]
 fn marks(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -124,6 +125,7 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// How many bytes lead `bytes` before one JSON escapes in a string (`"`, `\`, a control
 /// character): eight at a time, since most strings have none.
+#[inline(always)]
 pub fn plain_len(bytes: &[u8]) -> usize {
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {

@@ -253,6 +253,7 @@ impl<'a> Scanner<'a> {
 
     /// The rest of a string after its opening quote, checked (escapes as serde's raw reading
     /// checks them: any four hex digits after `\u`) and skipped.
+    #[inline(always)]
     fn skip_string(&mut self) -> Result<(), Unsure> {
         loop {
             self.plain();
