@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::{ContainerRequests, DefaultGpus, SharingSection};
-use crate::spec::env_value;
+use crate::spec::{env_value, field};
 
 /// The variable the NVIDIA stack reads; the shim reads it and writes back what was given.
 pub const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
@@ -153,7 +153,7 @@ fn is_opt_out(value: &str) -> bool {
 /// under cgroupfs, `ecstasks-<id>.slice:...` under systemd (amazon-ecs-agent's
 /// `BuildCgroupRoot`). ECS task definitions cannot set a container's cgroup parent.
 fn task_of(spec: &Value) -> Option<String> {
-    let path = spec.get("linux")?.get("cgroupsPath")?.as_str()?;
+    let path = field(field(spec, "linux")?, "cgroupsPath")?.as_str()?;
     let id = if let Some(rest) = path.strip_prefix("/ecs/") {
         rest.split('/').next()?
     } else {

@@ -5,12 +5,14 @@
 //! [`LOADED`] at load, an edit's paths ([`PARSED`]) when [`SpecFile::expand`] is given the
 //! plan's. Every other subtree is a placeholder in the tree and is written back as the input's
 //! own bytes (`lazy`), so fields the shim does not own, known to any OCI release or not, survive
-//! exactly, and a large `linux.seccomp` costs a syntax scan. A new reader or edit must declare
-//! its path (see `lazy`); an edit that meets a placeholder fails a debug assertion. A write goes
-//! through `atomic::replace_volatile` (temp file in the bundle, rename): a writer killed at any
-//! point leaves either the old spec or the new one, never half of each. It is not fsync'd: the
-//! bundle lives on tmpfs and means nothing after a reboot (see `atomic`). On any error nothing
-//! is written.
+//! exactly, and a large `linux.seccomp` costs a syntax scan (`scan`, one pass, with serde
+//! reading the text instead wherever that scan is unsure, so refusals read as serde words them).
+//! Built values are written back by `compact`, byte for byte as serde_json writes them. A new
+//! reader or edit must declare its path (see `lazy`); an edit that meets a placeholder fails a
+//! debug assertion. A write goes through `atomic::replace_volatile` (temp file in the bundle,
+//! rename): a writer killed at any point leaves either the old spec or the new one, never half
+//! of each. It is not fsync'd: the bundle lives on tmpfs and means nothing after a reboot (see
+//! `atomic`). On any error nothing is written.
 //!
 //! The spec is never acted on where runc would read it differently: an object repeating a key
 //! (or holding two keys Go's encoding/json takes for one) is refused (`unique_keys`) on every
@@ -20,9 +22,12 @@
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
+mod compact;
 mod lazy;
 mod raw_pairs;
+mod scan;
 mod unique_keys;
+mod values;
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
@@ -175,8 +180,12 @@ impl SpecFile {
 
     /// Builds the subtrees at `paths` (the plan's) that are still held raw.
     pub fn expand(&mut self, paths: &[SpecPath]) -> Result<(), SpecError> {
-        let shown = self.path.display().to_string();
-        expand(&mut self.value, &self.raw, paths, &shown)
+        // The path is shown only in a refusal: not rendered on every create.
+        for path in paths {
+            lazy::expand(&mut self.value, &self.raw, path)
+                .map_err(|e| parse_error(e, &self.path.display().to_string()))?;
+        }
+        Ok(())
     }
 
     /// Writes the spec back atomically, with the original file's mode and owner.
@@ -280,6 +289,25 @@ pub fn as_object<'a>(
     })
 }
 
+/// Objects up to this many keys are searched by comparing keys: hashing a key (SipHash, for
+/// `serde_json::Map`'s `IndexMap`) costs more than comparing it with each of a dozen.
+const SCAN_KEYS: usize = 16;
+
+/// `v[key]` where `v` is an object; `None` for an absent key or a `v` that is not an object.
+/// What every edit's reads go through: a spec's entries have a handful of keys, compared
+/// faster than one is hashed.
+pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    member(v.as_object()?, key)
+}
+
+/// `map[key]`, as [`field`] finds it.
+pub fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() > SCAN_KEYS {
+        return map.get(key);
+    }
+    map.iter().find_map(|(k, v)| (k == key).then_some(v))
+}
+
 /// The slot `parent[key]`, filled with `empty` when absent or null.
 fn slot_at<'a>(
     parent: &'a mut Map<String, Value>,
@@ -327,8 +355,7 @@ pub fn array_at<'a>(
 /// The last `NAME=value` of `process.env`: the one runc's init sets last, so the container
 /// sees it, and the one NVIDIA's hook reads.
 pub fn env_value<'a>(spec: &'a Value, name: &str) -> Option<&'a str> {
-    spec.get("process")?
-        .get("env")?
+    field(field(spec, "process")?, "env")?
         .as_array()?
         .iter()
         .rev()

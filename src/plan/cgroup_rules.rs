@@ -4,16 +4,16 @@ use serde_json::{Map, Value};
 
 use super::build::{allow_rule, PlanError};
 use crate::gpu::DeviceNode;
-use crate::spec::{array_at, object_at};
+use crate::spec::{array_at, field, object_at};
 
 fn rule_allows(rule: &Value, node: &DeviceNode) -> bool {
-    let kind = node.kind.to_string();
-    rule.get("allow").and_then(Value::as_bool) == Some(true)
-        && rule.get("type").and_then(Value::as_str) == Some(kind.as_str())
-        && rule.get("major").and_then(Value::as_u64) == Some(node.major)
-        && rule.get("minor").and_then(Value::as_u64) == Some(node.minor)
-        && rule
-            .get("access")
+    let mut kind = [0; 4];
+    let kind: &str = node.kind.encode_utf8(&mut kind);
+    field(rule, "allow").and_then(Value::as_bool) == Some(true)
+        && field(rule, "type").and_then(Value::as_str) == Some(kind)
+        && field(rule, "major").and_then(Value::as_u64) == Some(node.major)
+        && field(rule, "minor").and_then(Value::as_u64) == Some(node.minor)
+        && field(rule, "access")
             .and_then(Value::as_str)
             .is_some_and(|a| a.contains('r') && a.contains('w') && a.contains('m'))
 }

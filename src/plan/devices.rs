@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::build::{device_entry, PlanError};
 use crate::gpu::{DeviceNode, Inventory};
-use crate::spec::{array_at, object_at};
+use crate::spec::{array_at, field, object_at};
 
 /// The NVIDIA driver's character major: `/dev/nvidiaN` is always `195:N`.
 const NVIDIA_MAJOR: u64 = 195;
@@ -52,9 +52,8 @@ pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, 
 /// asked for. A node whose number disagrees with its path is an error, as in [`add`]. Parts of
 /// the wrong shape hold nothing here; applying the plan refuses them.
 pub fn held_gpus(spec: &Value, inventory: &Inventory) -> Result<Vec<u32>, PlanError> {
-    let Some(devices) = spec
-        .get("linux")
-        .and_then(|l| l.get("devices"))
+    let Some(devices) = field(spec, "linux")
+        .and_then(|l| field(l, "devices"))
         .and_then(Value::as_array)
     else {
         return Ok(Vec::new());
@@ -92,9 +91,9 @@ struct Number<'a> {
 impl<'a> Number<'a> {
     fn of(entry: &'a Value) -> Number<'a> {
         Number {
-            kind: entry.get("type").and_then(Value::as_str),
-            major: entry.get("major").and_then(Value::as_u64),
-            minor: entry.get("minor").and_then(Value::as_u64),
+            kind: field(entry, "type").and_then(Value::as_str),
+            major: field(entry, "major").and_then(Value::as_u64),
+            minor: field(entry, "minor").and_then(Value::as_u64),
         }
     }
 
@@ -120,7 +119,7 @@ impl<'a> Number<'a> {
 
 /// An entry's path as runc will create it: `.`, `..` and doubled slashes resolved.
 fn entry_path(entry: &Value) -> Option<Cow<'_, Path>> {
-    let text = entry.get("path")?.as_str()?;
+    let text = field(entry, "path")?.as_str()?;
     // Docker's and our own entries are already clean: compared as they are, with no copy (every
     // create compares each node with each entry).
     if is_clean(text) {
@@ -197,8 +196,7 @@ fn check_agrees(entry: &Value, known: &[DeviceNode]) -> Result<(), PlanError> {
         return Ok(());
     }
     Err(PlanError::Contradicts {
-        given: entry
-            .get("path")
+        given: field(entry, "path")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),

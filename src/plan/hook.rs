@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::build::{hook_entry, PlanError};
-use crate::spec::{array_at, object_at, HOOK_STAGES};
+use crate::spec::{array_at, field, member, object_at, HOOK_STAGES};
 
 /// Names the legacy hook's executable has gone by (the toolkit's `isNVIDIAContainerRuntimeHook`
 /// knows these two). docker's `--gpus` puts the bare name in `args[0]`; the toolkit's own
@@ -47,9 +47,8 @@ impl Hook {
 /// The file names a hook runs under: its `path`'s and its `args[0]`'s. A hook can be renamed
 /// on disk, but what it is called as (`args[0]`) still says what it is, and the reverse.
 fn names(hook: &Value) -> impl Iterator<Item = &str> {
-    let path = hook.get("path").and_then(Value::as_str);
-    let args0 = hook
-        .get("args")
+    let path = field(hook, "path").and_then(Value::as_str);
+    let args0 = field(hook, "args")
         .and_then(Value::as_array)
         .and_then(|a| a.first())
         .and_then(Value::as_str);
@@ -60,7 +59,7 @@ fn names(hook: &Value) -> impl Iterator<Item = &str> {
 }
 
 fn is_legacy_hook(hook: &Value, path: &Path) -> bool {
-    hook.get("path").and_then(Value::as_str).map(Path::new) == Some(path)
+    field(hook, "path").and_then(Value::as_str).map(Path::new) == Some(path)
         || names(hook).any(|n| LEGACY_HOOK_NAMES.contains(&n))
 }
 
@@ -69,8 +68,7 @@ fn is_cdi_hook(hook: &Value) -> bool {
 }
 
 fn stage<'a>(hooks: &'a Map<String, Value>, name: &str) -> &'a [Value] {
-    hooks
-        .get(name)
+    member(hooks, name)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }

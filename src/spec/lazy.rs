@@ -9,6 +9,11 @@
 //! is held in the tree as a placeholder string (a per-process random nonce and an index into
 //! the raw spans) and written back as the input's own bytes on save.
 //!
+//! Two readers give the same result. `scan` (with `values`) reads the text in one pass, skipping
+//! raw subtrees and building the rest, and answers only where it is sure; serde (`raw_pairs`,
+//! `unique_keys`) reads it otherwise, and words every refusal, with its line and column. A
+//! property test holds the two to the same values, spans and refusals.
+//!
 //! Repeated keys (`unique_keys`) are refused on every level that is parsed: the three levels
 //! read as pairs and everything under [`PARSED`]. A raw subtree is not checked: the shim does
 //! not read it, and it reaches runc exactly as runc would have read it without the shim (the
@@ -24,8 +29,11 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use super::compact;
 use super::raw_pairs::{self, Pairs};
+use super::scan::{Scanner, Unsure};
 use super::unique_keys::{self, Error};
+use super::values;
 
 /// A path into the spec: one key, or two where the first is `process` or `linux`.
 pub type SpecPath = &'static [&'static str];
@@ -120,8 +128,57 @@ pub fn is_placeholder(v: &Value) -> bool {
 }
 
 /// Parses `bytes` building only [`PARSED`]'s values. A document that is not an object is
-/// parsed whole (the caller refuses it).
+/// parsed whole (the caller refuses it). The fast reading (`scan`) is tried first; where it is
+/// unsure, serde reads the text and gives the answer, refusal included.
 pub fn parse(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
+    if first_byte(&bytes) != Some(b'{') {
+        return parse_full(bytes);
+    }
+    let mut spans = Vec::new();
+    match parse_fast(&bytes, &mut spans) {
+        Ok(value) => Ok((value, Raw { bytes, spans })),
+        Err(Unsure) => parse_with_serde(bytes),
+    }
+}
+
+fn parse_fast(bytes: &[u8], spans: &mut Vec<Range<usize>>) -> Result<Value, Unsure> {
+    let mut s = Scanner::new(bytes)?;
+    let root = object_fast(&mut s, None, spans)?;
+    s.end()?;
+    Ok(Value::Object(root))
+}
+
+/// The object that comes next: the top level (`parent` `None`), or one of [`SPLIT`] under it.
+fn object_fast(
+    s: &mut Scanner<'_>,
+    parent: Option<&str>,
+    spans: &mut Vec<Range<usize>>,
+) -> Result<Map<String, Value>, Unsure> {
+    s.begin_object()?;
+    // Docker's top level, `process` and `linux` have about ten keys each.
+    let mut object = Map::with_capacity(16);
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        values::check_new_key(&object, &key)?;
+        let value = match parent {
+            Some(p) if wanted(&[p, &key]) => values::value(s)?,
+            Some(_) => hold_span(s.skip_value()?, spans),
+            None if wanted(&[&key]) => values::value(s)?,
+            None if SPLIT.contains(&key.as_str()) && s.peek() == Some(b'{') => {
+                Value::Object(object_fast(s, Some(&key), spans)?)
+            }
+            // Not an object: small, and the edits' shape errors need its type.
+            None if SPLIT.contains(&key.as_str()) => values::value(s)?,
+            None => hold_span(s.skip_value()?, spans),
+        };
+        object.insert(key, value);
+    }
+    Ok(object)
+}
+
+/// [`parse`] through serde only: the reference the fast reading answers for, and what words
+/// every refusal.
+pub fn parse_with_serde(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
     if first_byte(&bytes) != Some(b'{') {
         return parse_full(bytes);
     }
@@ -136,7 +193,6 @@ pub fn parse(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
             let inner = raw_pairs::from_slice(text, &[&key]).map_err(|e| shift(e, &bytes, text))?;
             Value::Object(split(&bytes, &key, inner, &mut spans)?)
         } else if SPLIT.contains(&key.as_str()) {
-            // Not an object: small, and the edits' shape errors need its type.
             parse_at(&bytes, text, &[&key])?
         } else {
             hold(&bytes, text, &mut spans)
@@ -194,13 +250,20 @@ pub fn expand(value: &mut Value, raw: &Raw, path: &[&str]) -> Result<(), Error> 
         return Ok(());
     };
     let text = &raw.bytes[span.clone()];
-    *slot = parse_at(&raw.bytes, text, path)?;
+    *slot = match values::value_of(text) {
+        Ok(built) => built,
+        Err(Unsure) => parse_at(&raw.bytes, text, path)?,
+    };
     Ok(())
 }
 
 fn hold(whole: &[u8], text: &[u8], spans: &mut Vec<Range<usize>>) -> Value {
     let start = offset(whole, text);
-    spans.push(start..start + text.len());
+    hold_span(start..start + text.len(), spans)
+}
+
+fn hold_span(span: Range<usize>, spans: &mut Vec<Range<usize>>) -> Value {
+    spans.push(span);
     placeholder(spans.len() - 1)
 }
 
@@ -246,24 +309,26 @@ fn first_byte(bytes: &[u8]) -> Option<u8> {
 }
 
 /// The document as compact JSON, each held subtree as the input's own bytes: what
-/// `SpecFile::save` writes.
+/// `SpecFile::save` writes. Writing to memory cannot fail; the `Result` is serde_json's
+/// signature, kept for callers.
 pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
-    if raw.spans.is_empty() {
-        return serde_json::to_vec(value);
-    }
     let mut out = Vec::with_capacity(raw.bytes.len() + 4096);
-    write(&mut out, value, raw, 0)?;
+    if raw.spans.is_empty() {
+        compact::value(&mut out, value);
+    } else {
+        write(&mut out, value, raw, 0);
+    }
     Ok(out)
 }
 
 /// Writes `v`, found `depth` levels down; placeholders are looked for only where [`parse`]
 /// puts them (depth 1 and 2).
-fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) -> Result<(), serde_json::Error> {
+fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
     match v {
         Value::String(s) if depth > 0 => {
             match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
                 Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
-                None => serde_json::to_writer(&mut *out, s)?,
+                None => compact::string(out, s),
             }
         }
         Value::Object(map) if depth < 2 => {
@@ -272,15 +337,14 @@ fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) -> Result<(), se
                 if i > 0 {
                     out.push(b',');
                 }
-                serde_json::to_writer(&mut *out, key)?;
+                compact::string(out, key);
                 out.push(b':');
-                write(out, value, raw, depth + 1)?;
+                write(out, value, raw, depth + 1);
             }
             out.push(b'}');
         }
-        _ => serde_json::to_writer(&mut *out, v)?,
+        _ => compact::value(out, v),
     }
-    Ok(())
 }
 
 #[cfg(test)]

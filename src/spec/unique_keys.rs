@@ -19,7 +19,7 @@ use serde_json::{Map, Number, Value};
 
 /// serde_json (with `arbitrary_precision`) hands a number to a visitor as a one-entry map under
 /// this key; its own `Value` reads it the same way. Pinned by the tests below.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+pub(super) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// Objects of the OCI spec that Go decodes as maps, where keys are case-sensitive.
 const GO_MAPS: &[&[&str]] = &[
@@ -182,7 +182,7 @@ fn go_fold(key: &str) -> String {
 }
 
 /// Whether Go takes `a` and `b` for the same struct field; without allocating.
-fn go_fold_eq(a: &str, b: &str) -> bool {
+pub(super) fn go_fold_eq(a: &str, b: &str) -> bool {
     if a.len() == b.len() && a.eq_ignore_ascii_case(b) {
         return true;
     }

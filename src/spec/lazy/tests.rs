@@ -128,3 +128,56 @@ fn an_edit_that_reaches_a_raw_subtree_fails_in_debug_builds() {
     let root = v.as_object_mut().unwrap();
     let _ = crate::spec::object_at(root, "root", "root");
 }
+
+fn fixture() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/docker-config.json"
+    ))
+    .unwrap()
+}
+
+/// Bytes that matter to a JSON reader, for mutating a valid spec.
+const MUTATIONS: &[u8] = b"{}[]\",:\\/ \n\t0159-+.eEtfnuU\x01\x1f\x7f\xc3\xa9\xff";
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn the_fast_reading_answers_only_as_serde_would(
+        edits in proptest::collection::vec((0usize..2000, 0usize..MUTATIONS.len(), 0u8..3), 1..4),
+    ) {
+        let mut bytes = fixture();
+        for (at, byte, how) in edits {
+            let at = at % (bytes.len() + 1);
+            match how {
+                0 => bytes.insert(at, MUTATIONS[byte]),
+                1 if at < bytes.len() => bytes[at] = MUTATIONS[byte],
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {}
+            }
+        }
+        let fast = parse(bytes.clone());
+        let serde = parse_with_serde(bytes);
+        match (fast, serde) {
+            (Ok((v, raw)), Ok((reference, reference_raw))) => {
+                proptest::prop_assert_eq!(&v, &reference);
+                proptest::prop_assert_eq!(to_vec(&v, &raw).unwrap(), to_vec(&reference, &reference_raw).unwrap());
+                for span in &raw.spans {
+                    let text = &raw.bytes[span.clone()];
+                    if let Ok(built) = crate::spec::values::value_of(text) {
+                        let theirs = unique_keys::from_slice(text);
+                        proptest::prop_assert!(theirs.is_ok());
+                        proptest::prop_assert_eq!(built, theirs.unwrap());
+                    }
+                }
+            }
+            (Err(e), Err(reference)) => {
+                proptest::prop_assert_eq!(format!("{e:?}"), format!("{reference:?}"));
+            }
+            (fast, serde) => proptest::prop_assert!(false, "{:?} against {:?}", fast.err(), serde.err()),
+        }
+    }
+}
