@@ -34,6 +34,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+/// A way to replace a file whole ([`replace_volatile`], [`replace_volatile_as_sole_writer`]).
+pub type Replace = fn(&Path, &[u8], Perms) -> Result<(), (PathBuf, io::Error)>;
+
 /// Mode and owner for the new file.
 #[derive(Debug, Clone, Copy)]
 pub struct Perms {

@@ -157,7 +157,10 @@ pub fn edit_bundle(
         }
     }
     if spec_changed {
-        spec.save()?;
+        match state {
+            Some(_) => spec.save_under_lock()?,
+            None => spec.save()?,
+        }
     }
     // The process becomes runc next: freeing the spec's tree would only cost time.
     std::mem::forget(spec);

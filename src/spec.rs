@@ -30,7 +30,7 @@ mod unique_keys;
 mod values;
 
 use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -147,11 +147,20 @@ impl SpecFile {
         if meta.len() == 0 {
             return Err(SpecError::Empty(shown));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // Read one byte past the limit so a file that grew since fstat is still caught.
-        file.take(MAX_SPEC_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
+        // Read one byte past the limit so a file that grew since fstat is still caught; one
+        // `read` for a file as large as fstat said.
+        let mut file = file;
+        let limit = MAX_SPEC_BYTES as usize + 1;
+        let bytes = match crate::read_whole::read_to_end(&mut file, meta.len() as usize, limit) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(SpecError::TooLarge {
+                    path: shown,
+                    size: MAX_SPEC_BYTES + 1,
+                })
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         if bytes.len() as u64 > MAX_SPEC_BYTES {
             return Err(SpecError::TooLarge {
                 path: shown,
@@ -190,6 +199,17 @@ impl SpecFile {
 
     /// Writes the spec back atomically, with the original file's mode and owner.
     pub fn save(&self) -> Result<(), SpecError> {
+        self.write(atomic::replace_volatile)
+    }
+
+    /// [`SpecFile::save`] by a create that holds the placement lock, which every create that
+    /// writes a spec under it takes: its temp file has one name, reused, and no scan for the
+    /// leftovers of killed writers is needed (`atomic`).
+    pub fn save_under_lock(&self) -> Result<(), SpecError> {
+        self.write(atomic::replace_volatile_as_sole_writer)
+    }
+
+    fn write(&self, replace: atomic::Replace) -> Result<(), SpecError> {
         let bytes = lazy::to_vec(&self.value, &self.raw).map_err(|e| SpecError::Io {
             path: self.path.display().to_string(),
             source: io::Error::other(e),
@@ -198,11 +218,9 @@ impl SpecFile {
             mode: self.mode,
             owner: Some((self.uid, self.gid)),
         };
-        atomic::replace_volatile(&self.path, &bytes, perms).map_err(|(path, source)| {
-            SpecError::Io {
-                path: path.display().to_string(),
-                source,
-            }
+        replace(&self.path, &bytes, perms).map_err(|(path, source)| SpecError::Io {
+            path: path.display().to_string(),
+            source,
         })
     }
 }
