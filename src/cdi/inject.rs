@@ -7,11 +7,14 @@
 //! placement, `Resolved::for_gpus` is pure selection. It never decides GPUs and never touches
 //! config.json.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::digest::{Digest, DigestError, Origin};
+use super::digest::{Digest, DigestError};
 use super::edits::{CdiNode, ContainerEdits, Injected};
 use super::select::{self, NotCovered};
+use super::store::{self, Origin};
+use super::text::checksum;
 use crate::config::{DevicesSection, InjectionMode};
 use crate::gpu::{devfs, DeviceNode, Inventory};
 
@@ -78,27 +81,32 @@ pub fn choose(
     }
 }
 
-/// The digest for `root`'s specs, resolved for every GPU in `inventory`.
+/// The digest for `root`'s specs, resolved for every GPU in `inventory`. Only the edits of the
+/// specs and of the devices that cover a GPU are read out of the digest.
 pub fn resolve(root: &Path, state_dir: &Path, inventory: &Inventory) -> Result<Resolved, CdiError> {
-    let (digest, origin) = Digest::load(root, state_dir)?;
+    let (digest, origin) = store::load(root, state_dir)?;
     if digest.specs.is_empty() {
         return Err(no_spec(root));
     }
     let covered = select::cover(&digest, inventory)?;
+    let damaged = || CdiError::Digest(store::discard(state_dir));
     let mut specs = Vec::with_capacity(digest.specs.len());
-    for s in digest.specs {
-        let nodes = nodes_of(&s.edits.device_nodes, &s.path, root, inventory)?;
-        specs.push((s.path, s.edits, nodes));
+    for (i, s) in digest.specs.iter().enumerate() {
+        let edits = digest.spec_edits(i).ok_or_else(damaged)?;
+        let nodes = nodes_of(&edits.device_nodes, &s.path, root, inventory)?;
+        specs.push((s.path.clone(), edits, nodes));
     }
     let mut gpus = Vec::with_capacity(covered.len());
-    let mut devices: Vec<Option<_>> = digest.devices.into_iter().map(Some).collect();
+    let mut taken = vec![false; digest.devices.len()];
     for (index, at) in covered {
-        let Some(device) = devices.get_mut(at).and_then(Option::take) else {
+        // One device given for two GPUs is applied once, with the first.
+        if std::mem::replace(&mut taken[at], true) {
             continue;
-        };
-        let path = &specs[device.spec].0;
-        let nodes = nodes_of(&device.edits.device_nodes, path, root, inventory)?;
-        gpus.push((index, device.spec, device.edits, nodes));
+        }
+        let spec = digest.devices[at].spec;
+        let edits = digest.device_edits(at).ok_or_else(damaged)?;
+        let nodes = nodes_of(&edits.device_nodes, &specs[spec].0, root, inventory)?;
+        gpus.push((index, spec, edits, nodes));
     }
     Ok(Resolved {
         specs,
@@ -125,6 +133,7 @@ impl Resolved {
     /// not copied, on the create path.
     pub fn for_gpus(mut self, gpus: &[u32]) -> (Injected, PathBuf) {
         let mut out = Injected::default();
+        let mut seen = Vec::new();
         let mut first: Option<usize> = None;
         let mut used = vec![false; self.specs.len()];
         for &index in gpus {
@@ -136,13 +145,10 @@ impl Resolved {
                 used[spec] = true;
                 first.get_or_insert(spec);
                 let (_, common, common_nodes) = &mut self.specs[spec];
-                add(
-                    &mut out,
-                    std::mem::take(common),
-                    std::mem::take(common_nodes),
-                );
+                let (common, common_nodes) = (std::mem::take(common), std::mem::take(common_nodes));
+                add(&mut out, &mut seen, common, common_nodes);
             }
-            add(&mut out, edits, nodes);
+            add(&mut out, &mut seen, edits, nodes);
         }
         let spec = first
             .map(|i| std::mem::take(&mut self.specs[i].0))
@@ -151,18 +157,19 @@ impl Resolved {
     }
 }
 
-fn add(out: &mut Injected, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
+/// Adds what `out` does not have yet. `seen` holds a checksum of each mount destination in
+/// `out`, so that dozens of driver mounts cost a compare of numbers each, not of paths.
+fn add(out: &mut Injected, seen: &mut Vec<u64>, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
     for n in nodes {
-        if !out.nodes.iter().any(|o| o.path == n.path) {
+        if !out.nodes.iter().any(|o| same_path(&o.path, &n.path)) {
             out.nodes.push(n);
         }
     }
     for m in edits.mounts {
-        if !out
-            .mounts
-            .iter()
-            .any(|o| o.container_path == m.container_path)
-        {
+        let key = checksum(m.container_path.as_bytes());
+        let mut same = seen.iter().zip(&out.mounts).filter(|(k, _)| **k == key);
+        if !same.any(|(_, o)| o.container_path == m.container_path) {
+            seen.push(key);
             out.mounts.push(m);
         }
     }
@@ -197,23 +204,23 @@ fn node(
     root: &Path,
     inventory: &Inventory,
 ) -> Result<DeviceNode, CdiError> {
-    let container = PathBuf::from(&n.path);
-    let discovered_at = root.join(n.path.trim_start_matches('/'));
-    let host = n
+    let relative = n.path.trim_start_matches('/');
+    // The node discovery stat'ed already, where the spec's host node is the one under `root`.
+    let discovered = n
         .host_path
-        .as_ref()
-        .map_or_else(|| discovered_at.clone(), PathBuf::from);
+        .as_deref()
+        .is_none_or(|h| joins(h, root, relative) || Path::new(h) == root.join(relative));
     let known = inventory
         .gpus
         .iter()
         .map(|g| &g.node)
         .chain(&inventory.controls)
-        .find(|d| d.path == container && host == discovered_at);
+        .find(|d| discovered && same_path(Path::new(&n.path), &d.path));
     let given = n.kind.is_some() && n.major.is_some() && n.minor.is_some();
     let mut d = match known {
         Some(d) => d.clone(),
         None if given => DeviceNode {
-            path: container.clone(),
+            path: PathBuf::from(&n.path),
             kind: 'c',
             major: 0,
             minor: 0,
@@ -222,7 +229,12 @@ fn node(
             gid: 0,
         },
         None => {
-            devfs::device_node(&host, container.clone()).ok_or_else(|| CdiError::NodeMissing {
+            let host = n
+                .host_path
+                .as_ref()
+                .map_or_else(|| root.join(relative), PathBuf::from);
+            let container = PathBuf::from(&n.path);
+            devfs::device_node(&host, container).ok_or_else(|| CdiError::NodeMissing {
                 spec: spec.display().to_string(),
                 path: n.path.clone(),
                 host: host.display().to_string(),
@@ -238,6 +250,36 @@ fn node(
     d.uid = n.uid.unwrap_or(d.uid);
     d.gid = n.gid.unwrap_or(d.gid);
     Ok(d)
+}
+
+/// Whether `path` is `root` joined with `relative`, byte for byte (`Path::join`'s result
+/// without building it); where not, the caller compares by components.
+fn joins(path: &str, root: &Path, relative: &str) -> bool {
+    let root = root.as_os_str().as_bytes();
+    let Some(rest) = path.as_bytes().strip_prefix(root) else {
+        return false;
+    };
+    let rest = match root.last() {
+        Some(b'/') => Some(rest),
+        _ => rest.strip_prefix(b"/"),
+    };
+    rest == Some(relative.as_bytes())
+}
+
+/// `Path`'s equality (by components) of `a` and `b`, compared as bytes where that gives the
+/// same answer: both absolute, with no empty or `.` component and no trailing slash.
+fn same_path(a: &Path, b: &Path) -> bool {
+    let (x, y) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    x == y || (!(plain(x) && plain(y)) && a == b)
+}
+
+fn plain(p: &[u8]) -> bool {
+    p.first() == Some(&b'/')
+        && p.len() > 1
+        && !p.ends_with(b"/")
+        && !p.ends_with(b"/.")
+        && !p.windows(2).any(|w| w == b"//")
+        && !p.windows(3).any(|w| w == b"/./")
 }
 
 #[cfg(test)]

@@ -9,9 +9,12 @@
 pub mod digest;
 pub mod edits;
 pub mod inject;
+pub mod packed;
 pub mod report;
 pub mod select;
 pub mod spec;
+pub mod store;
+pub mod text;
 
 pub use inject::{choose, CdiError, Injection, Required, Resolved};
 pub use report::{Report, Severity};
