@@ -274,12 +274,12 @@ fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 fn plain(p: &[u8]) -> bool {
-    p.first() == Some(&b'/')
-        && p.len() > 1
-        && !p.ends_with(b"/")
-        && !p.ends_with(b"/.")
-        && !p.windows(2).any(|w| w == b"//")
-        && !p.windows(3).any(|w| w == b"/./")
+    match p.split_first() {
+        Some((b'/', rest)) => {
+            !rest.is_empty() && rest.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b".")
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! \n                                             end of the index; the blocks follow
 //! e <env>\n
 //! n <path> <hostPath> <type> <major> <minor> <fileMode> <uid> <gid>\n
-//! m <hostPath> <containerPath> <type> <option>...\n
+//! m <hostPath> <containerPath> <type> <option>...\n   (containerPath `-`: the same as hostPath)
+//! M <hostPath> <containerPath> <type>\n                 the options of the mount line before it
 //! h <hookName> <path> <timeout> <count of args> <arg>... <env>...\n
 //! ```
 //! (shown with spaces; each field is `<length>:<bytes>`, or `-` for none, with nothing between:
@@ -133,15 +134,22 @@ fn block(out: &mut String, written: &mut Vec<Range<usize>>, edits: &ContainerEdi
         num_into(out, n.gid);
         out.push('\n');
     }
+    // nvidia-ctk gives every mount the same options, and most a container path that is the
+    // host path: each is written (and parsed) once.
+    let mut before: Option<&[String]> = None;
     for m in &edits.mounts {
-        out.push('m');
+        let same_options = before == Some(m.options.as_slice());
+        out.push(if same_options { 'M' } else { 'm' });
         field_into(out, &m.host_path);
-        field_into(out, &m.container_path);
+        opt_into(out, Some(m.container_path.as_str()).filter(|c| *c != m.host_path));
         opt_into(out, m.kind.as_deref());
-        for o in &m.options {
-            field_into(out, o);
+        if !same_options {
+            for o in &m.options {
+                field_into(out, o);
+            }
         }
         out.push('\n');
+        before = Some(&m.options);
     }
     for h in &edits.hooks {
         out.push('h');
@@ -278,6 +286,10 @@ impl Packed {
                 Line::Env(e) => edits.env.push(e),
                 Line::Node(n) => edits.device_nodes.push(n),
                 Line::Mount(m) => edits.mounts.push(m),
+                Line::SameOptions(mut m) => {
+                    m.options = edits.mounts.last()?.options.clone();
+                    edits.mounts.push(m);
+                }
                 Line::Hook(h) => edits.hooks.push(h),
             }
         }
@@ -289,6 +301,8 @@ enum Line {
     Env(String),
     Node(CdiNode),
     Mount(CdiMount),
+    /// A mount whose options are the previous mount's.
+    SameOptions(CdiMount),
     Hook(CdiHook),
 }
 
@@ -306,16 +320,21 @@ fn line(r: &mut Reader) -> Option<Line> {
             uid: r.opt_num()?,
             gid: r.opt_num()?,
         }),
-        b'm' => {
-            let (host_path, container_path, kind) = (r.owned()?, r.owned()?, r.opt_owned()?);
-            let mut options = Vec::with_capacity(8);
-            r.rest_owned(&mut options)?;
-            return Some(Line::Mount(CdiMount {
+        tag @ (b'm' | b'M') => {
+            let host_path = r.owned()?;
+            let container_path = r.opt()?.map_or_else(|| host_path.clone(), str::to_owned);
+            let mut mount = CdiMount {
                 host_path,
                 container_path,
-                kind,
-                options,
-            }));
+                kind: r.opt_owned()?,
+                options: Vec::new(),
+            };
+            if tag == b'M' {
+                return r.end_of_line().then_some(Line::SameOptions(mount));
+            }
+            mount.options.reserve_exact(8);
+            r.rest_owned(&mut mount.options)?;
+            return Some(Line::Mount(mount));
         }
         b'h' => {
             let (hook_name, path, timeout) = (r.owned()?, r.owned()?, r.opt_num()?);

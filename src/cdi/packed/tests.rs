@@ -22,12 +22,32 @@ fn sample() -> Digest {
                 gid: Some(u32::MAX),
             },
         ],
-        mounts: vec![CdiMount {
-            host_path: "/usr/lib64/libcuda.so.1".into(),
-            container_path: "/usr/lib64/libcuda.so.1".into(),
-            kind: Some("bind".into()),
-            options: vec!["ro".into(), String::new(), "nosuid".into()],
-        }],
+        mounts: vec![
+            CdiMount {
+                host_path: "/usr/lib64/libcuda.so.1".into(),
+                container_path: "/usr/lib64/libcuda.so.1".into(),
+                kind: Some("bind".into()),
+                options: vec!["ro".into(), String::new(), "nosuid".into()],
+            },
+            CdiMount {
+                host_path: "/host/usr/bin/nvidia-smi".into(),
+                container_path: "/usr/bin/nvidia-smi".into(),
+                kind: None,
+                options: vec!["ro".into(), String::new(), "nosuid".into()],
+            },
+            CdiMount {
+                host_path: "/a".into(),
+                container_path: "-".into(),
+                kind: None,
+                options: Vec::new(),
+            },
+            CdiMount {
+                host_path: "/b".into(),
+                container_path: "/b".into(),
+                kind: None,
+                options: Vec::new(),
+            },
+        ],
         hooks: vec![CdiHook {
             hook_name: "createContainer".into(),
             path: "/usr/bin/nvidia-cdi-hook".into(),
@@ -152,6 +172,8 @@ fn a_well_summed_but_malformed_digest_is_refused() {
         "n12:/dev/nvidia0--1:x----\n",
         "n12:/dev/nvidia0--------1:x\n",
         "m2:/a\n",
+        "M2:/a--\n",
+        "m2:/a--\nM2:/b--1:x\n",
         "h15:createContainer2:/p-1:31:a\n",
         "h15:createContainer2:/p-1:x\n",
         "e1:a",
