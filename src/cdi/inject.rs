@@ -7,16 +7,16 @@
 //! placement, `Resolved::for_gpus` is pure selection. It never decides GPUs and never touches
 //! config.json.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::digest::{Digest, DigestError};
-use super::edits::{CdiNode, ContainerEdits, Injected};
+use super::edits::{ContainerEdits, Injected};
+use super::nodes::{nodes_of, same_path, NodeMissing};
 use super::select::{self, NotCovered};
 use super::store::{self, Origin};
 use super::text::checksum;
 use crate::config::{DevicesSection, InjectionMode};
-use crate::gpu::{devfs, DeviceNode, Inventory};
+use crate::gpu::{DeviceNode, Inventory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
@@ -26,12 +26,8 @@ pub enum CdiError {
     NoSpec { dirs: String },
     #[error(transparent)]
     NotCovered(#[from] NotCovered),
-    #[error("CDI spec {spec}: device node {path} is not a device on this host ({host})")]
-    NodeMissing {
-        spec: String,
-        path: String,
-        host: String,
-    },
+    #[error(transparent)]
+    NodeMissing(#[from] NodeMissing),
 }
 
 /// Under `devices.injection = "cdi"`, CDI that cannot be used stops the create.
@@ -160,6 +156,8 @@ impl Resolved {
 /// Adds what `out` does not have yet. `seen` holds a checksum of each mount destination in
 /// `out`, so that dozens of driver mounts cost a compare of numbers each, not of paths.
 fn add(out: &mut Injected, seen: &mut Vec<u64>, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
+    out.mounts.reserve(edits.mounts.len());
+    seen.reserve(edits.mounts.len());
     for n in nodes {
         if !out.nodes.iter().any(|o| same_path(&o.path, &n.path)) {
             out.nodes.push(n);
@@ -185,141 +183,35 @@ fn add(out: &mut Injected, seen: &mut Vec<u64>, edits: ContainerEdits, nodes: Ve
     }
 }
 
-/// The spec's nodes with their type and numbers: what the spec gives, the rest from the host.
-fn nodes_of(
-    nodes: &[CdiNode],
-    spec: &Path,
-    root: &Path,
-    inventory: &Inventory,
-) -> Result<Vec<DeviceNode>, CdiError> {
-    nodes
-        .iter()
-        .map(|n| node(n, spec, root, inventory))
-        .collect()
-}
-
-fn node(
-    n: &CdiNode,
-    spec: &Path,
-    root: &Path,
-    inventory: &Inventory,
-) -> Result<DeviceNode, CdiError> {
-    let relative = n.path.trim_start_matches('/');
-    // The node discovery stat'ed already, where the spec's host node is the one under `root`.
-    let discovered = n
-        .host_path
-        .as_deref()
-        .is_none_or(|h| joins(h, root, relative) || Path::new(h) == root.join(relative));
-    let known = inventory
-        .gpus
-        .iter()
-        .map(|g| &g.node)
-        .chain(&inventory.controls)
-        .find(|d| discovered && same_path(Path::new(&n.path), &d.path));
-    let given = n.kind.is_some() && n.major.is_some() && n.minor.is_some();
-    let mut d = match known {
-        Some(d) => d.clone(),
-        None if given => DeviceNode {
-            path: PathBuf::from(&n.path),
-            kind: 'c',
-            major: 0,
-            minor: 0,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        },
-        None => {
-            let host = n
-                .host_path
-                .as_ref()
-                .map_or_else(|| root.join(relative), PathBuf::from);
-            let container = PathBuf::from(&n.path);
-            devfs::device_node(&host, container).ok_or_else(|| CdiError::NodeMissing {
-                spec: spec.display().to_string(),
-                path: n.path.clone(),
-                host: host.display().to_string(),
-            })?
-        }
-    };
-    if let Some(kind) = n.kind.as_deref().and_then(|k| k.chars().next()) {
-        d.kind = if kind == 'b' { 'b' } else { 'c' };
-    }
-    d.major = n.major.unwrap_or(d.major);
-    d.minor = n.minor.unwrap_or(d.minor);
-    d.mode = n.file_mode.map_or(d.mode, |m| m & 0o7777);
-    d.uid = n.uid.unwrap_or(d.uid);
-    d.gid = n.gid.unwrap_or(d.gid);
-    Ok(d)
-}
-
-/// Whether `path` is `root` joined with `relative`, byte for byte (`Path::join`'s result
-/// without building it); where not, the caller compares by components.
-fn joins(path: &str, root: &Path, relative: &str) -> bool {
-    let root = root.as_os_str().as_bytes();
-    let Some(rest) = path.as_bytes().strip_prefix(root) else {
-        return false;
-    };
-    let rest = match root.last() {
-        Some(b'/') => Some(rest),
-        _ => rest.strip_prefix(b"/"),
-    };
-    rest == Some(relative.as_bytes())
-}
-
-/// `Path`'s equality (by components) of `a` and `b`, compared as bytes where that gives the
-/// same answer: both absolute, with no empty or `.` component and no trailing slash.
-fn same_path(a: &Path, b: &Path) -> bool {
-    let (x, y) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
-    x == y || (!(plain(x) && plain(y)) && a == b)
-}
-
-fn plain(p: &[u8]) -> bool {
-    match p.split_first() {
-        Some((b'/', rest)) => {
-            !rest.is_empty() && rest.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b".")
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cdi::edits::CdiMount;
 
-    fn cdi_node(path: &str) -> CdiNode {
-        CdiNode {
-            path: path.to_owned(),
-            ..CdiNode::default()
-        }
-    }
-
     #[test]
-    fn nodes_come_from_the_inventory_the_spec_or_the_host() {
-        let inv = Inventory::synthetic(2);
-        let root = Path::new("/nonexistent-root");
-        let spec = Path::new("/etc/cdi/nvidia.yaml");
-        // Discovered already: no stat, the inventory's numbers.
-        let n = node(&cdi_node("/dev/nvidia-uvm"), spec, root, &inv).unwrap();
-        assert_eq!((n.major, n.minor), (510, 0));
-        // Given whole by the spec: no stat either.
-        let given = CdiNode {
-            kind: Some("c".into()),
-            major: Some(508),
-            minor: Some(1),
-            file_mode: Some(0o100640),
-            ..cdi_node("/dev/nvidia-caps/nvidia-cap1")
-        };
-        let n = node(&given, spec, root, &inv).unwrap();
-        assert_eq!((n.kind, n.major, n.minor, n.mode), ('c', 508, 1, 0o640));
-        // Neither: the host's node, which is not there.
-        let e = node(&cdi_node("/dev/nvidia-caps/nvidia-cap2"), spec, root, &inv).unwrap_err();
-        assert!(
-            e.to_string().contains("/dev/nvidia-caps/nvidia-cap2"),
-            "{e}"
-        );
+    fn a_digest_whose_edits_do_not_read_is_removed_and_rebuilt_by_the_next_create() {
+        use crate::cdi::digest::fixtures::write;
+        use crate::cdi::packed::tests::{body, seal};
+        use crate::cdi::store::DIGEST_FILE;
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let spec = "cdiVersion: 0.6.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n  \
+                    containerEdits:\n    deviceNodes:\n    - {path: /dev/nvidia0}\n\
+                    containerEdits:\n  mounts:\n  - {hostPath: /a, containerPath: /b}\n";
+        write(root.path(), "etc/cdi/nvidia.yaml", spec);
+        let inv = Inventory::synthetic(1);
+        let resolved = resolve(root.path(), state.path(), &inv).unwrap();
+        assert_eq!(resolved.origin, Origin::Rebuilt);
+        let file = state.path().join(DIGEST_FILE);
+        let bytes = std::fs::read(&file).unwrap();
+        // The checksum holds, the keys are current, but the mount line is not one we write.
+        std::fs::write(&file, seal(&body(&bytes).replace("m2:/a", "m9:/a"))).unwrap();
+        let e = resolve(root.path(), state.path(), &inv).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert!(!file.exists());
+        let resolved = resolve(root.path(), state.path(), &inv).unwrap();
+        assert_eq!(resolved.origin, Origin::Rebuilt);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
     }
-
     #[test]
     fn a_container_gets_its_gpus_devices_and_the_common_edits_once() {
         let inv = Inventory::synthetic(3);

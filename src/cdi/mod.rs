@@ -9,6 +9,7 @@
 pub mod digest;
 pub mod edits;
 pub mod inject;
+pub mod nodes;
 pub mod packed;
 pub mod report;
 pub mod select;

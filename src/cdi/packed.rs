@@ -108,14 +108,22 @@ pub fn encode(digest: &Digest) -> Encoded {
     }
     index.push('\n');
     index.push_str(&blocks);
-    let header = format!("{MAGIC}{:016x} {}\n", checksum(index.as_bytes()), index.len());
+    let header = format!(
+        "{MAGIC}{:016x} {}\n",
+        checksum(index.as_bytes()),
+        index.len()
+    );
     let mut bytes = header.into_bytes();
     bytes.extend_from_slice(index.as_bytes());
     Encoded { bytes, exact }
 }
 
 /// Appends `edits` as a block, or finds the same block already written; returns its range.
-fn block(out: &mut String, written: &mut Vec<Range<usize>>, edits: &ContainerEdits) -> Range<usize> {
+fn block(
+    out: &mut String,
+    written: &mut Vec<Range<usize>>,
+    edits: &ContainerEdits,
+) -> Range<usize> {
     let start = out.len();
     for e in &edits.env {
         out.push('e');
@@ -141,7 +149,10 @@ fn block(out: &mut String, written: &mut Vec<Range<usize>>, edits: &ContainerEdi
         let same_options = before == Some(m.options.as_slice());
         out.push(if same_options { 'M' } else { 'm' });
         field_into(out, &m.host_path);
-        opt_into(out, Some(m.container_path.as_str()).filter(|c| *c != m.host_path));
+        opt_into(
+            out,
+            Some(m.container_path.as_str()).filter(|c| *c != m.host_path),
+        );
         opt_into(out, m.kind.as_deref());
         if !same_options {
             for o in &m.options {
@@ -163,7 +174,10 @@ fn block(out: &mut String, written: &mut Vec<Range<usize>>, edits: &ContainerEdi
         out.push('\n');
     }
     let new = start..out.len();
-    if let Some(same) = written.iter().find(|r| out[(*r).clone()] == out[new.clone()]) {
+    if let Some(same) = written
+        .iter()
+        .find(|r| out[(*r).clone()] == out[new.clone()])
+    {
         let same = same.clone();
         out.truncate(start);
         return same;
@@ -202,7 +216,10 @@ impl Packed {
         packed.base = body_at + r.at();
         let blocks = text.get(packed.base..)?;
         let specs = packed.specs.len();
-        if !packed.specs.iter().all(|s| blocks.get(s.block.clone()).is_some())
+        if !packed
+            .specs
+            .iter()
+            .all(|s| blocks.get(s.block.clone()).is_some())
             || !packed
                 .devices
                 .iter()
@@ -359,4 +376,4 @@ fn line(r: &mut Reader) -> Option<Line> {
 }
 
 #[cfg(test)]
-mod tests;
+pub mod tests;

@@ -76,7 +76,11 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         // At most 9 digits: no digest holds a field of a gigabyte, and no overflow to check.
-        let colon = bytes.iter().take(10).position(|&b| b == b':').filter(|&c| c > 0)?;
+        let colon = bytes
+            .iter()
+            .take(10)
+            .position(|&b| b == b':')
+            .filter(|&c| c > 0)?;
         let mut len: usize = 0;
         for &d in bytes.get(..colon)? {
             if !d.is_ascii_digit() {
@@ -137,7 +141,9 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K).rotate_left(29);
+        h = (h ^ u64::from_le_bytes(word))
+            .wrapping_mul(K)
+            .rotate_left(29);
     }
     let mut tail = [0u8; 8];
     tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
@@ -172,7 +178,15 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_none() {
-        for bad in ["", ":", "5:abc", "x:abc", "1x:abc", "99999999999999999999999:a", "1:\u{e9}"] {
+        for bad in [
+            "",
+            ":",
+            "5:abc",
+            "x:abc",
+            "1x:abc",
+            "99999999999999999999999:a",
+            "1:\u{e9}",
+        ] {
             assert_eq!(Reader::new(bad).field(), None, "{bad:?}");
         }
         assert_eq!(Reader::new("-").field(), None);

@@ -118,7 +118,10 @@ pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<boo
             .iter()
             .position(|s| *s == h.hook_name)
             .and_then(|i| SHOWN_STAGES.get(i))
-            .map_or_else(|| Cow::Owned(format!("hooks.{}", h.hook_name)), |s| Cow::Borrowed(*s));
+            .map_or_else(
+                || Cow::Owned(format!("hooks.{}", h.hook_name)),
+                |s| Cow::Borrowed(*s),
+            );
         let stage = array_at(stages, &h.hook_name, &shown)?;
         if stage.iter().any(|e| same_hook(e, h)) {
             continue;
@@ -165,7 +168,9 @@ fn same_strings(value: Option<&Value>, items: &[String]) -> bool {
         Some(Value::Array(a)) => {
             !items.is_empty()
                 && a.len() == items.len()
-                && a.iter().zip(items).all(|(v, s)| v.as_str() == Some(s.as_str()))
+                && a.iter()
+                    .zip(items)
+                    .all(|(v, s)| v.as_str() == Some(s.as_str()))
         }
         Some(_) => false,
     }

@@ -129,7 +129,10 @@ fn a_recorded_problem_reads_back() {
 fn any_damage_or_another_version_is_refused_without_panicking() {
     let bytes = encode(&sample()).bytes;
     for cut in 0..bytes.len() {
-        assert!(Packed::parse(bytes[..cut].to_vec()).is_none(), "cut at {cut}");
+        assert!(
+            Packed::parse(bytes[..cut].to_vec()).is_none(),
+            "cut at {cut}"
+        );
     }
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
@@ -143,15 +146,25 @@ fn any_damage_or_another_version_is_refused_without_panicking() {
     assert!(Packed::parse(b"{\"version\":1,".to_vec()).is_none());
 }
 
+/// `body` behind a header whose checksum and length hold, for tests that need a digest `encode`
+/// would not write.
+pub fn seal(body: &str) -> Vec<u8> {
+    let mut b = format!("{MAGIC}{:016x} {}\n", checksum(body.as_bytes()), body.len());
+    b.push_str(body);
+    b.into_bytes()
+}
+
+/// The body of an encoded digest (what follows the header).
+pub fn body(bytes: &[u8]) -> &str {
+    let text = std::str::from_utf8(bytes).unwrap();
+    text.split_once('\n').unwrap().1
+}
+
 /// A file whose checksum holds but whose content is not what `encode` writes (a writer's bug,
 /// or a hand edit that fixed the checksum): the index is refused, a bad block reads as `None`.
 #[test]
 fn a_well_summed_but_malformed_digest_is_refused() {
-    let sealed = |body: &str| {
-        let mut b = format!("{MAGIC}{:016x} {}\n", checksum(body.as_bytes()), body.len());
-        b.push_str(body);
-        Packed::parse(b.into_bytes())
-    };
+    let sealed = |body: &str| Packed::parse(seal(body));
     assert!(sealed("\n").is_some());
     assert!(sealed("k2:/a----\ns2:/a1:01:0\n\n").is_some());
     for bad_index in [
@@ -179,7 +192,11 @@ fn a_well_summed_but_malformed_digest_is_refused() {
         "e1:a",
         "e1:ab\n",
     ] {
-        let body = format!("s2:/a1:0{}:{}\n\n{bad_block}", bad_block.len().to_string().len(), bad_block.len());
+        let body = format!(
+            "s2:/a1:0{}:{}\n\n{bad_block}",
+            bad_block.len().to_string().len(),
+            bad_block.len()
+        );
         let packed = sealed(&body).unwrap();
         assert_eq!(packed.spec_edits(0), None, "{bad_block:?}");
     }
