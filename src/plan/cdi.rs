@@ -49,6 +49,7 @@ pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<
         }
     }
     let before = list.len();
+    list.reserve(mounts.len());
     let mut templates: [Option<Map<String, Value>>; 2] = [None, None];
     for (i, m) in mounts.iter().enumerate() {
         let dest = m.container_path.as_str();
