@@ -70,27 +70,25 @@ impl<'a> Reader<'a> {
 
     /// An optional field: `Some(None)` for `-`.
     pub fn opt(&mut self) -> Option<Option<&'a str>> {
-        let bytes = self.text.as_bytes().get(self.at..)?;
-        if bytes.first() == Some(&b'-') {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        if bytes.get(start) == Some(&b'-') {
             self.at += 1;
             return Some(None);
         }
-        // At most 9 digits: no digest holds a field of a gigabyte, and no overflow to check.
-        let colon = bytes
-            .iter()
-            .take(10)
-            .position(|&b| b == b':')
-            .filter(|&c| c > 0)?;
-        let mut len: usize = 0;
-        for &d in bytes.get(..colon)? {
-            if !d.is_ascii_digit() {
-                return None;
+        // One to nine digits, then a colon: no digest holds a field of a gigabyte, and nine
+        // digits cannot overflow.
+        let (mut at, mut len) = (start, 0usize);
+        loop {
+            match *bytes.get(at)? {
+                d @ b'0'..=b'9' if at - start < 9 => len = len * 10 + usize::from(d - b'0'),
+                b':' if at > start => break,
+                _ => return None,
             }
-            len = len * 10 + usize::from(d - b'0');
+            at += 1;
         }
-        let start = self.at + colon + 1;
-        let field = self.text.get(start..start + len)?;
-        self.at = start + len;
+        let field = self.text.get(at + 1..at + 1 + len)?;
+        self.at = at + 1 + len;
         Some(Some(field))
     }
 
