@@ -156,19 +156,28 @@ impl Resolved {
 /// Adds what `out` does not have yet. `seen` holds a checksum of each mount destination in
 /// `out`, so that dozens of driver mounts cost a compare of numbers each, not of paths.
 fn add(out: &mut Injected, seen: &mut Vec<u64>, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
-    out.mounts.reserve(edits.mounts.len());
-    seen.reserve(edits.mounts.len());
     for n in nodes {
         if !out.nodes.iter().any(|o| same_path(&o.path, &n.path)) {
             out.nodes.push(n);
         }
     }
-    for m in edits.mounts {
+    // The mounts are moved in whole (the first block's Vec is taken as it is), then the later of
+    // two with one destination is taken out again: rare, where moving each one is not.
+    let mut at = out.mounts.len();
+    seen.reserve(edits.mounts.len());
+    if at == 0 {
+        out.mounts = edits.mounts;
+    } else {
+        out.mounts.extend(edits.mounts);
+    }
+    while let Some(m) = out.mounts.get(at) {
         let key = checksum(m.container_path.as_bytes());
         let mut same = seen.iter().zip(&out.mounts).filter(|(k, _)| **k == key);
-        if !same.any(|(_, o)| o.container_path == m.container_path) {
+        if same.any(|(_, o)| o.container_path == m.container_path) {
+            out.mounts.remove(at);
+        } else {
             seen.push(key);
-            out.mounts.push(m);
+            at += 1;
         }
     }
     for h in edits.hooks {
@@ -222,19 +231,24 @@ mod tests {
             options: Vec::new(),
         };
         let common = ContainerEdits {
-            mounts: vec![mount("/usr/lib64/libcuda.so.1")],
+            mounts: [
+                "/usr/lib64/libcuda.so.1",
+                "/usr/bin/nvidia-smi",
+                "/usr/lib64/libcuda.so.1",
+            ]
+            .map(mount)
+            .to_vec(),
             env: vec!["NVIDIA_VISIBLE_DEVICES=void".into()],
             ..ContainerEdits::default()
         };
         let ctl = inv.controls[0].clone();
         let gpu = |i: usize| {
             let node = inv.gpus[i].node.clone();
-            (
-                i as u32,
-                0,
-                ContainerEdits::default(),
-                vec![node, ctl.clone()],
-            )
+            let own = ContainerEdits {
+                mounts: vec![mount("/usr/bin/nvidia-smi"), mount(&format!("/gpu{i}"))],
+                ..ContainerEdits::default()
+            };
+            (i as u32, 0, own, vec![node, ctl.clone()])
         };
         let resolved = Resolved {
             specs: vec![("/var/run/cdi/nvidia.yaml".into(), common, vec![ctl.clone()])],
@@ -249,7 +263,21 @@ mod tests {
             .map(|n| n.path.display().to_string())
             .collect();
         assert_eq!(paths, ["/dev/nvidiactl", "/dev/nvidia2", "/dev/nvidia0"]);
-        assert_eq!(got.mounts.len(), 1);
+        // A destination given twice, in one block or two, is mounted once: the first.
+        let dests: Vec<_> = got
+            .mounts
+            .iter()
+            .map(|m| m.container_path.as_str())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib64/libcuda.so.1",
+                "/usr/bin/nvidia-smi",
+                "/gpu2",
+                "/gpu0"
+            ]
+        );
         assert_eq!(got.env.len(), 1);
     }
 }
