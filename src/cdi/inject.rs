@@ -9,11 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::digest::{Digest, DigestError, Origin};
-use super::edits::{CdiNode, ContainerEdits, Injected};
+use super::digest::{Digest, DigestError};
+use super::edits::{ContainerEdits, Injected};
+use super::nodes::{nodes_of, same_path, NodeMissing};
 use super::select::{self, NotCovered};
+use super::store::{self, Origin};
+use super::text::checksum;
 use crate::config::{DevicesSection, InjectionMode};
-use crate::gpu::{devfs, DeviceNode, Inventory};
+use crate::gpu::{DeviceNode, Inventory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
@@ -23,12 +26,8 @@ pub enum CdiError {
     NoSpec { dirs: String },
     #[error(transparent)]
     NotCovered(#[from] NotCovered),
-    #[error("CDI spec {spec}: device node {path} is not a device on this host ({host})")]
-    NodeMissing {
-        spec: String,
-        path: String,
-        host: String,
-    },
+    #[error(transparent)]
+    NodeMissing(#[from] NodeMissing),
 }
 
 /// Under `devices.injection = "cdi"`, CDI that cannot be used stops the create.
@@ -78,27 +77,32 @@ pub fn choose(
     }
 }
 
-/// The digest for `root`'s specs, resolved for every GPU in `inventory`.
+/// The digest for `root`'s specs, resolved for every GPU in `inventory`. Only the edits of the
+/// specs and of the devices that cover a GPU are read out of the digest.
 pub fn resolve(root: &Path, state_dir: &Path, inventory: &Inventory) -> Result<Resolved, CdiError> {
-    let (digest, origin) = Digest::load(root, state_dir)?;
+    let (digest, origin) = store::load(root, state_dir)?;
     if digest.specs.is_empty() {
         return Err(no_spec(root));
     }
     let covered = select::cover(&digest, inventory)?;
+    let damaged = || CdiError::Digest(store::discard(state_dir));
     let mut specs = Vec::with_capacity(digest.specs.len());
-    for s in digest.specs {
-        let nodes = nodes_of(&s.edits.device_nodes, &s.path, root, inventory)?;
-        specs.push((s.path, s.edits, nodes));
+    for (i, s) in digest.specs.iter().enumerate() {
+        let edits = digest.spec_edits(i).ok_or_else(damaged)?;
+        let nodes = nodes_of(&edits.device_nodes, &s.path, root, inventory)?;
+        specs.push((s.path.clone(), edits, nodes));
     }
     let mut gpus = Vec::with_capacity(covered.len());
-    let mut devices: Vec<Option<_>> = digest.devices.into_iter().map(Some).collect();
+    let mut taken = vec![false; digest.devices.len()];
     for (index, at) in covered {
-        let Some(device) = devices.get_mut(at).and_then(Option::take) else {
+        // One device given for two GPUs is applied once, with the first.
+        if std::mem::replace(&mut taken[at], true) {
             continue;
-        };
-        let path = &specs[device.spec].0;
-        let nodes = nodes_of(&device.edits.device_nodes, path, root, inventory)?;
-        gpus.push((index, device.spec, device.edits, nodes));
+        }
+        let spec = digest.devices[at].spec;
+        let edits = digest.device_edits(at).ok_or_else(damaged)?;
+        let nodes = nodes_of(&edits.device_nodes, &specs[spec].0, root, inventory)?;
+        gpus.push((index, spec, edits, nodes));
     }
     Ok(Resolved {
         specs,
@@ -125,6 +129,7 @@ impl Resolved {
     /// not copied, on the create path.
     pub fn for_gpus(mut self, gpus: &[u32]) -> (Injected, PathBuf) {
         let mut out = Injected::default();
+        let mut seen = Vec::new();
         let mut first: Option<usize> = None;
         let mut used = vec![false; self.specs.len()];
         for &index in gpus {
@@ -136,13 +141,10 @@ impl Resolved {
                 used[spec] = true;
                 first.get_or_insert(spec);
                 let (_, common, common_nodes) = &mut self.specs[spec];
-                add(
-                    &mut out,
-                    std::mem::take(common),
-                    std::mem::take(common_nodes),
-                );
+                let (common, common_nodes) = (std::mem::take(common), std::mem::take(common_nodes));
+                add(&mut out, &mut seen, common, common_nodes);
             }
-            add(&mut out, edits, nodes);
+            add(&mut out, &mut seen, edits, nodes);
         }
         let spec = first
             .map(|i| std::mem::take(&mut self.specs[i].0))
@@ -151,19 +153,31 @@ impl Resolved {
     }
 }
 
-fn add(out: &mut Injected, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
+/// Adds what `out` does not have yet. `seen` holds a checksum of each mount destination in
+/// `out`, so that dozens of driver mounts cost a compare of numbers each, not of paths.
+fn add(out: &mut Injected, seen: &mut Vec<u64>, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
     for n in nodes {
-        if !out.nodes.iter().any(|o| o.path == n.path) {
+        if !out.nodes.iter().any(|o| same_path(&o.path, &n.path)) {
             out.nodes.push(n);
         }
     }
-    for m in edits.mounts {
-        if !out
-            .mounts
-            .iter()
-            .any(|o| o.container_path == m.container_path)
-        {
-            out.mounts.push(m);
+    // The mounts are moved in whole (the first block's Vec is taken as it is), then the later of
+    // two with one destination is taken out again: rare, where moving each one is not.
+    let mut at = out.mounts.len();
+    seen.reserve(edits.mounts.len());
+    if at == 0 {
+        out.mounts = edits.mounts;
+    } else {
+        out.mounts.extend(edits.mounts);
+    }
+    while let Some(m) = out.mounts.get(at) {
+        let key = checksum(m.container_path.as_bytes());
+        let mut same = seen.iter().zip(&out.mounts).filter(|(k, _)| **k == key);
+        if same.any(|(_, o)| o.container_path == m.container_path) {
+            out.mounts.remove(at);
+        } else {
+            seen.push(key);
+            at += 1;
         }
     }
     for h in edits.hooks {
@@ -178,106 +192,35 @@ fn add(out: &mut Injected, edits: ContainerEdits, nodes: Vec<DeviceNode>) {
     }
 }
 
-/// The spec's nodes with their type and numbers: what the spec gives, the rest from the host.
-fn nodes_of(
-    nodes: &[CdiNode],
-    spec: &Path,
-    root: &Path,
-    inventory: &Inventory,
-) -> Result<Vec<DeviceNode>, CdiError> {
-    nodes
-        .iter()
-        .map(|n| node(n, spec, root, inventory))
-        .collect()
-}
-
-fn node(
-    n: &CdiNode,
-    spec: &Path,
-    root: &Path,
-    inventory: &Inventory,
-) -> Result<DeviceNode, CdiError> {
-    let container = PathBuf::from(&n.path);
-    let discovered_at = root.join(n.path.trim_start_matches('/'));
-    let host = n
-        .host_path
-        .as_ref()
-        .map_or_else(|| discovered_at.clone(), PathBuf::from);
-    let known = inventory
-        .gpus
-        .iter()
-        .map(|g| &g.node)
-        .chain(&inventory.controls)
-        .find(|d| d.path == container && host == discovered_at);
-    let given = n.kind.is_some() && n.major.is_some() && n.minor.is_some();
-    let mut d = match known {
-        Some(d) => d.clone(),
-        None if given => DeviceNode {
-            path: container.clone(),
-            kind: 'c',
-            major: 0,
-            minor: 0,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        },
-        None => {
-            devfs::device_node(&host, container.clone()).ok_or_else(|| CdiError::NodeMissing {
-                spec: spec.display().to_string(),
-                path: n.path.clone(),
-                host: host.display().to_string(),
-            })?
-        }
-    };
-    if let Some(kind) = n.kind.as_deref().and_then(|k| k.chars().next()) {
-        d.kind = if kind == 'b' { 'b' } else { 'c' };
-    }
-    d.major = n.major.unwrap_or(d.major);
-    d.minor = n.minor.unwrap_or(d.minor);
-    d.mode = n.file_mode.map_or(d.mode, |m| m & 0o7777);
-    d.uid = n.uid.unwrap_or(d.uid);
-    d.gid = n.gid.unwrap_or(d.gid);
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cdi::edits::CdiMount;
 
-    fn cdi_node(path: &str) -> CdiNode {
-        CdiNode {
-            path: path.to_owned(),
-            ..CdiNode::default()
-        }
-    }
-
     #[test]
-    fn nodes_come_from_the_inventory_the_spec_or_the_host() {
-        let inv = Inventory::synthetic(2);
-        let root = Path::new("/nonexistent-root");
-        let spec = Path::new("/etc/cdi/nvidia.yaml");
-        // Discovered already: no stat, the inventory's numbers.
-        let n = node(&cdi_node("/dev/nvidia-uvm"), spec, root, &inv).unwrap();
-        assert_eq!((n.major, n.minor), (510, 0));
-        // Given whole by the spec: no stat either.
-        let given = CdiNode {
-            kind: Some("c".into()),
-            major: Some(508),
-            minor: Some(1),
-            file_mode: Some(0o100640),
-            ..cdi_node("/dev/nvidia-caps/nvidia-cap1")
-        };
-        let n = node(&given, spec, root, &inv).unwrap();
-        assert_eq!((n.kind, n.major, n.minor, n.mode), ('c', 508, 1, 0o640));
-        // Neither: the host's node, which is not there.
-        let e = node(&cdi_node("/dev/nvidia-caps/nvidia-cap2"), spec, root, &inv).unwrap_err();
-        assert!(
-            e.to_string().contains("/dev/nvidia-caps/nvidia-cap2"),
-            "{e}"
-        );
+    fn a_digest_whose_edits_do_not_read_is_removed_and_rebuilt_by_the_next_create() {
+        use crate::cdi::digest::fixtures::write;
+        use crate::cdi::packed::tests::{body, seal};
+        use crate::cdi::store::DIGEST_FILE;
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let spec = "cdiVersion: 0.6.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n  \
+                    containerEdits:\n    deviceNodes:\n    - {path: /dev/nvidia0}\n\
+                    containerEdits:\n  mounts:\n  - {hostPath: /a, containerPath: /b}\n";
+        write(root.path(), "etc/cdi/nvidia.yaml", spec);
+        let inv = Inventory::synthetic(1);
+        let resolved = resolve(root.path(), state.path(), &inv).unwrap();
+        assert_eq!(resolved.origin, Origin::Rebuilt);
+        let file = state.path().join(DIGEST_FILE);
+        let bytes = std::fs::read(&file).unwrap();
+        // The checksum holds, the keys are current, but the mount line is not one we write.
+        std::fs::write(&file, seal(&body(&bytes).replace("m2:/a", "m9:/a"))).unwrap();
+        let e = resolve(root.path(), state.path(), &inv).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert!(!file.exists());
+        let resolved = resolve(root.path(), state.path(), &inv).unwrap();
+        assert_eq!(resolved.origin, Origin::Rebuilt);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
     }
-
     #[test]
     fn a_container_gets_its_gpus_devices_and_the_common_edits_once() {
         let inv = Inventory::synthetic(3);
@@ -288,19 +231,24 @@ mod tests {
             options: Vec::new(),
         };
         let common = ContainerEdits {
-            mounts: vec![mount("/usr/lib64/libcuda.so.1")],
+            mounts: [
+                "/usr/lib64/libcuda.so.1",
+                "/usr/bin/nvidia-smi",
+                "/usr/lib64/libcuda.so.1",
+            ]
+            .map(mount)
+            .to_vec(),
             env: vec!["NVIDIA_VISIBLE_DEVICES=void".into()],
             ..ContainerEdits::default()
         };
         let ctl = inv.controls[0].clone();
         let gpu = |i: usize| {
             let node = inv.gpus[i].node.clone();
-            (
-                i as u32,
-                0,
-                ContainerEdits::default(),
-                vec![node, ctl.clone()],
-            )
+            let own = ContainerEdits {
+                mounts: vec![mount("/usr/bin/nvidia-smi"), mount(&format!("/gpu{i}"))],
+                ..ContainerEdits::default()
+            };
+            (i as u32, 0, own, vec![node, ctl.clone()])
         };
         let resolved = Resolved {
             specs: vec![("/var/run/cdi/nvidia.yaml".into(), common, vec![ctl.clone()])],
@@ -315,7 +263,21 @@ mod tests {
             .map(|n| n.path.display().to_string())
             .collect();
         assert_eq!(paths, ["/dev/nvidiactl", "/dev/nvidia2", "/dev/nvidia0"]);
-        assert_eq!(got.mounts.len(), 1);
+        // A destination given twice, in one block or two, is mounted once: the first.
+        let dests: Vec<_> = got
+            .mounts
+            .iter()
+            .map(|m| m.container_path.as_str())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib64/libcuda.so.1",
+                "/usr/bin/nvidia-smi",
+                "/gpu2",
+                "/gpu0"
+            ]
+        );
         assert_eq!(got.env.len(), 1);
     }
 }

@@ -9,9 +9,13 @@
 pub mod digest;
 pub mod edits;
 pub mod inject;
+pub mod nodes;
+pub mod packed;
 pub mod report;
 pub mod select;
 pub mod spec;
+pub mod store;
+pub mod text;
 
 pub use inject::{choose, CdiError, Injection, Required, Resolved};
 pub use report::{Report, Severity};

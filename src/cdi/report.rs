@@ -5,9 +5,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::digest::Digest;
+use super::digest::{Digest, DigestError};
 use super::inject::{no_spec, CdiError};
-use super::select;
+use super::packed::{self, Packed};
+use super::{select, store};
 use crate::config::{DevicesSection, InjectionMode};
 use crate::gpu::Inventory;
 
@@ -37,8 +38,7 @@ impl Report {
     /// Looks at the specs under `devices.root` and the digest in `state_dir`, for `inventory`.
     pub fn new(devices: &DevicesSection, state_dir: &Path, inventory: &Inventory) -> Report {
         let root = &devices.root;
-        let digest_current =
-            Digest::saved(state_dir).is_some_and(|d| d.rooted_at(root) && d.is_current());
+        let digest_current = store::saved(state_dir).is_some_and(|d| store::is_current(&d, root));
         let mut report = Report {
             mode: devices.injection,
             specs: Vec::new(),
@@ -63,7 +63,9 @@ impl Report {
 }
 
 fn usable(root: &Path, inventory: &Inventory) -> Result<Vec<PathBuf>, CdiError> {
-    let digest = Digest::build(root)?;
+    let encoded = packed::encode(&Digest::build(root)?);
+    let damaged = || DigestError::Damaged("(built in memory)".to_owned());
+    let digest = Packed::parse(encoded.bytes).ok_or_else(damaged)?;
     if digest.specs.is_empty() {
         return Err(no_spec(root));
     }

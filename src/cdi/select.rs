@@ -5,7 +5,7 @@
 //! its device nodes include that GPU's node, so a spec written before the GPUs were renumbered
 //! is stale, not silently wrong.
 
-use super::digest::{Digest, DigestDevice};
+use super::packed::Packed;
 use crate::gpu::{Gpu, Inventory};
 
 /// A discovered GPU the spec gives no (or a wrong) device for.
@@ -19,33 +19,50 @@ pub struct NotCovered {
     pub detail: String,
 }
 
-/// The names NVIDIA's strategies give `gpu`, most specific first.
+/// The names NVIDIA's strategies give `gpu`, most specific first (for the error; the lookup
+/// below compares without building them).
 fn names(gpu: &Gpu) -> impl Iterator<Item = String> + '_ {
     let uuid = gpu.info.uuid.clone();
     uuid.into_iter()
         .chain([gpu.index.to_string(), format!("gpu{}", gpu.index)])
 }
 
+/// `n` in decimal, written into `buf`.
+fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
+    let (mut n, mut at) = (n, buf.len());
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
 /// The device the digest gives for `gpu` (its position in `digest.devices`): by UUID, else
 /// index, else type-index; and only one whose nodes include the GPU's own.
-pub fn device_for(digest: &Digest, gpu: &Gpu) -> Option<usize> {
+pub fn device_for(digest: &Packed, gpu: &Gpu) -> Option<usize> {
     let node = gpu.node.path.to_str()?;
-    names(gpu).find_map(|name| {
+    let mut buf = [0u8; 10];
+    let index = decimal(gpu.index, &mut buf);
+    let named = |is: &dyn Fn(&str) -> bool| {
         digest
             .devices
             .iter()
-            .position(|d| d.name == name)
-            .filter(|&i| gives_node(&digest.devices[i], node))
-    })
-}
-
-fn gives_node(device: &DigestDevice, node: &str) -> bool {
-    device.edits.device_nodes.iter().any(|n| n.path == node)
+            .position(|d| is(&d.name))
+            .filter(|&i| digest.gives_node(i, node))
+    };
+    let uuid = gpu.info.uuid.as_deref();
+    uuid.and_then(|u| named(&|n| n == u))
+        .or_else(|| named(&|n| n == index))
+        .or_else(|| named(&|n| n.strip_prefix("gpu") == Some(index)))
 }
 
 /// Every discovered GPU's index and device (its position in `digest.devices`), in inventory
 /// order; the first GPU without one is the error.
-pub fn cover(digest: &Digest, inventory: &Inventory) -> Result<Vec<(u32, usize)>, NotCovered> {
+pub fn cover(digest: &Packed, inventory: &Inventory) -> Result<Vec<(u32, usize)>, NotCovered> {
     inventory
         .gpus
         .iter()
@@ -81,8 +98,9 @@ pub fn cover(digest: &Digest, inventory: &Inventory) -> Result<Vec<(u32, usize)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdi::digest::DigestSpec;
+    use crate::cdi::digest::{Digest, DigestDevice, DigestSpec};
     use crate::cdi::edits::{CdiNode, ContainerEdits};
+    use crate::cdi::packed::{encode, Packed};
 
     fn device(name: &str, node: &str) -> DigestDevice {
         DigestDevice {
@@ -98,17 +116,16 @@ mod tests {
         }
     }
 
-    fn digest(devices: Vec<DigestDevice>) -> Digest {
-        Digest {
-            version: 1,
-            keys: Vec::new(),
+    fn digest(devices: Vec<DigestDevice>) -> Packed {
+        let digest = Digest {
             specs: vec![DigestSpec {
                 path: "/etc/cdi/nvidia.yaml".into(),
                 edits: ContainerEdits::default(),
             }],
             devices,
-            problem: None,
-        }
+            ..Digest::default()
+        };
+        Packed::parse(encode(&digest).bytes).unwrap()
     }
 
     #[test]
@@ -126,6 +143,15 @@ mod tests {
             .map(|&(_, i)| d.devices[i].name.as_str())
             .collect();
         assert_eq!(names, ["0", uuid1.as_str(), "gpu2"]);
+        // The index is compared whole: "gpu12" and "01" are not GPU 1 or 2.
+        let d = digest(vec![
+            device("01", "/dev/nvidia1"),
+            device("gpu12", "/dev/nvidia1"),
+        ]);
+        assert_eq!(device_for(&d, &inv.gpus[1]), None);
+        let mut buf = [0u8; 10];
+        assert_eq!(decimal(u32::MAX, &mut buf), u32::MAX.to_string());
+        assert_eq!(decimal(0, &mut buf), "0");
     }
 
     #[test]

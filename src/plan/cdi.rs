@@ -7,12 +7,32 @@
 //! wins, and nothing it did not add is removed or changed). `NVIDIA_VISIBLE_DEVICES` is never
 //! taken from CDI (NVIDIA's spec sets it to `void`): placement decided it.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::build::PlanError;
 use crate::cdi::edits::{CdiHook, CdiMount};
+use crate::cdi::text::checksum;
 use crate::request::VISIBLE_DEVICES;
-use crate::spec::{array_at, as_object, object_at};
+use crate::spec::{array_at, as_object, object_at, HOOK_STAGES};
+
+/// `hooks.<stage>` for each of [`HOOK_STAGES`], for errors, without a `format!` per hook.
+const SHOWN_STAGES: [&str; 6] = [
+    "hooks.prestart",
+    "hooks.createRuntime",
+    "hooks.createContainer",
+    "hooks.startContainer",
+    "hooks.poststart",
+    "hooks.poststop",
+];
+
+/// Where a destination already in use is: an entry of the spec's `mounts`, or a mount added.
+#[derive(Clone, Copy)]
+enum Taken {
+    Spec(usize),
+    Added(usize),
+}
 
 /// Appends the mounts whose destinations are free.
 pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<bool, PlanError> {
@@ -20,30 +40,71 @@ pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<
         return Ok(false);
     }
     let list = array_at(root, "mounts", "mounts")?;
-    // The destinations there before, read once: a lookup per mount per entry would hash
-    // "destination" thousands of times on a spec given dozens of driver mounts.
-    let taken: Vec<String> = list
-        .iter()
-        .filter_map(|e| e.get("destination").and_then(Value::as_str))
-        .map(str::to_owned)
-        .collect();
-    let mut changed = false;
+    // Each destination in use, with a checksum of it: dozens of driver mounts then cost a
+    // compare of numbers each against what is there, and a path compare only where they agree.
+    let mut taken: Vec<(u64, Taken)> = Vec::with_capacity(list.len() + mounts.len());
+    for (i, e) in list.iter().enumerate() {
+        if let Some(dest) = destination(e) {
+            taken.push((checksum(dest.as_bytes()), Taken::Spec(i)));
+        }
+    }
+    let before = list.len();
+    list.reserve(mounts.len());
+    let mut templates: [Option<Map<String, Value>>; 2] = [None, None];
     for (i, m) in mounts.iter().enumerate() {
         let dest = m.container_path.as_str();
-        if taken.iter().any(|t| t == dest) || mounts[..i].iter().any(|o| o.container_path == dest) {
+        let key = checksum(dest.as_bytes());
+        let is_taken = taken.iter().any(|&(k, at)| {
+            k == key
+                && match at {
+                    Taken::Spec(j) => list.get(j).and_then(destination) == Some(dest),
+                    Taken::Added(j) => mounts[j].container_path == dest,
+                }
+        });
+        if is_taken {
             continue;
         }
-        let mut entry = Map::with_capacity(4);
-        entry.insert("destination".into(), m.container_path.clone().into());
-        if let Some(kind) = &m.kind {
-            entry.insert("type".into(), kind.clone().into());
-        }
-        entry.insert("source".into(), m.host_path.clone().into());
-        entry.insert("options".into(), strings(&m.options));
-        list.push(Value::Object(entry));
-        changed = true;
+        taken.push((key, Taken::Added(i)));
+        list.push(mount_json(m, &mut templates));
     }
-    Ok(changed)
+    Ok(list.len() > before)
+}
+
+fn destination(entry: &Value) -> Option<&str> {
+    entry.get("destination").and_then(Value::as_str)
+}
+
+/// A mount's entry: `destination`, `type` where the spec gives one, `source`, `options`. Built by
+/// filling a copy of an entry with those keys: copying a map does not hash its keys again.
+fn mount_json(m: &CdiMount, templates: &mut [Option<Map<String, Value>>; 2]) -> Value {
+    let typed = m.kind.is_some();
+    let template = templates[usize::from(typed)].get_or_insert_with(|| {
+        let mut t = Map::with_capacity(4);
+        t.insert("destination".into(), Value::Null);
+        if typed {
+            t.insert("type".into(), Value::Null);
+        }
+        t.insert("source".into(), Value::Null);
+        t.insert("options".into(), Value::Null);
+        t
+    });
+    let mut entry = template.clone();
+    let mut destination = Some(Value::String(m.container_path.clone()));
+    let mut kind = m.kind.clone().map(Value::String);
+    let mut source = Some(Value::String(m.host_path.clone()));
+    let mut options = Some(strings(&m.options));
+    for (k, v) in entry.iter_mut() {
+        let value = match k.as_str() {
+            "destination" => &mut destination,
+            "type" => &mut kind,
+            "source" => &mut source,
+            _ => &mut options,
+        };
+        if let Some(value) = value.take() {
+            *v = value;
+        }
+    }
+    Value::Object(entry)
 }
 
 /// Appends each hook to its stage unless the same hook (path, args, env) is there.
@@ -54,13 +115,19 @@ pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<boo
     let stages = object_at(root, "hooks", "hooks")?;
     let mut changed = false;
     for h in hooks {
-        let entry = hook_json(h);
-        let shown = format!("hooks.{}", h.hook_name);
+        let shown = HOOK_STAGES
+            .iter()
+            .position(|s| *s == h.hook_name)
+            .and_then(|i| SHOWN_STAGES.get(i))
+            .map_or_else(
+                || Cow::Owned(format!("hooks.{}", h.hook_name)),
+                |s| Cow::Borrowed(*s),
+            );
         let stage = array_at(stages, &h.hook_name, &shown)?;
-        if stage.iter().any(|e| same_hook(e, &entry)) {
+        if stage.iter().any(|e| same_hook(e, h)) {
             continue;
         }
-        stage.push(entry);
+        stage.push(hook_json(h));
         changed = true;
     }
     Ok(changed)
@@ -87,8 +154,27 @@ fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
 }
 
-fn same_hook(a: &Value, b: &Value) -> bool {
-    ["path", "args", "env"].iter().all(|k| a.get(k) == b.get(k))
+/// Whether `entry` is `h`'s entry as [`hook_json`] writes it, as far as path, args and env go
+/// (compared without building that entry).
+fn same_hook(entry: &Value, h: &CdiHook) -> bool {
+    entry.get("path").and_then(Value::as_str) == Some(h.path.as_str())
+        && same_strings(entry.get("args"), &h.args)
+        && same_strings(entry.get("env"), &h.env)
+}
+
+/// Whether `value` is what [`hook_json`] writes for `items`: absent where they are none.
+fn same_strings(value: Option<&Value>, items: &[String]) -> bool {
+    match value {
+        None => items.is_empty(),
+        Some(Value::Array(a)) => {
+            !items.is_empty()
+                && a.len() == items.len()
+                && a.iter()
+                    .zip(items)
+                    .all(|(v, s)| v.as_str() == Some(s.as_str()))
+        }
+        Some(_) => false,
+    }
 }
 
 /// Appends each `NAME=value` whose name the container does not set, `NVIDIA_VISIBLE_DEVICES`
