@@ -182,6 +182,9 @@ pub fn edit_bundle(
         unrecorded,
         mps: mps.as_ref().map(crate::capping::Client::describe),
     };
+    // As the spec: the process becomes runc next, and walking these to free them costs time.
+    std::mem::forget(plan);
+    std::mem::forget(inventory);
     Ok(Decision {
         runc,
         reason,

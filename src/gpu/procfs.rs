@@ -78,7 +78,13 @@ pub fn read(root: &Path) -> Vec<DriverEntry> {
             }
         })
         .collect();
-    found.sort_by_key(|e| e.pci_bus_id.to_ascii_lowercase());
+    // Bus order, case aside, compared in place (a sort key would be a new string per compare).
+    found.sort_by(|a, b| {
+        a.pci_bus_id
+            .bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.pci_bus_id.bytes().map(|c| c.to_ascii_lowercase()))
+    });
     found
 }
 
