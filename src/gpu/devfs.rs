@@ -75,25 +75,31 @@ pub fn nodes_named_for(root: &Path, entries: &[DriverEntry]) -> Option<Inventory
         if node.minor != u64::from(index) || gpus.iter().any(|g: &Gpu| g.index == index) {
             return None;
         }
-        gpus.push(Gpu {
-            index,
-            node,
-            info: GpuInfo::default(),
-        });
+        gpus.push(gpu(index, node));
     }
-    gpus.sort_by_key(|g| g.index);
-    Some(Inventory {
-        gpus,
-        controls: controls(&dev),
-        source: Default::default(),
-    })
+    Some(inventory(&dev, gpus))
 }
 
-fn controls(dev: &Path) -> Vec<DeviceNode> {
-    CONTROL_DEVICES
+fn gpu(index: u32, node: DeviceNode) -> Gpu {
+    Gpu {
+        index,
+        node,
+        info: GpuInfo::default(),
+    }
+}
+
+/// The GPUs found in `dev`, in index order, and the control devices there.
+fn inventory(dev: &Path, mut gpus: Vec<Gpu>) -> Inventory {
+    gpus.sort_by_key(|g| g.index);
+    let controls = CONTROL_DEVICES
         .iter()
         .filter_map(|name| device_node(&dev.join(name), Path::new("/dev").join(name)))
-        .collect()
+        .collect();
+    Inventory {
+        gpus,
+        controls,
+        source: Default::default(),
+    }
 }
 
 /// Scans `root/dev`. A root without `dev/` is a host without NVIDIA devices, not an error.
@@ -117,19 +123,10 @@ pub fn discover(root: &Path) -> Result<Inventory, DiscoveryError> {
         };
         let container_path = Path::new("/dev").join(&name);
         if let Some(node) = device_node(&entry.path(), container_path) {
-            gpus.push(Gpu {
-                index,
-                node,
-                info: GpuInfo::default(),
-            });
+            gpus.push(gpu(index, node));
         }
     }
-    gpus.sort_by_key(|g| g.index);
-    Ok(Inventory {
-        gpus,
-        controls: controls(&dev),
-        source: Default::default(),
-    })
+    Ok(inventory(&dev, gpus))
 }
 
 #[cfg(test)]
