@@ -258,6 +258,31 @@ fn procfs_four_gpus_follow_bus_order() {
     assert_eq!(visible(&spec), "3");
 }
 
+/// Discovery looks each GPU's node up as `dev/nvidia<minor>`; a node named otherwise is still
+/// found by its minor, through the listing of `dev/` it falls back to.
+#[test]
+fn a_node_named_apart_from_its_minor_is_found_by_its_minor() {
+    if !require(
+        "a_node_named_apart_from_its_minor_is_found_by_its_minor",
+        &[],
+    ) {
+        return;
+    }
+    let host = FakeGpuHost::new(2);
+    std::fs::rename(
+        host.root().join("dev/nvidia1"),
+        host.root().join("dev/nvidia7"),
+    )
+    .unwrap();
+    let h = Host::on(host);
+    let spec = h.create(&FakeGpuHost::uuid(1)).unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia7"]);
+    assert_eq!(visible(&spec), "1");
+    let spec = h.create("all").unwrap();
+    assert_eq!(gpu_paths(&spec), ["/dev/nvidia0", "/dev/nvidia7"]);
+    assert_eq!(visible(&spec), "0,1");
+}
+
 #[test]
 fn an_unreadable_proc_entry_keeps_the_other_gpus_indices() {
     if !require("an_unreadable_proc_entry_keeps_the_other_gpus_indices", &[]) {
