@@ -16,10 +16,45 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Files expected up to this size are read on the stack first.
+const ON_STACK: usize = 16 * 1024;
+
 /// Reads `file` to its end, expecting about `expected` bytes (its size, or a guess for a file
 /// without one). Stops with `InvalidData` past `limit` bytes.
+///
+/// A file expected to be small is read into a buffer on the stack and copied into a vector of
+/// its exact length: a guess's unused room would otherwise sit in the runtime's bump arena,
+/// pushing what is allocated next onto a page of its own (a page fault each).
 pub fn read_to_end(file: &mut File, expected: usize, limit: usize) -> io::Result<Vec<u8>> {
-    let mut bytes: Vec<u8> = Vec::with_capacity(expected.min(limit) + 1);
+    let want = expected.min(limit) + 1;
+    if want <= ON_STACK {
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); ON_STACK];
+        let n = read_into(file, &mut stack[..want])?;
+        // SAFETY: `read` initialised the first `n` bytes.
+        let read = unsafe { std::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), n) };
+        if n < want {
+            return if n > limit {
+                Err(too_large(limit))
+            } else {
+                Ok(read.to_vec())
+            };
+        }
+        let mut bytes = Vec::with_capacity(2 * want);
+        bytes.extend_from_slice(read);
+        return read_rest(file, bytes, limit);
+    }
+    read_rest(file, Vec::with_capacity(want), limit)
+}
+
+fn too_large(limit: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("larger than {limit} bytes"),
+    )
+}
+
+/// Reads on into `bytes`' spare room, growing it, until the end or past `limit`.
+fn read_rest(file: &mut File, mut bytes: Vec<u8>, limit: usize) -> io::Result<Vec<u8>> {
     loop {
         let room = bytes.capacity() - bytes.len();
         let n = read_into_spare(file, &mut bytes)?;
@@ -27,18 +62,12 @@ pub fn read_to_end(file: &mut File, expected: usize, limit: usize) -> io::Result
             break;
         }
         if bytes.len() > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("larger than {limit} bytes"),
-            ));
+            return Err(too_large(limit));
         }
         bytes.reserve(bytes.len().max(4096));
     }
     if bytes.len() > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes"),
-        ));
+        return Err(too_large(limit));
     }
     Ok(bytes)
 }
@@ -54,28 +83,30 @@ pub fn read_path(path: &Path, flags: i32, expected: usize, limit: usize) -> io::
 }
 
 /// One `read` into the spare capacity of `bytes`, retried on EINTR; the count read.
-///
-/// Into the uninitialised spare room, not a zero-filled one: zeroing would write (and so fault
-/// in) every page of a buffer sized for the largest file expected, where `read` touches only
-/// the bytes the file has.
 fn read_into_spare(file: &mut File, bytes: &mut Vec<u8>) -> io::Result<usize> {
-    let spare = bytes.spare_capacity_mut();
+    let n = read_into(file, bytes.spare_capacity_mut())?;
+    // SAFETY: `read` initialised these `n` bytes, all within the capacity.
+    unsafe { bytes.set_len(bytes.len() + n) };
+    Ok(n)
+}
+
+/// One `read` into `buf`, retried on EINTR; the count read, whose bytes are then initialised.
+///
+/// Into uninitialised room, not a zero-filled one: zeroing would write (and so fault in) every
+/// page of a buffer sized for the largest file expected, where `read` touches only the bytes
+/// the file has.
+fn read_into(file: &mut File, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
     loop {
-        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `bytes`; `read`
-        // writes at most that many, and only the count it returns is then marked initialised.
+        // SAFETY: `buf` is writable memory of `buf.len()` bytes; `read` writes at most that many.
         let n = unsafe {
             libc::read(
                 file.as_raw_fd(),
-                spare.as_mut_ptr().cast::<libc::c_void>(),
-                spare.len(),
+                buf.as_mut_ptr().cast::<libc::c_void>(),
+                buf.len(),
             )
         };
         match usize::try_from(n) {
-            Ok(n) => {
-                // SAFETY: `read` initialised these `n` bytes, all within the capacity.
-                unsafe { bytes.set_len(bytes.len() + n) };
-                return Ok(n);
-            }
+            Ok(n) => return Ok(n.min(buf.len())),
             Err(_) => {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
