@@ -19,9 +19,9 @@
 //! - a writer that may have company names its temp for its pid (`.NAME.gpu-share-PID.tmp`), and
 //!   first removes the leftovers of writers that are gone (a directory scan);
 //! - a sole writer (one holding the lock every writer of the file takes: the placement state,
-//!   and the bundle's spec written under it) has one temp name (`.NAME.gpu-share.tmp`), which
-//!   it truncates: a killed writer's leftover is overwritten by the next write, with no scan
-//!   (six syscalls a write, on every create).
+//!   and the bundle's spec written under it) has one temp name (`.NAME.gpu-share.tmp`): a
+//!   killed writer's leftover is replaced by the next write, with no scan (six syscalls a
+//!   write, on every create).
 //!
 //! It must never remove a temp file another live writer is still writing, nor any file that
 //! is not one of its temps.
@@ -211,20 +211,20 @@ fn write_temp(
     writer: Writer,
 ) -> Result<(), (PathBuf, io::Error)> {
     let err = |e| (tmp.to_path_buf(), e);
-    // A sole writer's temp, if there, is a killed writer's leftover: truncated and reused.
+    // Always a new file: whatever already has the temp's name (a killed writer's leftover, or a
+    // FIFO or hard link someone put there) is unlinked, never opened, so it can neither block
+    // the write nor have another file's bytes replaced through it.
     let create = || {
         OpenOptions::new()
             .write(true)
-            .create(writer.sole)
-            .truncate(writer.sole)
-            .create_new(!writer.sole)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(tmp)
     };
-    // A temp file left by a process killed mid-write has this pid's name only if the pid was
-    // reused; it is ours to replace (removed only when it is there, to spare every write an
-    // `unlink`).
+    // A temp file left by a process killed mid-write is ours to replace: a sole writer's always
+    // (its one name), a shared writer's where the pid was reused. Removed only when it is there,
+    // to spare every write an `unlink`.
     let mut file = match create() {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let _ = std::fs::remove_file(tmp);
@@ -363,5 +363,28 @@ mod tests {
         replace_volatile_as_sole_writer(&p, b"new", perms).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(names_in(dir.path()), ["f.json"]);
+    }
+
+    #[test]
+    fn what_holds_the_temp_name_is_replaced_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        let tmp = dir.path().join(sole_temp_name("f.json"));
+        let perms = Perms {
+            mode: 0o644,
+            owner: None,
+        };
+        // A FIFO with no reader: opening it for writing would wait for ever.
+        nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        replace_volatile_as_sole_writer(&p, b"one", perms).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        // A hard link to another file: that file keeps its bytes.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"keep me").unwrap();
+        std::fs::hard_link(&other, &tmp).unwrap();
+        replace_volatile_as_sole_writer(&p, b"two", perms).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+        assert_eq!(names_in(dir.path()), ["f.json", "other"]);
     }
 }
