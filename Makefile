@@ -27,7 +27,7 @@ release:
 	args="$$(scripts/runtime-link-args.sh '$(CARGO)')" && $(CARGO) rustc --release --bin gpu-share-runtime -- $$args
 	install -D -s -m 0755 target/release/gpu-share-runtime $(DIST)/gpu-share-runtime
 	install -D -s -m 0755 target/release/gpu-share $(DIST)/gpu-share
-	# The runtime must start (and exec what it is given) as built: a link that went wrong fails here.
+	@# The runtime must start (and exec what it is given) as built: a bad link fails here.
 	GPU_SHARE_RUNC=/bin/true $(DIST)/gpu-share-runtime --version >/dev/null
 
 demo: deps release
