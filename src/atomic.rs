@@ -60,34 +60,18 @@ pub fn replace_volatile(
     bytes: &[u8],
     perms: Perms,
 ) -> Result<(), (PathBuf, io::Error)> {
-    replace_with(
-        path,
-        bytes,
-        perms,
-        Writer {
-            sole: false,
-            durable: false,
-        },
-    )
+    replace_with(path, bytes, perms, Writer::SHARED_VOLATILE)
 }
 
-/// As [`replace_volatile`], for a caller that holds a lock making it the only writer of `path`
-/// (the placement state): every leftover temp of `path` is stale, whatever process its name
-/// carries, so a reused pid cannot keep one alive either.
+/// As [`replace_volatile`], for a caller that holds the lock every writer of `path` takes (the
+/// placement state, a spec written under it): its temp has one name, and a leftover of a
+/// killed writer is simply replaced, with no directory scan.
 pub fn replace_volatile_as_sole_writer(
     path: &Path,
     bytes: &[u8],
     perms: Perms,
 ) -> Result<(), (PathBuf, io::Error)> {
-    replace_with(
-        path,
-        bytes,
-        perms,
-        Writer {
-            sole: true,
-            durable: false,
-        },
-    )
+    replace_with(path, bytes, perms, Writer::SOLE_VOLATILE)
 }
 
 /// Who else may write the file, and whether the write must reach the disk.
@@ -101,6 +85,14 @@ impl Writer {
     const SHARED_DURABLE: Writer = Writer {
         sole: false,
         durable: true,
+    };
+    const SHARED_VOLATILE: Writer = Writer {
+        sole: false,
+        durable: false,
+    };
+    const SOLE_VOLATILE: Writer = Writer {
+        sole: true,
+        durable: false,
     };
 }
 

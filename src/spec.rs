@@ -9,8 +9,8 @@
 //! reading the text instead wherever that scan is unsure, so refusals read as serde words them).
 //! Built values are written back by `compact`, byte for byte as serde_json writes them. A new
 //! reader or edit must declare its path (see `lazy`); an edit that meets a placeholder fails a
-//! debug assertion. A write goes through `atomic::replace_volatile` (temp file in the bundle,
-//! rename): a writer killed at any point leaves either the old spec or the new one, never half
+//! debug assertion. A write goes through `atomic::replace_volatile`, or its sole-writer form
+//! under the placement lock (temp file in the bundle, rename): a writer killed at any point leaves either the old spec or the new one, never half
 //! of each. It is not fsync'd: the bundle lives on tmpfs and means nothing after a reboot (see
 //! `atomic`). On any error nothing is written.
 //!
@@ -113,7 +113,7 @@ impl SpecFile {
     pub fn load(bundle: &Path) -> Result<SpecFile, SpecError> {
         let path = bundle.join("config.json");
         let shown = path.display().to_string();
-        let file = match OpenOptions::new()
+        let mut file = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
@@ -149,7 +149,6 @@ impl SpecFile {
         }
         // Read one byte past the limit so a file that grew since fstat is still caught; one
         // `read` for a file as large as fstat said.
-        let mut file = file;
         let limit = MAX_SPEC_BYTES as usize + 1;
         let bytes = match crate::read_whole::read_to_end(&mut file, meta.len() as usize, limit) {
             Ok(bytes) => bytes,

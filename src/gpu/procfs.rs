@@ -91,7 +91,7 @@ pub fn read(root: &Path) -> Vec<DriverEntry> {
 /// One `information` file's text. Opened without blocking, so a FIFO in its place cannot hang a
 /// create, and read only if it is a regular file.
 fn read_information(path: &Path) -> Result<String, String> {
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
@@ -100,7 +100,6 @@ fn read_information(path: &Path) -> Result<String, String> {
         return Err("not a regular file".to_owned());
     }
     // Room for the whole file up front: a /proc file has no size to go by.
-    let mut file = file;
     let bytes = crate::read_whole::read_to_end(&mut file, 4096, MAX_INFORMATION_BYTES)
         .map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
