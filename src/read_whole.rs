@@ -20,8 +20,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Files expected up to this size are read on the stack first.
-const ON_STACK: usize = 16 * 1024;
+/// Files expected up to a page are read on the stack first (the page and the one byte that
+/// shows the end). No larger: every page of a stack buffer is touched by the stack probe on
+/// entry, each a page fault of its own in a process this short.
+const ON_STACK: usize = 4096 + 1;
 
 /// Reads `file` to its end, expecting about `expected` bytes (its size, or a guess for a file
 /// without one). Stops with `InvalidData` past `limit` bytes.

@@ -38,7 +38,12 @@ pub fn parse_information(text: &str, dir_name: &str) -> DriverEntry {
     };
     // Byte by byte on ASCII separators (every create reads one of these per GPU): the keys and
     // separators are ASCII, so the splits below always fall on char boundaries.
-    for line in text.split('\n') {
+    let mut start = 0;
+    while start < text.len() {
+        let rest = &text.as_bytes()[start..];
+        let end = start + rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &text[start..end];
+        start = end + 1;
         let Some(colon) = line.bytes().position(|b| b == b':') else {
             continue;
         };
