@@ -377,8 +377,11 @@ pub fn own_start_time() -> Option<u64> {
     if clock != 0 {
         return None;
     }
-    let secs = u64::try_from(now.tv_sec).ok()?;
-    ticks(secs, u64::try_from(now.tv_nsec).ok()?, u64::try_from(hz).ok()?)
+    let (secs, nanos) = (
+        u64::try_from(now.tv_sec).ok()?,
+        u64::try_from(now.tv_nsec).ok()?,
+    );
+    ticks(secs, nanos, u64::try_from(hz).ok()?)
 }
 
 /// `secs` and `nanos` since boot in ticks of `hz`, rounded down as the kernel's
