@@ -26,9 +26,11 @@ use crate::caps::Caps;
 use crate::gpu::Inventory;
 use crate::timestamp::now_rfc3339;
 
+mod liveness;
 mod rebuilt;
 mod runc_state;
 
+pub use liveness::{own_start_time, process_start_time};
 pub use rebuilt::Rebuilt;
 
 /// runc's state root when `--root` is not given.
@@ -350,54 +352,7 @@ pub fn load_of(assignments: &Assignments) -> Load {
 /// Whether runc still has the container, or its create is still running.
 pub fn is_live(e: &Entry) -> bool {
     Path::new(&e.root).join(&e.id).join("state.json").exists()
-        || process_start_time(e.pid).is_some_and(|started| started <= e.start_time)
-}
-
-/// A process's start time (field 22 of `/proc/<pid>/stat`), in clock ticks since boot.
-pub fn process_start_time(pid: i32) -> Option<u64> {
-    start_time_in(Path::new(&format!("/proc/{pid}/stat")))
-}
-
-/// Now, in the clock ticks since boot of [`process_start_time`]: a time at which this process
-/// runs, so never before its start. Read from the vDSO's `CLOCK_BOOTTIME`, the clock the
-/// kernel stamps a process's start with: `/proc/self/stat` would be the exact start, but the
-/// first read of a process's own `/proc` entries builds them (about 8 µs of a create).
-pub fn own_start_time() -> Option<u64> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec to write; glibc answers CLK_TCK from the aux vector.
-    let (clock, hz) = unsafe {
-        (
-            libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now),
-            libc::sysconf(libc::_SC_CLK_TCK),
-        )
-    };
-    if clock != 0 {
-        return None;
-    }
-    let (secs, nanos) = (
-        u64::try_from(now.tv_sec).ok()?,
-        u64::try_from(now.tv_nsec).ok()?,
-    );
-    ticks(secs, nanos, u64::try_from(hz).ok()?)
-}
-
-/// `secs` and `nanos` since boot in ticks of `hz`, rounded down as the kernel's
-/// `nsec_to_clock_t` rounds a start time.
-fn ticks(secs: u64, nanos: u64, hz: u64) -> Option<u64> {
-    let per_tick = 1_000_000_000u64.checked_div(hz)?;
-    secs.checked_mul(hz)?.checked_add(nanos / per_tick)
-}
-
-fn start_time_in(stat: &Path) -> Option<u64> {
-    // Room for the whole line up front: a /proc file has no size to go by.
-    let bytes = crate::read_whole::read_path(stat, 0, 1024, 64 * 1024).ok()?;
-    let stat = std::str::from_utf8(&bytes).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+        || liveness::still_running(e.pid, e.start_time)
 }
 
 #[cfg(test)]
