@@ -123,6 +123,37 @@ def functions(runtime, cfg, args, base):
     return [n for n in names if not n.startswith("0x") and " " not in n]
 
 
+# glibc picks each string function's version for the CPU it runs on (an ifunc), and valgrind's
+# CPU is not the host's: `__memcpy_avx_unaligned_erms` under valgrind, `__memmove_evex_...` on a
+# g4dn's Cascade Lake. Every vector version of a string function the trace saw is linked after
+# the traced functions, so the one the host picks is in the hot code too.
+VARIANT = re.compile(r"^__(mem\w*?|str\w*?|rawmemchr|wmem\w*?|wcs\w*?)_((?:avx|evex|sse)\w*?)$")
+SAME_CODE = {"memcpy": ["memmove"], "mempcpy": ["memmove"]}
+
+
+def variants(runtime, order):
+    """The other vector versions of the glibc string functions in `order`, not in it."""
+    listed = subprocess.run(["nm", "--defined-only", runtime], check=True, capture_output=True,
+                            text=True).stdout.split("\n")
+    text = [p[2] for p in (line.split() for line in listed) if len(p) == 3 and p[1] in "tT"]
+    functions = set()
+    for name in order:
+        m = VARIANT.match(name)
+        if m:
+            functions.add(m.group(1))
+            functions.update(SAME_CODE.get(m.group(1), []))
+    seen = set(order)
+    extra = []
+    for name in text:
+        m = VARIANT.match(name)
+        # AVX2, EVEX and AVX-512 only: what every GPU instance's CPU picks (not TSX's `_rtm`).
+        wanted = m and not m.group(2).startswith("sse") and not name.endswith("_rtm")
+        if wanted and m.group(1) in functions and name not in seen:
+            seen.add(name)
+            extra.append(name)
+    return sorted(extra)
+
+
 def main():
     runtime, output = sys.argv[1], sys.argv[2]
     if shutil.which("valgrind") is None:
@@ -169,6 +200,7 @@ def main():
         for i, cfg in enumerate([legacy, cdi, spread]):
             create(cfg, f"warm{i}", False)
             create(cfg, f"c{i}", True)
+        order += variants(runtime, order)
         with open(output, "w") as f:
             f.write("".join(n + "\n" for n in order))
         print(f"symbol-order: {len(order)} functions -> {output}")

@@ -143,7 +143,8 @@ pub fn edit_bundle(
     // Read before the plan adds the placed ones: the same set, without rereading our own nodes.
     let held = crate::plan::devices::held_gpus(&spec.value, &inventory)?;
     spec.expand(&plan.paths())?;
-    let spec_changed = plan.apply(&mut spec.value)?;
+    let (value, mut appender) = spec.appender();
+    let spec_changed = plan.apply_with(value, &mut appender)?;
     // The state is written before the spec: a state that cannot be saved then stops the create
     // with the bundle as it was, and an entry whose spec could not be saved dies with this
     // process (its pid is how `reconcile` knows).

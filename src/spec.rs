@@ -7,7 +7,8 @@
 //! own bytes (`lazy`), so fields the shim does not own, known to any OCI release or not, survive
 //! exactly, and a large `linux.seccomp` costs a syntax scan (`scan`, one pass, with serde
 //! reading the text instead wherever that scan is unsure, so refusals read as serde words them).
-//! Built values are written back by `compact`, byte for byte as serde_json writes them. A new
+//! Built values are written back by `compact`, byte for byte as serde_json writes them; the
+//! entries a create's edits add are kept as the text they were rendered as (`added`). A new
 //! reader or edit must declare its path (see `lazy`); an edit that meets a placeholder fails a
 //! debug assertion. A write goes through `atomic::replace_volatile`, or its sole-writer form
 //! under the placement lock (temp file in the bundle, rename): a writer killed at any point leaves either the old spec or the new one, never half
@@ -22,6 +23,7 @@
 //!
 //! This module knows JSON shapes, not GPUs: what goes into the spec is `plan`'s business.
 
+mod added;
 mod compact;
 mod lazy;
 mod raw_pairs;
@@ -38,6 +40,8 @@ use serde_json::{Map, Value};
 
 use crate::atomic::{self, Perms};
 
+pub use added::{Appender, NotJson};
+pub use compact::string as push_string;
 pub use lazy::{
     is_placeholder, to_vec, Raw, SpecPath, CGROUPS_PATH, HOOKS, LINUX_DEVICES, LINUX_RESOURCES,
     LOADED, MOUNTS, PARSED, PROCESS_ENV,
@@ -194,6 +198,11 @@ impl SpecFile {
                 .map_err(|e| parse_error(e, &self.path.display().to_string()))?;
         }
         Ok(())
+    }
+
+    /// The document, and where edits put the entries they add: kept as text, written as it is.
+    pub fn appender(&mut self) -> (&mut Value, Appender<'_>) {
+        (&mut self.value, Appender::Text(&mut self.raw))
     }
 
     /// Writes the spec back atomically, with the original file's mode and owner.

@@ -9,9 +9,10 @@ use gpu_share::cdi::edits::{CdiHook, CdiMount, Injected};
 use gpu_share::config::{DefaultGpus, SharingSection};
 use gpu_share::gpu::Inventory;
 use gpu_share::placement::{self, Assignment, Decided, Load};
+use gpu_share::plan::mps::MpsClient;
 use gpu_share::plan::{devices, Driver, Hook, Plan};
 use gpu_share::request::{Channel, Request};
-use gpu_share::spec::{self, env_value};
+use gpu_share::spec::{self, env_value, Appender};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -461,6 +462,23 @@ proptest! {
         let mut twice = once.clone();
         prop_assert!(!plan.apply(&mut twice).unwrap());
         prop_assert_eq!(&twice, &once);
+        // A create keeps the entries it adds as text, and an MPS edit after CDI's reads CDI's
+        // mounts back: both write what the edits built as values write.
+        let mps = plan.clone().with_mps(MpsClient {
+            pipe_dir: PathBuf::from("/run/gpu-share/mps/0"),
+            owned_root: PathBuf::from("/run/gpu-share/mps"),
+        });
+        for plan in [&plan, &mps] {
+            let mut built = original.clone();
+            plan.apply(&mut built).unwrap();
+            let (mut kept, mut raw) = spec::parse(serde_json::to_vec(&original).unwrap(), "config.json").unwrap();
+            spec::expand(&mut kept, &raw, &plan.paths(), "config.json").unwrap();
+            plan.apply_with(&mut kept, &mut Appender::Text(&mut raw)).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(spec::to_vec(&kept, &raw).unwrap()).unwrap(),
+                serde_json::to_string(&built).unwrap()
+            );
+        }
     }
 
     #[test]
@@ -583,6 +601,16 @@ proptest! {
         });
         let out = spec::to_vec(&lazy_value, &raw).unwrap();
         let out_text = std::str::from_utf8(&out).unwrap();
+        // A create keeps the entries it adds as text: the same bytes.
+        if let Some(p) = &plan {
+            let (mut kept, mut kept_raw) = spec::parse(text.clone().into_bytes(), "config.json").unwrap();
+            let kept_applied = spec::expand(&mut kept, &kept_raw, &p.paths(), "config.json")
+                .map_err(|e| e.to_string())
+                .and_then(|()| p.apply_with(&mut kept, &mut Appender::Text(&mut kept_raw)).map_err(|e| e.to_string()));
+            prop_assert_eq!(&applied, &Some(kept_applied));
+            let kept_out = spec::to_vec(&kept, &kept_raw).unwrap();
+            prop_assert_eq!(std::str::from_utf8(&kept_out).unwrap(), out_text);
+        }
 
         if let Some((mut full_value, full_raw)) = reference {
             let full_applied = plan.as_ref().map(|p| p.apply(&mut full_value).map_err(|e| e.to_string()));

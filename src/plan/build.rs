@@ -1,19 +1,16 @@
-//! The JSON entries edits append to the spec, built directly as `serde_json` values, and the
+//! The JSON entries edits append to the spec, rendered directly as compact JSON text, and the
 //! error an edit fails with.
 //!
 //! Each entry has exactly the field names, order and values runc's spec types give it (the
-//! OCI runtime spec's `LinuxDevice`, `LinuxDeviceCgroup` and `Hook`), built without going
-//! through typed structs and `to_value` (they were a third of a create's plan cost). A path
-//! that is not UTF-8 cannot be written into JSON: that is an error that stops the create,
-//! never a piece silently left out.
+//! OCI runtime spec's `LinuxDevice`, `LinuxDeviceCgroup` and `Hook`), written byte for byte as
+//! serde_json writes such a value compactly, so a spec kept as text and one built as `Value`s
+//! (`spec::Appender`) come out the same. A path that is not UTF-8 cannot be written into JSON:
+//! that is an error that stops the create, never a piece silently left out.
 
 use std::path::Path;
-use std::sync::OnceLock;
-
-use serde_json::{Map, Value};
 
 use crate::gpu::DeviceNode;
-use crate::spec::ShapeError;
+use crate::spec::{push_string, NotJson, ShapeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -32,91 +29,179 @@ pub enum PlanError {
     },
     #[error("cannot write {what} into config.json: {path:?} is not UTF-8")]
     NotUtf8 { what: &'static str, path: String },
+    #[error(transparent)]
+    NotJson(#[from] NotJson),
 }
 
-/// `path` as a JSON string, or the error naming `what` it was for.
-pub fn path_value(what: &'static str, path: &Path) -> Result<Value, PlanError> {
-    match path.to_str() {
-        Some(text) => Ok(Value::String(text.to_owned())),
-        None => Err(PlanError::NotUtf8 {
-            what,
-            path: path.display().to_string(),
-        }),
+/// `path`'s text, or the error naming `what` it was for.
+fn path_text<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, PlanError> {
+    path.to_str().ok_or_else(|| PlanError::NotUtf8 {
+        what,
+        path: path.display().to_string(),
+    })
+}
+
+/// Appends `,` before every entry but a list's first.
+pub fn separate(out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        out.push(b',');
     }
+}
+
+/// Appends `n` in decimal, as serde_json writes an integer.
+pub fn push_integer(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_unsigned(out, n.unsigned_abs());
+}
+
+fn push_unsigned(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends a JSON array of `items`.
+pub fn push_strings<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_string(out, item.as_ref());
+    }
+    out.push(b']');
 }
 
 /// A node's OCI type: `b` for a block device, `c` otherwise.
-fn type_value(kind: char) -> Value {
-    Value::String(if kind == 'b' { "b" } else { "c" }.to_owned())
-}
-
-/// An object with `keys` in order holding `values`. Its keys are hashed once per process: each
-/// entry is a clone of a template (a clone copies the hashes) with its values set in place, not
-/// a fresh map (a create adds two dozen entries, and SipHash per key was most of their cost).
-fn object<const N: usize>(
-    template: &'static OnceLock<Map<String, Value>>,
-    keys: [&str; N],
-    values: [Value; N],
-) -> Value {
-    let mut map = template
-        .get_or_init(|| {
-            keys.iter()
-                .map(|k| ((*k).to_owned(), Value::Null))
-                .collect()
-        })
-        .clone();
-    for (slot, value) in map.values_mut().zip(values) {
-        // A template's values are all null: nothing to drop, so no drop call per field.
-        std::mem::forget(std::mem::replace(slot, value));
+fn type_text(kind: char) -> &'static str {
+    if kind == 'b' {
+        "b"
+    } else {
+        "c"
     }
-    Value::Object(map)
 }
 
 /// A `linux.devices` entry: path, type, major, minor, fileMode, uid, gid.
-pub fn device_entry(node: &DeviceNode) -> Result<Value, PlanError> {
-    static TEMPLATE: OnceLock<Map<String, Value>> = OnceLock::new();
-    Ok(object(
-        &TEMPLATE,
-        ["path", "type", "major", "minor", "fileMode", "uid", "gid"],
-        [
-            path_value("a linux.devices entry", &node.path)?,
-            type_value(node.kind),
-            Value::from(node.major as i64),
-            Value::from(node.minor as i64),
-            Value::from(node.mode),
-            Value::from(node.uid),
-            Value::from(node.gid),
-        ],
-    ))
+pub fn device_entry(out: &mut Vec<u8>, node: &DeviceNode) -> Result<(), PlanError> {
+    let path = path_text("a linux.devices entry", &node.path)?;
+    separate(out);
+    out.extend_from_slice(b"{\"path\":");
+    push_string(out, path);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(type_text(node.kind).as_bytes());
+    out.extend_from_slice(b"\",\"major\":");
+    push_unsigned(out, node.major);
+    out.extend_from_slice(b",\"minor\":");
+    push_unsigned(out, node.minor);
+    out.extend_from_slice(b",\"fileMode\":");
+    push_unsigned(out, u64::from(node.mode));
+    out.extend_from_slice(b",\"uid\":");
+    push_unsigned(out, u64::from(node.uid));
+    out.extend_from_slice(b",\"gid\":");
+    push_unsigned(out, u64::from(node.gid));
+    out.push(b'}');
+    Ok(())
 }
 
 /// A `linux.resources.devices` allow rule: allow, type, major, minor, access `rwm`.
-pub fn allow_rule(node: &DeviceNode) -> Value {
-    static TEMPLATE: OnceLock<Map<String, Value>> = OnceLock::new();
-    object(
-        &TEMPLATE,
-        ["allow", "type", "major", "minor", "access"],
-        [
-            Value::Bool(true),
-            type_value(node.kind),
-            Value::from(node.major as i64),
-            Value::from(node.minor as i64),
-            Value::String("rwm".to_owned()),
-        ],
-    )
+pub fn allow_rule(out: &mut Vec<u8>, node: &DeviceNode) {
+    separate(out);
+    out.extend_from_slice(b"{\"allow\":true,\"type\":\"");
+    out.extend_from_slice(type_text(node.kind).as_bytes());
+    out.extend_from_slice(b"\",\"major\":");
+    push_unsigned(out, node.major);
+    out.extend_from_slice(b",\"minor\":");
+    push_unsigned(out, node.minor);
+    out.extend_from_slice(b",\"access\":\"rwm\"}");
 }
 
 /// A hook entry: path, args.
-pub fn hook_entry(what: &'static str, path: &Path, args: &[&str]) -> Result<Value, PlanError> {
-    let mut hook = Map::with_capacity(2);
-    hook.insert("path".to_owned(), path_value(what, path)?);
-    hook.insert(
-        "args".to_owned(),
-        Value::Array(
-            args.iter()
-                .map(|a| Value::String((*a).to_owned()))
-                .collect(),
-        ),
-    );
-    Ok(Value::Object(hook))
+pub fn hook_entry(
+    out: &mut Vec<u8>,
+    what: &'static str,
+    path: &Path,
+    args: &[&str],
+) -> Result<(), PlanError> {
+    let path = path_text(what, path)?;
+    separate(out);
+    out.extend_from_slice(b"{\"path\":");
+    push_string(out, path);
+    out.extend_from_slice(b",\"args\":");
+    push_strings(out, args);
+    out.push(b'}');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::path::PathBuf;
+
+    fn node(path: &str, kind: char, major: u64, minor: u64) -> DeviceNode {
+        DeviceNode {
+            path: PathBuf::from(path),
+            kind,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 44,
+        }
+    }
+
+    fn parsed(out: &[u8]) -> Value {
+        serde_json::from_slice(&[b"[", out, b"]"].concat()).unwrap()
+    }
+
+    #[test]
+    fn entries_are_the_json_runc_reads_written_as_serde_writes_it() {
+        let mut out = Vec::new();
+        device_entry(&mut out, &node("/dev/nvidia0", 'c', 195, 0)).unwrap();
+        device_entry(&mut out, &node("/dev/\"odd\\", 'b', 8, 4_294_967_296)).unwrap();
+        allow_rule(&mut out, &node("/dev/nvidia0", 'c', 195, 0));
+        hook_entry(&mut out, "a hook", Path::new("/h"), &["h", "prestart"]).unwrap();
+        let expected = json!([
+            {"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0, "fileMode": 438, "uid": 0, "gid": 44},
+            {"path": "/dev/\"odd\\", "type": "b", "major": 8, "minor": 4_294_967_296_u64, "fileMode": 438, "uid": 0, "gid": 44},
+            {"allow": true, "type": "c", "major": 195, "minor": 0, "access": "rwm"},
+            {"path": "/h", "args": ["h", "prestart"]}
+        ]);
+        assert_eq!(parsed(&out), expected);
+        let written = serde_json::to_vec(&expected).unwrap();
+        assert_eq!(out, written[1..written.len() - 1]);
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for n in [0, 7, -7, 10, 195, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_integer(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_an_error_and_writes_nothing() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let mut bad = node("/dev/x", 'c', 1, 1);
+        bad.path = PathBuf::from(OsStr::from_bytes(b"/dev/\xff"));
+        let mut out = Vec::new();
+        assert!(matches!(
+            device_entry(&mut out, &bad),
+            Err(PlanError::NotUtf8 { .. })
+        ));
+        assert!(out.is_empty());
+    }
 }

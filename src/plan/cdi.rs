@@ -11,11 +11,11 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::build::PlanError;
+use super::build::{push_integer, push_strings, separate, PlanError};
 use crate::cdi::edits::{CdiHook, CdiMount};
 use crate::cdi::text::checksum;
 use crate::request::VISIBLE_DEVICES;
-use crate::spec::{array_at, as_object, object_at, HOOK_STAGES};
+use crate::spec::{array_at, as_object, object_at, push_string, Appender, HOOK_STAGES};
 
 /// `hooks.<stage>` for each of [`HOOK_STAGES`], for errors, without a `format!` per hook.
 const SHOWN_STAGES: [&str; 6] = [
@@ -35,7 +35,11 @@ enum Taken {
 }
 
 /// Appends the mounts whose destinations are free.
-pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<bool, PlanError> {
+pub fn add_mounts(
+    root: &mut Map<String, Value>,
+    mounts: &[CdiMount],
+    to: &mut Appender<'_>,
+) -> Result<bool, PlanError> {
     if mounts.is_empty() {
         return Ok(false);
     }
@@ -48,9 +52,7 @@ pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<
             taken.push((checksum(dest.as_bytes()), Taken::Spec(i)));
         }
     }
-    let before = list.len();
-    list.reserve(mounts.len());
-    let mut templates: [Option<Map<String, Value>>; 2] = [None, None];
+    let mut added = Vec::with_capacity(160 * mounts.len());
     for (i, m) in mounts.iter().enumerate() {
         let dest = m.container_path.as_str();
         let key = checksum(dest.as_bytes());
@@ -65,56 +67,52 @@ pub fn add_mounts(root: &mut Map<String, Value>, mounts: &[CdiMount]) -> Result<
             continue;
         }
         taken.push((key, Taken::Added(i)));
-        list.push(mount_json(m, &mut templates));
+        mount_entry(&mut added, m);
     }
-    Ok(list.len() > before)
+    to.append(list, &added)?;
+    Ok(!added.is_empty())
 }
 
 fn destination(entry: &Value) -> Option<&str> {
     entry.get("destination").and_then(Value::as_str)
 }
 
-/// A mount's entry: `destination`, `type` where the spec gives one, `source`, `options`. Built by
-/// filling a copy of an entry with those keys: copying a map does not hash its keys again.
-fn mount_json(m: &CdiMount, templates: &mut [Option<Map<String, Value>>; 2]) -> Value {
-    let typed = m.kind.is_some();
-    let template = templates[usize::from(typed)].get_or_insert_with(|| {
-        let mut t = Map::with_capacity(4);
-        t.insert("destination".into(), Value::Null);
-        if typed {
-            t.insert("type".into(), Value::Null);
-        }
-        t.insert("source".into(), Value::Null);
-        t.insert("options".into(), Value::Null);
-        t
-    });
-    let mut entry = template.clone();
-    let mut destination = Some(Value::String(m.container_path.clone()));
-    let mut kind = m.kind.clone().map(Value::String);
-    let mut source = Some(Value::String(m.host_path.clone()));
-    let mut options = Some(strings(&m.options));
-    for (k, v) in entry.iter_mut() {
-        let value = match k.as_str() {
-            "destination" => &mut destination,
-            "type" => &mut kind,
-            "source" => &mut source,
-            _ => &mut options,
-        };
-        if let Some(value) = value.take() {
-            *v = value;
-        }
+/// A mount's entry: `destination`, `type` where the spec gives one, `source`, `options`.
+fn mount_entry(out: &mut Vec<u8>, m: &CdiMount) {
+    separate(out);
+    out.extend_from_slice(b"{\"destination\":");
+    push_string(out, &m.container_path);
+    if let Some(kind) = &m.kind {
+        out.extend_from_slice(b",\"type\":");
+        push_string(out, kind);
     }
-    Value::Object(entry)
+    out.extend_from_slice(b",\"source\":");
+    push_string(out, &m.host_path);
+    out.extend_from_slice(b",\"options\":");
+    push_strings(out, &m.options);
+    out.push(b'}');
 }
 
-/// Appends each hook to its stage unless the same hook (path, args, env) is there.
-pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<bool, PlanError> {
+/// Appends each hook to its stage unless the same hook (path, args, env) is there, or was
+/// added by an earlier hook of `hooks`.
+pub fn add_hooks(
+    root: &mut Map<String, Value>,
+    hooks: &[CdiHook],
+    to: &mut Appender<'_>,
+) -> Result<bool, PlanError> {
     if hooks.is_empty() {
         return Ok(false);
     }
     let stages = object_at(root, "hooks", "hooks")?;
     let mut changed = false;
-    for h in hooks {
+    let mut entry = Vec::with_capacity(256);
+    for (i, h) in hooks.iter().enumerate() {
+        let added_already = hooks[..i]
+            .iter()
+            .any(|e| e.hook_name == h.hook_name && same_as(e, h));
+        if added_already {
+            continue;
+        }
         let shown = HOOK_STAGES
             .iter()
             .position(|s| *s == h.hook_name)
@@ -127,34 +125,39 @@ pub fn add_hooks(root: &mut Map<String, Value>, hooks: &[CdiHook]) -> Result<boo
         if stage.iter().any(|e| same_hook(e, h)) {
             continue;
         }
-        stage.push(hook_json(h));
+        entry.clear();
+        hook_entry(&mut entry, h);
+        to.append(stage, &entry)?;
         changed = true;
     }
     Ok(changed)
 }
 
-fn hook_json(h: &CdiHook) -> Value {
-    let mut entry = Map::with_capacity(4);
-    entry.insert("path".into(), h.path.clone().into());
+/// A hook's entry: `path`, then `args`, `env` and `timeout` where it has them.
+fn hook_entry(out: &mut Vec<u8>, h: &CdiHook) {
+    out.extend_from_slice(b"{\"path\":");
+    push_string(out, &h.path);
     if !h.args.is_empty() {
-        entry.insert("args".into(), strings(&h.args));
+        out.extend_from_slice(b",\"args\":");
+        push_strings(out, &h.args);
     }
     if !h.env.is_empty() {
-        entry.insert("env".into(), strings(&h.env));
+        out.extend_from_slice(b",\"env\":");
+        push_strings(out, &h.env);
     }
     if let Some(t) = h.timeout {
-        entry.insert("timeout".into(), t.into());
+        out.extend_from_slice(b",\"timeout\":");
+        push_integer(out, t);
     }
-    Value::Object(entry)
+    out.push(b'}');
 }
 
-/// A JSON array of strings, built directly (not through serde's serializer: this runs for every
-/// mount of every create).
-fn strings(items: &[String]) -> Value {
-    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
+/// Whether two hooks are one as [`same_hook`] tells: path, args and env.
+fn same_as(a: &CdiHook, b: &CdiHook) -> bool {
+    a.path == b.path && a.args == b.args && a.env == b.env
 }
 
-/// Whether `entry` is `h`'s entry as [`hook_json`] writes it, as far as path, args and env go
+/// Whether `entry` is `h`'s entry as [`hook_entry`] writes it, as far as path, args and env go
 /// (compared without building that entry).
 fn same_hook(entry: &Value, h: &CdiHook) -> bool {
     entry.get("path").and_then(Value::as_str) == Some(h.path.as_str())
@@ -162,7 +165,7 @@ fn same_hook(entry: &Value, h: &CdiHook) -> bool {
         && same_strings(entry.get("env"), &h.env)
 }
 
-/// Whether `value` is what [`hook_json`] writes for `items`: absent where they are none.
+/// Whether `value` is what [`hook_entry`] writes for `items`: absent where they are none.
 fn same_strings(value: Option<&Value>, items: &[String]) -> bool {
     match value {
         None => items.is_empty(),
@@ -239,8 +242,8 @@ mod tests {
             mount("/usr/lib64/libcuda.so.1"),
             mount("/usr/bin/nvidia-smi"),
         ];
-        assert!(add_mounts(root, &mounts).unwrap());
-        assert!(add_hooks(root, &[ldcache()]).unwrap());
+        assert!(add_mounts(root, &mounts, &mut Appender::Values).unwrap());
+        assert!(add_hooks(root, &[ldcache()], &mut Appender::Values).unwrap());
         let env = [
             "NVIDIA_VISIBLE_DEVICES=void".to_owned(),
             "NVIDIA_CTK_DEBUG=false".into(),
@@ -249,8 +252,8 @@ mod tests {
         assert!(add_env(root, &env).unwrap());
         let once = spec.clone();
         let root = spec.as_object_mut().unwrap();
-        assert!(!add_mounts(root, &mounts).unwrap());
-        assert!(!add_hooks(root, &[ldcache()]).unwrap());
+        assert!(!add_mounts(root, &mounts, &mut Appender::Values).unwrap());
+        assert!(!add_hooks(root, &[ldcache()], &mut Appender::Values).unwrap());
         assert!(!add_env(root, &env).unwrap());
         assert_eq!(spec, once);
         assert_eq!(
@@ -274,7 +277,7 @@ mod tests {
     fn wrong_shapes_are_refused() {
         let mut spec = json!({"mounts": {}, "hooks": {"createContainer": 1}});
         let root = spec.as_object_mut().unwrap();
-        assert!(add_mounts(root, &[mount("/a")]).is_err());
-        assert!(add_hooks(root, &[ldcache()]).is_err());
+        assert!(add_mounts(root, &[mount("/a")], &mut Appender::Values).is_err());
+        assert!(add_hooks(root, &[ldcache()], &mut Appender::Values).is_err());
     }
 }

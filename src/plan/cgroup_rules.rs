@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::build::{allow_rule, PlanError};
 use crate::gpu::DeviceNode;
-use crate::spec::{array_at, field, object_at};
+use crate::spec::{array_at, field, object_at, Appender};
 
 fn rule_allows(rule: &Value, node: &DeviceNode) -> bool {
     let mut kind = [0; 4];
@@ -20,23 +20,26 @@ fn rule_allows(rule: &Value, node: &DeviceNode) -> bool {
 
 /// An allow rule per node, appended after whatever is there (docker leads with a deny-all, so
 /// the allows must come after it).
-pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, PlanError> {
+pub fn add(
+    root: &mut Map<String, Value>,
+    nodes: &[DeviceNode],
+    to: &mut Appender<'_>,
+) -> Result<bool, PlanError> {
     let linux = object_at(root, "linux", "linux")?;
     let resources = object_at(linux, "resources", "linux.resources")?;
     let rules = array_at(resources, "devices", "linux.resources.devices")?;
-    let mut changed = false;
     // Only the rules that were there are looked through: one added here is for an earlier node
     // of `nodes`, checked directly (every create would otherwise scan its own new rules).
-    let present = rules.len();
+    let mut added = Vec::with_capacity(64 * nodes.len());
     for (i, node) in nodes.iter().enumerate() {
         let added_already = nodes[..i]
             .iter()
             .any(|n| (n.kind, n.major, n.minor) == (node.kind, node.major, node.minor));
-        if added_already || rules[..present].iter().any(|r| rule_allows(r, node)) {
+        if added_already || rules.iter().any(|r| rule_allows(r, node)) {
             continue;
         }
-        rules.push(allow_rule(node));
-        changed = true;
+        allow_rule(&mut added, node);
     }
-    Ok(changed)
+    to.append(rules, &added)?;
+    Ok(!added.is_empty())
 }

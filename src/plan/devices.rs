@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::build::{device_entry, PlanError};
 use crate::gpu::{DeviceNode, Inventory};
-use crate::spec::{array_at, field, object_at};
+use crate::spec::{array_at, field, object_at, Appender};
 
 /// The NVIDIA driver's character major: `/dev/nvidiaN` is always `195:N`.
 const NVIDIA_MAJOR: u64 = 195;
@@ -20,31 +20,34 @@ const NVIDIA_MAJOR: u64 = 195;
 /// One entry per node, unless an entry with that path is there. An NVIDIA node already there
 /// whose number disagrees with its path is refused: kept, it would give the container another
 /// GPU than the one recorded and allowed.
-pub fn add(root: &mut Map<String, Value>, nodes: &[DeviceNode]) -> Result<bool, PlanError> {
+pub fn add(
+    root: &mut Map<String, Value>,
+    nodes: &[DeviceNode],
+    to: &mut Appender<'_>,
+) -> Result<bool, PlanError> {
     let linux = object_at(root, "linux", "linux")?;
     let devices = array_at(linux, "devices", "linux.devices")?;
     for d in devices.iter() {
         check_agrees(d, nodes)?;
     }
-    let mut changed = false;
     // Only the entries that were there are looked through: one added here is for an earlier
     // node of `nodes`, checked directly (every create would otherwise scan its own new entries).
-    let present = devices.len();
+    let mut added = Vec::with_capacity(128 * nodes.len());
     for (i, node) in nodes.iter().enumerate() {
         let added_already = nodes[..i]
             .iter()
             .any(|n| n.path.as_os_str() == node.path.as_os_str());
         if added_already
-            || devices[..present]
+            || devices
                 .iter()
                 .any(|d| entry_path(d).is_some_and(|p| same_path(&p, &node.path)))
         {
             continue;
         }
-        devices.push(device_entry(node)?);
-        changed = true;
+        device_entry(&mut added, node)?;
     }
-    Ok(changed)
+    to.append(devices, &added)?;
+    Ok(!added.is_empty())
 }
 
 /// The host's GPUs (inventory indices, sorted) whose nodes the spec's `linux.devices` already

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::build::{hook_entry, PlanError};
-use crate::spec::{array_at, field, member, object_at, HOOK_STAGES};
+use crate::spec::{array_at, field, member, object_at, Appender, HOOK_STAGES};
 
 /// Names the legacy hook's executable has gone by (the toolkit's `isNVIDIAContainerRuntimeHook`
 /// knows these two). docker's `--gpus` puts the bare name in `args[0]`; the toolkit's own
@@ -85,16 +85,23 @@ fn has_nvidia_hooks(hooks: &Map<String, Value>, path: &Path) -> bool {
 }
 
 /// The NVIDIA hook, unless the spec has NVIDIA's hooks already (two break the container).
-pub fn add(root: &mut Map<String, Value>, path: &Path) -> Result<bool, PlanError> {
+pub fn add(
+    root: &mut Map<String, Value>,
+    path: &Path,
+    to: &mut Appender<'_>,
+) -> Result<bool, PlanError> {
     let hooks = object_at(root, "hooks", "hooks")?;
     if has_nvidia_hooks(hooks, path) {
         return Ok(false);
     }
     let prestart = array_at(hooks, "prestart", "hooks.prestart")?;
-    prestart.push(hook_entry(
+    let mut entry = Vec::with_capacity(128);
+    hook_entry(
+        &mut entry,
         "the NVIDIA prestart hook",
         path,
         &["nvidia-container-runtime-hook", "prestart"],
-    )?);
+    )?;
+    to.append(prestart, &entry)?;
     Ok(true)
 }

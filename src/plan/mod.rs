@@ -9,7 +9,9 @@
 //! again, so editing twice gives the same spec as editing once.
 //!
 //! Pure: a plan is built from an `Assignment` and the inventory, and applied to a JSON value.
-//! It never decides which GPUs (that is `placement`) and never reads or writes a file.
+//! Each entry an edit adds is rendered once as JSON text (`build`); where it goes, built into
+//! the value or kept as text for the write, is `spec::Appender`'s. It never decides which GPUs
+//! (that is `placement`) and never reads or writes a file.
 
 mod build;
 pub mod cdi;
@@ -25,7 +27,7 @@ use crate::cdi::edits::{CdiHook, CdiMount, Injected};
 use crate::gpu::{DeviceNode, Inventory};
 use crate::placement::Assignment;
 use crate::request::VISIBLE_DEVICES;
-use crate::spec::{as_object, SpecPath};
+use crate::spec::{as_object, Appender, SpecPath};
 
 pub use build::PlanError;
 pub use hook::Hook;
@@ -116,12 +118,19 @@ impl Plan {
         self
     }
 
-    /// Applies every edit to `spec`, in order. Returns whether anything changed.
+    /// Applies every edit to `spec`, in order, its new entries built as `Value`s. Returns
+    /// whether anything changed.
     pub fn apply(&self, spec: &mut Value) -> Result<bool, PlanError> {
+        self.apply_with(spec, &mut Appender::Values)
+    }
+
+    /// [`Plan::apply`], with the new entries going where `to` puts them: a create keeps them as
+    /// text (`SpecFile::appender`), which writes the same spec.
+    pub fn apply_with(&self, spec: &mut Value, to: &mut Appender<'_>) -> Result<bool, PlanError> {
         let root = as_object(spec, "the document")?;
         let mut changed = false;
         for edit in &self.edits {
-            changed |= edit.apply(root)?;
+            changed |= edit.apply(root, to)?;
         }
         Ok(changed)
     }
@@ -176,15 +185,19 @@ impl Edit {
         }
     }
 
-    fn apply(&self, root: &mut Map<String, Value>) -> Result<bool, PlanError> {
+    fn apply(
+        &self,
+        root: &mut Map<String, Value>,
+        to: &mut Appender<'_>,
+    ) -> Result<bool, PlanError> {
         match self {
-            Edit::Devices(nodes) => devices::add(root, nodes),
-            Edit::CgroupRules(nodes) => cgroup_rules::add(root, nodes),
+            Edit::Devices(nodes) => devices::add(root, nodes, to),
+            Edit::CgroupRules(nodes) => cgroup_rules::add(root, nodes, to),
             Edit::Env { name, value } => Ok(env::set(root, name, value)?),
-            Edit::Hook(path) => hook::add(root, path),
-            Edit::Mps(client) => Ok(mps::apply(root, client)?),
-            Edit::Cdi { mounts, hooks, env } => Ok(cdi::add_mounts(root, mounts)?
-                | cdi::add_hooks(root, hooks)?
+            Edit::Hook(path) => hook::add(root, path, to),
+            Edit::Mps(client) => mps::apply(root, client, to),
+            Edit::Cdi { mounts, hooks, env } => Ok(cdi::add_mounts(root, mounts, to)?
+                | cdi::add_hooks(root, hooks, to)?
                 | cdi::add_env(root, env)?),
         }
     }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::spec::{array_at, as_object, ShapeError};
+use crate::spec::{array_at, as_object, Appender, ShapeError};
 
+use super::build::PlanError;
 use super::env;
 
 /// The variable every MPS client reads to find its daemon.
@@ -31,12 +32,18 @@ pub struct MpsClient {
 }
 
 /// Applies the edit; returns whether the spec changed. A spec without `process` is left for
-/// runc to refuse, as `env::set` does.
-pub fn apply(root: &mut Map<String, Value>, client: &MpsClient) -> Result<bool, ShapeError> {
+/// runc to refuse, as `env::set` does. The mounts an earlier edit added (CDI's) are read back
+/// first: every mount is checked, whoever added it.
+pub fn apply(
+    root: &mut Map<String, Value>,
+    client: &MpsClient,
+    to: &Appender<'_>,
+) -> Result<bool, PlanError> {
     let pipe = client.pipe_dir.display().to_string();
     let mut changed = strip_tenant_env(root)?;
     changed |= env::set(root, PIPE_DIRECTORY, &pipe)?;
     let mounts = array_at(root, "mounts", "mounts")?;
+    to.read_back(mounts)?;
     let before = mounts.len();
     mounts.retain(|m| !reaches_another_daemon(m, client));
     changed |= mounts.len() != before;
@@ -112,6 +119,10 @@ fn reaches_another_daemon(mount: &Value, client: &MpsClient) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cdi::edits::{CdiMount, Injected};
+    use crate::gpu::Inventory;
+    use crate::placement::{Assignment, Kind};
+    use crate::plan::{Driver, Plan};
 
     fn client() -> MpsClient {
         MpsClient {
@@ -127,7 +138,7 @@ mod tests {
     }
 
     fn run(spec: &mut Value) -> bool {
-        apply(spec.as_object_mut().unwrap(), &client()).unwrap()
+        apply(spec.as_object_mut().unwrap(), &client(), &Appender::Values).unwrap()
     }
 
     fn env_of(spec: &Value) -> Vec<&str> {
@@ -219,7 +230,67 @@ mod tests {
     #[test]
     fn mps_edit_refuses_mounts_that_are_not_an_array() {
         let mut s = json!({"process": {"env": []}, "mounts": {"a": 1}});
-        let e = apply(s.as_object_mut().unwrap(), &client()).unwrap_err();
+        let e = apply(s.as_object_mut().unwrap(), &client(), &Appender::Values).unwrap_err();
         assert!(e.to_string().contains("mounts"), "{e}");
+    }
+
+    fn docker_like() -> Value {
+        json!({"process": {"env": ["PATH=/bin"]}, "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}], "linux": {}})
+    }
+
+    #[test]
+    fn mps_after_cdi_judges_cdi_mounts_kept_as_text_as_it_judges_built_ones() {
+        let mount = |dest: &str| CdiMount {
+            host_path: dest.to_owned(),
+            container_path: dest.to_owned(),
+            kind: None,
+            options: vec!["ro".into(), "rbind".into()],
+        };
+        let cdi = Injected {
+            nodes: Inventory::synthetic(1).gpus[0..1]
+                .iter()
+                .map(|g| g.node.clone())
+                .collect(),
+            // One a CDI spec could carry that would reach another MPS daemon: the MPS edit drops it.
+            mounts: vec![mount("/usr/lib64/libcuda.so.1"), mount("/tmp/nvidia-mps")],
+            hooks: vec![],
+            env: vec![],
+        };
+        let assignment = Assignment {
+            gpus: vec![0],
+            kind: Kind::Shared,
+            task: None,
+        };
+        let plan = Plan::new(&assignment, &Inventory::synthetic(1), Driver::Cdi(cdi)).with_mps(
+            MpsClient {
+                pipe_dir: PathBuf::from("/run/gpu-share/mps/0"),
+                owned_root: PathBuf::from("/run/gpu-share/mps"),
+            },
+        );
+        let mut built = docker_like();
+        plan.apply(&mut built).unwrap();
+        let dests: Vec<&Value> = built["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["destination"])
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/usr/lib64/libcuda.so.1",
+                "/run/gpu-share/mps/0",
+                "/dev/shm"
+            ]
+        );
+
+        let text = serde_json::to_vec(&docker_like()).unwrap();
+        let (mut kept, mut raw) = crate::spec::parse(text, "config.json").unwrap();
+        crate::spec::expand(&mut kept, &raw, &plan.paths(), "config.json").unwrap();
+        plan.apply_with(&mut kept, &mut Appender::Text(&mut raw))
+            .unwrap();
+        let written = crate::spec::to_vec(&kept, &raw).unwrap();
+        assert_eq!(written, serde_json::to_vec(&built).unwrap());
     }
 }

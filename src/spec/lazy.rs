@@ -19,9 +19,12 @@
 //! not read it, and it reaches runc exactly as runc would have read it without the shim (the
 //! same bytes), so no reading of it can disagree with the shim's.
 //!
-//! A placeholder is recognised only where one was put (a value on the top level, or one level
-//! down in `process` or `linux`) and only with this process's nonce, which no input can know;
-//! so no input string is ever mistaken for one, and no fallback parse is needed. It owns the
+//! An edit's new array entries are held the same way (`hold_text`): their JSON text kept after
+//! the input's bytes, and a placeholder for it in the array, so a create neither builds them as
+//! `Value`s nor writes them again.
+//!
+//! A placeholder is recognised only with this process's nonce, which no input can know; so no
+//! input string is ever mistaken for one, and no fallback parse is needed. It owns the
 //! representation only: which file, and atomic writing, are `spec`'s.
 
 use std::ops::Range;
@@ -267,6 +270,20 @@ fn hold_span(span: Range<usize>, spans: &mut Vec<Range<usize>>) -> Value {
     placeholder(spans.len() - 1)
 }
 
+/// A placeholder for `text` (JSON values joined by commas, each written as [`compact`] writes
+/// it), kept after the input's bytes: an array element that [`to_vec`] writes as that text.
+pub fn hold_text(raw: &mut Raw, text: &[u8]) -> Value {
+    let start = raw.bytes.len();
+    raw.bytes.extend_from_slice(text);
+    hold_span(start..raw.bytes.len(), &mut raw.spans)
+}
+
+/// The text a placeholder [`hold_text`] made stands for; `None` for any other value.
+pub fn held_text<'r>(raw: &'r Raw, v: &Value) -> Option<&'r [u8]> {
+    let span = v.as_str().and_then(placeholder_index)?;
+    raw.spans.get(span).map(|span| &raw.bytes[span.clone()])
+}
+
 fn parse_at(whole: &[u8], text: &[u8], path: &[&str]) -> Result<Value, Error> {
     unique_keys::from_slice_at(text, path).map_err(|e| shift(e, whole, text))
 }
@@ -321,17 +338,20 @@ pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
     Ok(out)
 }
 
-/// Writes `v`, found `depth` levels down; placeholders are looked for only where [`parse`]
-/// puts them (depth 1 and 2).
+/// Writes `v`, found `depth` levels down. A placeholder is looked for in every string below
+/// the top: a raw subtree is one of [`parse`]'s (depth 1 and 2), an added entry one of
+/// [`hold_text`]'s (an array element, at any depth under a built path).
 fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
     match v {
-        Value::String(s) if depth > 0 => {
+        // Every placeholder starts with a byte no spec string starts with in practice: one
+        // compare rules out nearly every string.
+        Value::String(s) if depth > 0 && s.as_bytes().first() == Some(&1) => {
             match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
                 Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
                 None => compact::string(out, s),
             }
         }
-        Value::Object(map) if depth < 2 => {
+        Value::Object(map) => {
             out.push(b'{');
             for (i, (key, value)) in map.iter().enumerate() {
                 if i > 0 {
@@ -342,6 +362,16 @@ fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
                 write(out, value, raw, depth + 1);
             }
             out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(out, item, raw, depth + 1);
+            }
+            out.push(b']');
         }
         _ => compact::value(out, v),
     }
