@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cdi;
 pub mod config;
 pub mod create;
+pub mod decimal;
 pub mod decision;
 pub mod docker;
 pub mod doctor;

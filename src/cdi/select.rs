@@ -6,6 +6,7 @@
 //! is stale, not silently wrong.
 
 use super::packed::Packed;
+use crate::decimal::{decimal, MAX_DIGITS};
 use crate::gpu::{Gpu, Inventory};
 
 /// A discovered GPU the spec gives no (or a wrong) device for.
@@ -27,26 +28,12 @@ fn names(gpu: &Gpu) -> impl Iterator<Item = String> + '_ {
         .chain([gpu.index.to_string(), format!("gpu{}", gpu.index)])
 }
 
-/// `n` in decimal, written into `buf`.
-fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
-    let (mut n, mut at) = (n, buf.len());
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
-}
-
 /// The device the digest gives for `gpu` (its position in `digest.devices`): by UUID, else
 /// index, else type-index; and only one whose nodes include the GPU's own.
 pub fn device_for(digest: &Packed, gpu: &Gpu) -> Option<usize> {
     let node = gpu.node.path.to_str()?;
-    let mut buf = [0u8; 10];
-    let index = decimal(gpu.index, &mut buf);
+    let mut buf = [0u8; MAX_DIGITS];
+    let index = decimal(u64::from(gpu.index), &mut buf);
     let named = |is: &dyn Fn(&str) -> bool| {
         digest
             .devices
@@ -149,9 +136,6 @@ mod tests {
             device("gpu12", "/dev/nvidia1"),
         ]);
         assert_eq!(device_for(&d, &inv.gpus[1]), None);
-        let mut buf = [0u8; 10];
-        assert_eq!(decimal(u32::MAX, &mut buf), u32::MAX.to_string());
-        assert_eq!(decimal(0, &mut buf), "0");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use crate::decimal::{decimal, MAX_DIGITS};
 use crate::gpu::DeviceNode;
 use crate::spec::{push_string, NotJson, ShapeError};
 
@@ -56,18 +57,18 @@ pub fn push_integer(out: &mut Vec<u8>, n: i64) {
     push_unsigned(out, n.unsigned_abs());
 }
 
-fn push_unsigned(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn push_unsigned(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; MAX_DIGITS]).as_bytes());
+}
+
+/// `"type":"c","major":M,"minor":m`: a node's number, as both its entries give it.
+fn push_number(out: &mut Vec<u8>, node: &DeviceNode) {
+    out.extend_from_slice(b"\"type\":\"");
+    out.extend_from_slice(type_text(node.kind).as_bytes());
+    out.extend_from_slice(b"\",\"major\":");
+    push_unsigned(out, node.major);
+    out.extend_from_slice(b",\"minor\":");
+    push_unsigned(out, node.minor);
 }
 
 /// Appends a JSON array of `items`.
@@ -91,18 +92,21 @@ fn type_text(kind: char) -> &'static str {
     }
 }
 
-/// A `linux.devices` entry: path, type, major, minor, fileMode, uid, gid.
-pub fn device_entry(out: &mut Vec<u8>, node: &DeviceNode) -> Result<(), PlanError> {
-    let path = path_text("a linux.devices entry", &node.path)?;
+/// Starts an entry whose first key is `path` (after a `,` where `out` holds entries already);
+/// nothing is written where the path is not UTF-8.
+fn open_with_path(out: &mut Vec<u8>, what: &'static str, path: &Path) -> Result<(), PlanError> {
+    let text = path_text(what, path)?;
     separate(out);
     out.extend_from_slice(b"{\"path\":");
-    push_string(out, path);
-    out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(type_text(node.kind).as_bytes());
-    out.extend_from_slice(b"\",\"major\":");
-    push_unsigned(out, node.major);
-    out.extend_from_slice(b",\"minor\":");
-    push_unsigned(out, node.minor);
+    push_string(out, text);
+    Ok(())
+}
+
+/// A `linux.devices` entry: path, type, major, minor, fileMode, uid, gid.
+pub fn device_entry(out: &mut Vec<u8>, node: &DeviceNode) -> Result<(), PlanError> {
+    open_with_path(out, "a linux.devices entry", &node.path)?;
+    out.push(b',');
+    push_number(out, node);
     out.extend_from_slice(b",\"fileMode\":");
     push_unsigned(out, u64::from(node.mode));
     out.extend_from_slice(b",\"uid\":");
@@ -116,12 +120,8 @@ pub fn device_entry(out: &mut Vec<u8>, node: &DeviceNode) -> Result<(), PlanErro
 /// A `linux.resources.devices` allow rule: allow, type, major, minor, access `rwm`.
 pub fn allow_rule(out: &mut Vec<u8>, node: &DeviceNode) {
     separate(out);
-    out.extend_from_slice(b"{\"allow\":true,\"type\":\"");
-    out.extend_from_slice(type_text(node.kind).as_bytes());
-    out.extend_from_slice(b"\",\"major\":");
-    push_unsigned(out, node.major);
-    out.extend_from_slice(b",\"minor\":");
-    push_unsigned(out, node.minor);
+    out.extend_from_slice(b"{\"allow\":true,");
+    push_number(out, node);
     out.extend_from_slice(b",\"access\":\"rwm\"}");
 }
 
@@ -132,10 +132,7 @@ pub fn hook_entry(
     path: &Path,
     args: &[&str],
 ) -> Result<(), PlanError> {
-    let path = path_text(what, path)?;
-    separate(out);
-    out.extend_from_slice(b"{\"path\":");
-    push_string(out, path);
+    open_with_path(out, what, path)?;
     out.extend_from_slice(b",\"args\":");
     push_strings(out, args);
     out.push(b'}');

@@ -37,6 +37,7 @@ use super::raw_pairs::{self, Pairs};
 use super::scan::{Scanner, Unsure};
 use super::unique_keys::{self, Error};
 use super::values;
+use crate::decimal::{decimal, MAX_DIGITS};
 
 /// A path into the spec: one key, or two where the first is `process` or `linux`.
 pub type SpecPath = &'static [&'static str];
@@ -104,16 +105,8 @@ fn placeholder(index: usize) -> Value {
     let prefix = prefix();
     let mut s = String::with_capacity(prefix.len() + 4);
     s.push_str(prefix);
-    push_decimal(&mut s, index);
+    s.push_str(decimal(index as u64, &mut [0; MAX_DIGITS]));
     Value::String(s)
-}
-
-/// `n` in decimal, without the formatting machinery (a spec holds a dozen placeholders).
-fn push_decimal(s: &mut String, n: usize) {
-    if n >= 10 {
-        push_decimal(s, n / 10);
-    }
-    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// The raw span index a placeholder string holds; `None` for any other string.
