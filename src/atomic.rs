@@ -244,15 +244,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    fn mode(mode: u32) -> Perms {
+        Perms { mode, owner: None }
+    }
+
     #[test]
     fn replaces_whole_with_the_mode_asked_and_no_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.json");
         std::fs::write(&p, b"old").unwrap();
-        let perms = Perms {
-            mode: 0o640,
-            owner: None,
-        };
+        let perms = mode(0o640);
         replace(&p, b"new", perms).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
@@ -266,10 +267,7 @@ mod tests {
         // A writer killed mid-write whose pid this process now has.
         let mine = dir.path().join(temp_name("f.json", std::process::id()));
         std::fs::write(&mine, b"half").unwrap();
-        let perms = Perms {
-            mode: 0o644,
-            owner: None,
-        };
+        let perms = mode(0o644);
         replace_volatile(&p, b"new", perms).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(names_in(dir.path()), ["f.json"]);
@@ -281,10 +279,7 @@ mod tests {
         let target = dir.path().join("is-a-dir");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("inside"), b"x").unwrap();
-        let perms = Perms {
-            mode: 0o644,
-            owner: None,
-        };
+        let perms = mode(0o644);
         let (path, _) = replace(&target, b"new", perms).unwrap_err();
         assert_eq!(path, target);
         assert!(target.join("inside").exists());
@@ -318,10 +313,7 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(file), b"half").unwrap();
         }
-        let perms = Perms {
-            mode: 0o644,
-            owner: None,
-        };
+        let perms = mode(0o644);
         replace(&p, b"new", perms).unwrap();
         assert_eq!(
             names_in(dir.path()),
@@ -345,10 +337,7 @@ mod tests {
             b"half written, long",
         )
         .unwrap();
-        let perms = Perms {
-            mode: 0o644,
-            owner: None,
-        };
+        let perms = mode(0o644);
         replace_volatile_as_sole_writer(&p, b"newer", perms).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"newer");
         assert_eq!(names_in(dir.path()), ["f.json"]);
@@ -362,10 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.json");
         let tmp = dir.path().join(sole_temp_name("f.json"));
-        let perms = Perms {
-            mode: 0o644,
-            owner: None,
-        };
+        let perms = mode(0o644);
         // A FIFO with no reader: opening it for writing would wait for ever.
         nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         replace_volatile_as_sole_writer(&p, b"one", perms).unwrap();

@@ -116,7 +116,8 @@ impl SpecFile {
     /// Reads `bundle/config.json`, refusing symlinks, non-files, huge or empty files and bad JSON.
     pub fn load(bundle: &Path) -> Result<SpecFile, SpecError> {
         let path = bundle.join("config.json");
-        let shown = path.display().to_string();
+        // Named only in a refusal: not rendered on every create.
+        let shown = || path.display().to_string();
         let mut file = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
@@ -124,11 +125,11 @@ impl SpecFile {
         {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(SpecError::Symlink(shown))
+                return Err(SpecError::Symlink(shown()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(if bundle.is_dir() {
-                    SpecError::Missing(shown)
+                    SpecError::Missing(shown())
                 } else {
                     SpecError::NoBundle(bundle.display().to_string())
                 })
@@ -140,43 +141,37 @@ impl SpecFile {
         };
         let meta = file.metadata().map_err(io_err(&path))?;
         if !meta.is_file() {
-            return Err(SpecError::NotAFile(shown));
+            return Err(SpecError::NotAFile(shown()));
         }
         if meta.len() > MAX_SPEC_BYTES {
             return Err(SpecError::TooLarge {
-                path: shown,
+                path: shown(),
                 size: meta.len(),
             });
         }
         if meta.len() == 0 {
-            return Err(SpecError::Empty(shown));
+            return Err(SpecError::Empty(shown()));
         }
-        // Read one byte past the limit so a file that grew since fstat is still caught; one
-        // `read` for a file as large as fstat said.
-        let limit = MAX_SPEC_BYTES as usize + 1;
+        // One `read` for a file as large as fstat said; one that grew past the limit since is
+        // still caught.
+        let limit = MAX_SPEC_BYTES as usize;
         let bytes = match crate::read_whole::read_to_end(&mut file, meta.len() as usize, limit) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Err(SpecError::TooLarge {
-                    path: shown,
+                    path: shown(),
                     size: MAX_SPEC_BYTES + 1,
                 })
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        if bytes.len() as u64 > MAX_SPEC_BYTES {
-            return Err(SpecError::TooLarge {
-                path: shown,
-                size: bytes.len() as u64,
-            });
-        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(SpecError::Empty(shown));
+            return Err(SpecError::Empty(shown()));
         }
-        let (value, raw) = lazy::parse(bytes).map_err(|e| parse_error(e, &shown))?;
+        let (value, raw) = lazy::parse(bytes).map_err(|e| parse_error(e, &shown()))?;
         if !value.is_object() {
             return Err(SpecError::NotAnObject {
-                path: shown,
+                path: shown(),
                 found: kind_name(&value),
             });
         }
@@ -218,10 +213,7 @@ impl SpecFile {
     }
 
     fn write(&self, replace: atomic::Replace) -> Result<(), SpecError> {
-        let bytes = lazy::to_vec(&self.value, &self.raw).map_err(|e| SpecError::Io {
-            path: self.path.display().to_string(),
-            source: io::Error::other(e),
-        })?;
+        let bytes = lazy::to_vec(&self.value, &self.raw);
         let perms = Perms {
             mode: self.mode,
             owner: Some((self.uid, self.gid)),

@@ -475,7 +475,7 @@ proptest! {
             spec::expand(&mut kept, &raw, &plan.paths(), "config.json").unwrap();
             plan.apply_with(&mut kept, &mut Appender::Text(&mut raw)).unwrap();
             prop_assert_eq!(
-                String::from_utf8(spec::to_vec(&kept, &raw).unwrap()).unwrap(),
+                String::from_utf8(spec::to_vec(&kept, &raw)).unwrap(),
                 serde_json::to_string(&built).unwrap()
             );
         }
@@ -599,7 +599,7 @@ proptest! {
             spec::expand(&mut lazy_value, &raw, &p.paths(), "config.json").map_err(|e| e.to_string())?;
             p.apply(&mut lazy_value).map_err(|e| e.to_string())
         });
-        let out = spec::to_vec(&lazy_value, &raw).unwrap();
+        let out = spec::to_vec(&lazy_value, &raw);
         let out_text = std::str::from_utf8(&out).unwrap();
         // A create keeps the entries it adds as text: the same bytes.
         if let Some(p) = &plan {
@@ -608,14 +608,14 @@ proptest! {
                 .map_err(|e| e.to_string())
                 .and_then(|()| p.apply_with(&mut kept, &mut Appender::Text(&mut kept_raw)).map_err(|e| e.to_string()));
             prop_assert_eq!(&applied, &Some(kept_applied));
-            let kept_out = spec::to_vec(&kept, &kept_raw).unwrap();
+            let kept_out = spec::to_vec(&kept, &kept_raw);
             prop_assert_eq!(std::str::from_utf8(&kept_out).unwrap(), out_text);
         }
 
         if let Some((mut full_value, full_raw)) = reference {
             let full_applied = plan.as_ref().map(|p| p.apply(&mut full_value).map_err(|e| e.to_string()));
             prop_assert_eq!(&applied, &full_applied);
-            let full_out = spec::to_vec(&full_value, &full_raw).unwrap();
+            let full_out = spec::to_vec(&full_value, &full_raw);
             prop_assert_eq!(
                 serde_json::from_slice::<Value>(&out).unwrap(),
                 serde_json::from_slice::<Value>(&full_out).unwrap()

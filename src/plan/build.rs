@@ -50,7 +50,7 @@ pub fn separate(out: &mut Vec<u8>) {
 }
 
 /// Appends `n` in decimal, as serde_json writes an integer.
-pub fn push_integer(out: &mut Vec<u8>, n: i64) {
+fn push_integer(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');
     }
@@ -133,10 +133,26 @@ pub fn hook_entry(
     args: &[&str],
 ) -> Result<(), PlanError> {
     open_with_path(out, what, path)?;
-    out.extend_from_slice(b",\"args\":");
-    push_strings(out, args);
-    out.push(b'}');
+    close_hook(out, args, &[], None);
     Ok(())
+}
+
+/// The rest of a hook entry after its `path`: `args`, `env` and `timeout` where it has them
+/// (OCI's `Hook` leaves out what is empty), and the closing brace.
+pub fn close_hook<S: AsRef<str>>(out: &mut Vec<u8>, args: &[S], env: &[S], timeout: Option<i64>) {
+    if !args.is_empty() {
+        out.extend_from_slice(b",\"args\":");
+        push_strings(out, args);
+    }
+    if !env.is_empty() {
+        out.extend_from_slice(b",\"env\":");
+        push_strings(out, env);
+    }
+    if let Some(t) = timeout {
+        out.extend_from_slice(b",\"timeout\":");
+        push_integer(out, t);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::build::{push_integer, push_strings, separate, PlanError};
+use super::build::{close_hook, push_strings, separate, PlanError};
 use crate::cdi::edits::{CdiHook, CdiMount};
 use crate::cdi::text::checksum;
 use crate::request::VISIBLE_DEVICES;
@@ -137,19 +137,7 @@ pub fn add_hooks(
 fn hook_entry(out: &mut Vec<u8>, h: &CdiHook) {
     out.extend_from_slice(b"{\"path\":");
     push_string(out, &h.path);
-    if !h.args.is_empty() {
-        out.extend_from_slice(b",\"args\":");
-        push_strings(out, &h.args);
-    }
-    if !h.env.is_empty() {
-        out.extend_from_slice(b",\"env\":");
-        push_strings(out, &h.env);
-    }
-    if let Some(t) = h.timeout {
-        out.extend_from_slice(b",\"timeout\":");
-        push_integer(out, t);
-    }
-    out.push(b'}');
+    close_hook(out, &h.args, &h.env, h.timeout);
 }
 
 /// Whether two hooks are one as [`same_hook`] tells: path, args and env.

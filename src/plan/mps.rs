@@ -290,7 +290,7 @@ mod tests {
         crate::spec::expand(&mut kept, &raw, &plan.paths(), "config.json").unwrap();
         plan.apply_with(&mut kept, &mut Appender::Text(&mut raw))
             .unwrap();
-        let written = crate::spec::to_vec(&kept, &raw).unwrap();
+        let written = crate::spec::to_vec(&kept, &raw);
         assert_eq!(written, serde_json::to_vec(&built).unwrap());
     }
 }

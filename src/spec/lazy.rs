@@ -74,11 +74,26 @@ const SPLIT: &[&str] = &["process", "linux"];
 
 const PLACEHOLDER: &str = "\u{1}gpu-share raw subtree ";
 
-/// The input's bytes and the spans of the subtrees held as placeholders.
+/// The input's bytes, the text of entries edits added, and the spans placeholders stand for: a
+/// span from `bytes.len()` on is in `added` (counted from its start at `bytes.len()`).
 #[derive(Debug, Default)]
 pub struct Raw {
     bytes: Vec<u8>,
+    /// Kept apart from `bytes`: appending there would copy the whole input to grow it.
+    added: Vec<u8>,
     spans: Vec<Range<usize>>,
+}
+
+impl Raw {
+    /// The text placeholder `s` stands for, and whether an edit added it (else it is the
+    /// input's); `None` for any other string.
+    fn held(&self, s: &str) -> Option<(&[u8], bool)> {
+        let span = self.spans.get(placeholder_index(s)?)?;
+        Some(match span.start.checked_sub(self.bytes.len()) {
+            Some(at) => (&self.added[at..at + span.len()], true),
+            None => (&self.bytes[span.clone()], false),
+        })
+    }
 }
 
 /// This process's placeholder prefix: [`PLACEHOLDER`] and a nonce from the kernel's
@@ -111,6 +126,11 @@ fn placeholder(index: usize) -> Value {
 
 /// The raw span index a placeholder string holds; `None` for any other string.
 fn placeholder_index(s: &str) -> Option<usize> {
+    // Every placeholder starts with a byte no spec string starts with in practice: one compare
+    // rules out nearly every string before the prefix is looked at.
+    if s.as_bytes().first() != PLACEHOLDER.as_bytes().first() {
+        return None;
+    }
     let digits = s.strip_prefix(prefix())?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -132,7 +152,14 @@ pub fn parse(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
     }
     let mut spans = Vec::new();
     match parse_fast(&bytes, &mut spans) {
-        Ok(value) => Ok((value, Raw { bytes, spans })),
+        Ok(value) => Ok((
+            value,
+            Raw {
+                bytes,
+                spans,
+                ..Raw::default()
+            },
+        )),
         Err(Unsure) => parse_with_serde(bytes),
     }
 }
@@ -195,7 +222,12 @@ pub fn parse_with_serde(bytes: Vec<u8>) -> Result<(Value, Raw), Error> {
         };
         root.insert(key, value);
     }
-    Ok((Value::Object(root), Raw { bytes, spans }))
+    let raw = Raw {
+        bytes,
+        spans,
+        ..Raw::default()
+    };
+    Ok((Value::Object(root), raw))
 }
 
 /// Parses `bytes` into one whole `Value` (everything built, nothing held raw).
@@ -238,14 +270,10 @@ pub fn expand(value: &mut Value, raw: &Raw, path: &[&str]) -> Result<(), Error> 
             None => return Ok(()),
         }
     }
-    let Some(span) = slot
-        .as_str()
-        .and_then(placeholder_index)
-        .and_then(|i| raw.spans.get(i))
-    else {
+    // Only an input's subtree is ever held in an object's slot: added entries are array elements.
+    let Some((text, false)) = slot.as_str().and_then(|s| raw.held(s)) else {
         return Ok(());
     };
-    let text = &raw.bytes[span.clone()];
     *slot = match values::value_of(text) {
         Ok(built) => built,
         Err(Unsure) => parse_at(&raw.bytes, text, path)?,
@@ -264,17 +292,19 @@ fn hold_span(span: Range<usize>, spans: &mut Vec<Range<usize>>) -> Value {
 }
 
 /// A placeholder for `text` (JSON values joined by commas, each written as [`compact`] writes
-/// it), kept after the input's bytes: an array element that [`to_vec`] writes as that text.
+/// it), kept beside the input's bytes: an array element that [`to_vec`] writes as that text.
 pub fn hold_text(raw: &mut Raw, text: &[u8]) -> Value {
-    let start = raw.bytes.len();
-    raw.bytes.extend_from_slice(text);
-    hold_span(start..raw.bytes.len(), &mut raw.spans)
+    let start = raw.bytes.len() + raw.added.len();
+    raw.added.extend_from_slice(text);
+    hold_span(start..start + text.len(), &mut raw.spans)
 }
 
 /// The text a placeholder [`hold_text`] made stands for; `None` for any other value.
 pub fn held_text<'r>(raw: &'r Raw, v: &Value) -> Option<&'r [u8]> {
-    let span = v.as_str().and_then(placeholder_index)?;
-    raw.spans.get(span).map(|span| &raw.bytes[span.clone()])
+    match v.as_str().and_then(|s| raw.held(s)) {
+        Some((text, true)) => Some(text),
+        _ => None,
+    }
 }
 
 fn parse_at(whole: &[u8], text: &[u8], path: &[&str]) -> Result<Value, Error> {
@@ -318,32 +348,23 @@ fn first_byte(bytes: &[u8]) -> Option<u8> {
     bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
-/// The document as compact JSON, each held subtree as the input's own bytes: what
-/// `SpecFile::save` writes. Writing to memory cannot fail; the `Result` is serde_json's
-/// signature, kept for callers.
-pub fn to_vec(value: &Value, raw: &Raw) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(raw.bytes.len() + 4096);
-    if raw.spans.is_empty() {
-        compact::value(&mut out, value);
-    } else {
-        write(&mut out, value, raw, 0);
-    }
-    Ok(out)
+/// The document as compact JSON, each held subtree as the input's own bytes and each added
+/// entry as its text: what `SpecFile::save` writes.
+pub fn to_vec(value: &Value, raw: &Raw) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.bytes.len() + raw.added.len() + 4096);
+    write(&mut out, value, raw);
+    out
 }
 
-/// Writes `v`, found `depth` levels down. A placeholder is looked for in every string below
-/// the top: a raw subtree is one of [`parse`]'s (depth 1 and 2), an added entry one of
-/// [`hold_text`]'s (an array element, at any depth under a built path).
-fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
+/// Writes `v`, a placeholder as the text it stands for: a raw subtree is one of [`parse`]'s
+/// (depth 1 and 2), an added entry one of [`hold_text`]'s (an array element, at any depth
+/// under a built path).
+fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw) {
     match v {
-        // Every placeholder starts with a byte no spec string starts with in practice: one
-        // compare rules out nearly every string.
-        Value::String(s) if depth > 0 && s.as_bytes().first() == Some(&1) => {
-            match placeholder_index(s).and_then(|i| raw.spans.get(i)) {
-                Some(span) => out.extend_from_slice(&raw.bytes[span.clone()]),
-                None => compact::string(out, s),
-            }
-        }
+        Value::String(s) => match raw.held(s) {
+            Some((text, _)) => out.extend_from_slice(text),
+            None => compact::string(out, s),
+        },
         Value::Object(map) => {
             out.push(b'{');
             for (i, (key, value)) in map.iter().enumerate() {
@@ -352,7 +373,7 @@ fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
                 }
                 compact::string(out, key);
                 out.push(b':');
-                write(out, value, raw, depth + 1);
+                write(out, value, raw);
             }
             out.push(b'}');
         }
@@ -362,7 +383,7 @@ fn write(out: &mut Vec<u8>, v: &Value, raw: &Raw, depth: usize) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write(out, item, raw, depth + 1);
+                write(out, item, raw);
             }
             out.push(b']');
         }

@@ -1,9 +1,9 @@
 //! One JSON object read as `(key, raw value text)` pairs: the keys checked as Go's structs read
 //! them, the values validated as JSON but not built.
 //!
-//! This is how the spec's top level, `process` and `linux` are read, so that a subtree no edit
-//! touches costs a syntax scan and nothing more. It owns nothing of which keys matter (that is
-//! `lazy`) and never builds a `Value`.
+//! This is how the spec's top level, `process` and `linux` are read where the fast reading
+//! (`scan`) is unsure: serde then validates every subtree and words any refusal. It owns
+//! nothing of which keys matter (that is `lazy`) and never builds a `Value`.
 
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -7,9 +7,10 @@
 //! which builds the same result or gives the error with its line and column. So this module
 //! never words an error, and a malformed or ambiguous spec is refused exactly as serde refuses
 //! it. It also leaves to serde what is rare and fiddly: a built string with a lone surrogate
-//! escape, nesting deeper than 100, an object of 32 keys or more, an object
-//! led by serde's private number key, and any two keys that fold to one (serde tells Go's maps,
-//! where only an exact repeat is refused, from its structs).
+//! escape, a built value nested deeper than 100 or holding an object of 32 keys or more
+//! (`values`' limits), a skipped one nested 128 deep, an object led by serde's private number
+//! key, and any two keys that fold to one (serde tells Go's maps, where only an exact repeat
+//! is refused, from its structs).
 //!
 //! It knows JSON only: which paths are built is `lazy`'s.
 

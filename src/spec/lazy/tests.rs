@@ -6,7 +6,7 @@ fn lazy(text: &str) -> (Value, Raw) {
 }
 
 fn written(v: &Value, raw: &Raw) -> String {
-    String::from_utf8(to_vec(v, raw).unwrap()).unwrap()
+    String::from_utf8(to_vec(v, raw)).unwrap()
 }
 
 #[test]
@@ -164,7 +164,7 @@ proptest::proptest! {
         match (fast, serde) {
             (Ok((v, raw)), Ok((reference, reference_raw))) => {
                 proptest::prop_assert_eq!(&v, &reference);
-                proptest::prop_assert_eq!(to_vec(&v, &raw).unwrap(), to_vec(&reference, &reference_raw).unwrap());
+                proptest::prop_assert_eq!(to_vec(&v, &raw), to_vec(&reference, &reference_raw));
                 for span in &raw.spans {
                     let text = &raw.bytes[span.clone()];
                     if let Ok(built) = crate::spec::values::value_of(text) {
