@@ -6,13 +6,14 @@
 //! last rename wins). A digest that cannot be written does not stop a create: the one built in
 //! memory is used. It never reads a spec itself (`digest` does) and never touches config.json.
 
-use std::fs::File;
-use std::io::Read;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::digest::{Digest, DigestError};
 use super::packed::{self, Packed};
 use crate::atomic::{self, Perms};
+use crate::read_whole;
 
 /// The digest's file name in `state.dir`.
 pub const DIGEST_FILE: &str = "cdi-digest";
@@ -71,8 +72,8 @@ pub fn load(root: &Path, state_dir: &Path) -> Result<(Packed, Origin), DigestErr
         };
         let _ = atomic::replace_volatile(&path, &encoded.bytes, perms);
     }
-    let shown = || path.display().to_string();
-    let digest = Packed::parse(encoded.bytes).ok_or_else(|| DigestError::Damaged(shown()))?;
+    // Only a bug in the encoder gets here: what was just written is removed, as the message says.
+    let digest = Packed::parse(encoded.bytes).ok_or_else(|| discard(state_dir))?;
     usable(digest, origin)
 }
 
@@ -84,16 +85,19 @@ pub fn discard(state_dir: &Path) -> DigestError {
     DigestError::Damaged(path.display().to_string())
 }
 
-/// A file's bytes, or `None` where it is missing, unreadable or too big to be a digest.
+/// A file's bytes, or `None` where it is missing, unreadable, not a regular file or too big to
+/// be a digest. Opened without blocking, so a FIFO in its place cannot hang a create.
 fn read_bounded(path: &Path) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > MAX_DIGEST_BYTES {
         return None;
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_DIGEST_BYTES).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    read_whole::read_to_end(&mut file, meta.len() as usize, MAX_DIGEST_BYTES as usize).ok()
 }
 
 #[cfg(test)]
@@ -144,6 +148,23 @@ mod tests {
         write(root.path(), "etc/cdi/nvidia.yaml", &spec("A=1", &["0"]));
         let (d, origin) = load(root.path(), state.path()).unwrap();
         assert_eq!((origin, d.devices.len()), (Origin::Rebuilt, 1));
+    }
+
+    #[test]
+    fn a_fifo_in_the_digests_place_is_replaced_not_waited_on() {
+        let root = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        write(root.path(), "etc/cdi/nvidia.yaml", &spec("A=1", &["0"]));
+        let file = state.path().join(DIGEST_FILE);
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (sent, got) = std::sync::mpsc::channel();
+        let (r, s) = (root.path().to_owned(), state.path().to_owned());
+        std::thread::spawn(move || sent.send(load(&r, &s).map(|(_, origin)| origin).ok()));
+        let origin = got
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a create waited on a FIFO with no writer");
+        assert_eq!(origin, Some(Origin::Rebuilt));
+        assert!(std::fs::metadata(&file).unwrap().is_file());
     }
 
     #[test]
