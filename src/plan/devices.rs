@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::build::{device_entry, PlanError};
+use crate::cdi::nodes::same_path;
 use crate::gpu::{DeviceNode, Inventory};
 use crate::spec::{array_at, field, object_at, Appender};
 
@@ -147,13 +148,6 @@ fn is_clean(path: &str) -> bool {
         rest.split(|&b| b == b'/')
             .all(|c| !c.is_empty() && c != b"." && c != b"..")
     })
-}
-
-/// Whether `clean` (an [`entry_path`]) and `other` are one path. Byte equality says it for two
-/// clean paths without walking their components.
-fn same_path(clean: &Path, other: &Path) -> bool {
-    clean.as_os_str() == other.as_os_str()
-        || (!other.to_str().is_some_and(is_clean) && clean == other)
 }
 
 /// The GPU minor `/dev/nvidiaN` names (`path` is an [`entry_path`]).
