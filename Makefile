@@ -54,7 +54,7 @@ simulate: deps
 	python3 scripts/simulate.py --plot docs/scaling-simulation.png
 
 # Rewrites scripts/runtime-symbol-order.txt: the functions the runtime runs on pass-through and
-# create, first run first, traced with callgrind on a fake host (needs valgrind and root).
+# create, first run first, traced natively under gdb on a fake host (needs gdb and root).
 symbol-order:
 	$(CARGO) rustc --release --bin gpu-share-runtime -- -C target-feature=+crt-static
 	python3 scripts/symbol-order.py target/release/gpu-share-runtime scripts/runtime-symbol-order.txt

@@ -6,10 +6,13 @@ code first touched costs a page fault that maps 16 pages, and every page mapped 
 again when the process execs runc. Linked in the order they run, the functions of the three
 paths (pass-through, legacy create, CDI create; spread placement too) sit in a few windows.
 
-Runs the unstripped runtime under callgrind (valgrind) on a fake 4-GPU host under /dev/shm
-(mknod'd nodes: run as root), records every function each path executes before it execs, and
-writes their symbols, first run first, one per line. Symbols the linker does not find (renamed
-functions) are skipped by it: a stale list costs speed, never correctness.
+Runs the unstripped runtime natively under gdb on a fake 4-GPU host under /dev/shm (mknod'd
+nodes: run as root), with a one-shot breakpoint on every function, and records each path's
+functions up to its `execve`, first run first. Native, not under valgrind: valgrind's CPU picks
+other versions of glibc's string functions, and its process has no vDSO, so glibc's start-up
+code that sets the vDSO up (a symbol lookup, with `strcmp`) never ran in its trace; the ifunc
+resolvers run at start-up were missing too. Symbols the linker does not find (renamed functions)
+are skipped by it: a stale list costs speed, never correctness.
 
 usage: symbol-order.py RUNTIME OUTPUT
 """
@@ -17,6 +20,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -85,48 +89,87 @@ def cdi_spec(root):
         f.write(y)
 
 
-def config(base, name, root, extra):
+def config(base, name, root, extra, sharing='default = "all"\n'):
+    """A config with the keys an operator's has (the AMI's `[sharing]`, a log level): each key
+    read runs its own reader, which would otherwise be left out of the order."""
     path = f"{base}/{name}.toml"
     with open(path, "w") as f:
-        f.write(f'[devices]\nroot = "{root}"\n{extra}[log]\npath = "{base}/{name}.log"\n'
-                f'[state]\ndir = "{base}/{name}-state"\n')
+        f.write(f'[devices]\nroot = "{root}"\n{extra}[sharing]\n{sharing}[log]\n'
+                f'path = "{base}/{name}.log"\nlevel = "info"\n[state]\ndir = "{base}/{name}-state"\n')
     return path
 
 
-SPEC = ('{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},'
-        '"args":["sleep","1000"],"env":["PATH=/usr/bin:/bin","HOSTNAME=x"],"cwd":"/",'
-        '"capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"]},"noNewPrivileges":true},'
-        '"root":{"path":"rootfs"},"hostname":"x","mounts":[{"destination":"/proc","type":"proc",'
-        '"source":"proc"},{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":'
-        '["nosuid","strictatime","mode=755","size=65536k"]}],"linux":{"resources":{"devices":'
-        '[{"allow":false,"access":"rwm"}]},"cgroupsPath":"/docker/x","namespaces":[{"type":"pid"},'
-        '{"type":"mount"}],"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}')
+# What dockerd writes (with its libnetwork prestart hook), as the tests and the bench edit.
+SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures",
+                    "docker-config.json")
+
+
+# Run inside gdb: a one-shot breakpoint on every function, then the names in the order hit,
+# until the process execs (static-pie: the first instruction is the entry point, so its address
+# gives the load base).
+GDB_SCRIPT = r"""
+import gdb, os
+gdb.execute("set pagination off")
+gdb.execute("starti", to_string=True)
+base = int(gdb.parse_and_eval("$pc")) - int(os.environ["TRACE_ENTRY"])
+names = {}
+for line in open(os.environ["TRACE_SYMBOLS"]):
+    address, name = line.split()
+    names.setdefault(int(address, 16), name)
+gdb.execute("catch exec", to_string=True)
+for address in names:
+    gdb.Breakpoint("*0x%x" % (base + address), internal=True, temporary=True)
+first = names.get(int(gdb.parse_and_eval("$pc")) - base)
+hit = [first] if first else []
+while True:
+    try:
+        gdb.execute("continue", to_string=True)
+        pc = int(gdb.parse_and_eval("$pc")) - base
+    except gdb.error:
+        break
+    if pc not in names:
+        break
+    hit.append(names[pc])
+with open(os.environ["TRACE_OUT"], "w") as f:
+    f.write("".join(n + "\n" for n in hit))
+gdb.execute("kill", to_string=True)
+"""
+
+
+def text_symbols(runtime):
+    """(address, name) of every function in `runtime`, lowest address first."""
+    listed = subprocess.run(["nm", "-n", "--defined-only", runtime], check=True,
+                            capture_output=True, text=True).stdout.split("\n")
+    return [(p[0], p[2]) for p in (line.split() for line in listed)
+            if len(p) == 3 and p[1] in "tTwW"]
 
 
 def functions(runtime, cfg, args, base):
     """The functions `runtime args` runs before it execs, first run first."""
-    out = f"{base}/callgrind.out"
-    env = dict(os.environ, GPU_SHARE_CONFIG=cfg, GPU_SHARE_RUNC="/bin/true")
-    subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--dump-before=execve",
-                    f"--callgrind-out-file={out}", runtime, "--root", f"{base}/runc"] + args,
+    with open(runtime, "rb") as f:
+        entry = struct.unpack_from("<Q", f.read(64), 24)[0]
+    symbols, script, out = f"{base}/symbols", f"{base}/trace.py", f"{base}/trace.out"
+    with open(symbols, "w") as f:
+        f.write("".join(f"{a} {n}\n" for a, n in text_symbols(runtime)))
+    with open(script, "w") as f:
+        f.write(GDB_SCRIPT)
+    env = dict(os.environ, GPU_SHARE_CONFIG=cfg, GPU_SHARE_RUNC="/bin/true",
+               TRACE_ENTRY=str(entry), TRACE_SYMBOLS=symbols, TRACE_OUT=out)
+    subprocess.run(["gdb", "-q", "-batch", "-nx", "-x", script, "--args", runtime,
+                    "--root", f"{base}/runc"] + args,
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    names = []
-    # `.1` is the dump taken at the exec: the runtime's own run, start to execve.
-    with open(f"{out}.1") as f:
-        for line in f:
-            m = re.match(r"^c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
-            if m:
-                names.append(re.sub(r"'\d+$", "", m.group(1)))
-    for part in os.listdir(base):
-        if part.startswith("callgrind.out"):
-            os.remove(f"{base}/{part}")
-    return [n for n in names if not n.startswith("0x") and " " not in n]
+    with open(out) as f:
+        names = f.read().split()
+    for part in (symbols, script, out):
+        os.remove(part)
+    return names
 
 
-# glibc picks each string function's version for the CPU it runs on (an ifunc), and valgrind's
-# CPU is not the host's: `__memcpy_avx_unaligned_erms` under valgrind, `__memmove_evex_...` on a
-# g4dn's Cascade Lake. Every vector version of a string function the trace saw is linked after
-# the traced functions, so the one the host picks is in the hot code too.
+# glibc picks each string function's version for the CPU it runs on (an ifunc), and the CPU
+# that traces is not always the one that runs the AMI: `__memmove_avx_unaligned_erms` on one,
+# `__memmove_evex_unaligned_erms` on a g4dn's Cascade Lake. Every vector version of a string
+# function the trace saw is linked after the traced functions, so the one the host picks is in
+# the hot code too.
 VARIANT = re.compile(r"^__(mem\w*?|str\w*?|rawmemchr|wmem\w*?|wcs\w*?)_((?:avx|evex|sse)\w*?)$")
 SAME_CODE = {"memcpy": ["memmove"], "mempcpy": ["memmove"]}
 
@@ -156,8 +199,8 @@ def variants(runtime, order):
 
 def main():
     runtime, output = sys.argv[1], sys.argv[2]
-    if shutil.which("valgrind") is None:
-        sys.exit("symbol-order: needs valgrind (apt-get install valgrind)")
+    if shutil.which("gdb") is None:
+        sys.exit("symbol-order: needs gdb (apt-get install gdb)")
     base = tempfile.mkdtemp(prefix="gpu-share-symbol-order.", dir="/dev/shm")
     try:
         legacy_root = host(base, "legacy")
@@ -170,10 +213,9 @@ def main():
             f.write(f'[hook]\npath = "{hook}"\n')
         cdi_root = host(base, "cdi")
         cdi_spec(cdi_root)
-        cdi = config(base, "cdi", cdi_root, "")
-        spread = config(base, "spread", legacy_root, "")
-        with open(spread, "a") as f:
-            f.write('[sharing]\nplacement = "spread"\n')
+        cdi = config(base, "cdi", cdi_root, 'injection = "cdi"\n')
+        spread = config(base, "spread", legacy_root, "",
+                        sharing='default = "all"\nplacement = "spread"\n')
         bundle = f"{base}/bundle"
         os.makedirs(bundle)
         order, seen = [], set()
@@ -185,8 +227,7 @@ def main():
                     order.append(name)
 
         def create(cfg, cid, traced):
-            with open(f"{bundle}/config.json", "w") as f:
-                f.write(SPEC)
+            shutil.copyfile(SPEC, f"{bundle}/config.json")
             args = ["create", "--bundle", bundle, cid]
             if traced:
                 return record(cfg, args)
