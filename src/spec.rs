@@ -385,5 +385,11 @@ pub fn env_value<'a>(spec: &'a Value, name: &str) -> Option<&'a str> {
         })
 }
 
+/// The bytes of entries edits added to `raw` as text.
+#[cfg(test)]
+pub(crate) fn text_held(raw: &Raw) -> usize {
+    raw.added.len()
+}
+
 #[cfg(test)]
 mod tests;

@@ -297,6 +297,9 @@ impl Packed {
 
     fn edits(&self, block: &Range<usize>) -> Option<ContainerEdits> {
         let mut edits = ContainerEdits::default();
+        // A mount's line is longer than 64 bytes: room for every mount of the block at once (a
+        // growing list would be copied, and each old copy left behind in the runtime's arena).
+        edits.mounts.reserve(block.len() / 64);
         let mut r = self.block(block);
         while !r.is_done() {
             match line(&mut r)? {

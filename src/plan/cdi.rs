@@ -52,7 +52,7 @@ pub fn add_mounts(
             taken.push((checksum(dest.as_bytes()), Taken::Spec(i)));
         }
     }
-    let mut added = Vec::with_capacity(160 * mounts.len());
+    let mut added = Vec::with_capacity(mounts.iter().map(rendered_len).sum());
     for (i, m) in mounts.iter().enumerate() {
         let dest = m.container_path.as_str();
         let key = checksum(dest.as_bytes());
@@ -71,6 +71,31 @@ pub fn add_mounts(
     }
     to.append(list, &added)?;
     Ok(!added.is_empty())
+}
+
+/// About the length of the entries for `mounts` and `hooks` (`Plan::apply_with` reserves it).
+pub fn added_len(mounts: &[CdiMount], hooks: &[CdiHook]) -> usize {
+    let hooks: usize = hooks
+        .iter()
+        .map(|h| {
+            let strings = h.args.iter().chain(&h.env).map(|s| s.len() + 3);
+            96 + h.path.len() + strings.sum::<usize>()
+        })
+        .sum();
+    hooks + mounts.iter().map(rendered_len).sum::<usize>()
+}
+
+/// About the length of a mount's entry (its keys and quotes: 64), so that the text is written
+/// into one buffer, not copied as it grows.
+fn rendered_len(m: &CdiMount) -> usize {
+    let strings = [Some(&m.container_path), m.kind.as_ref(), Some(&m.host_path)];
+    let options: usize = m.options.iter().map(|o| o.len() + 3).sum();
+    64 + options
+        + strings
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>()
 }
 
 fn destination(entry: &Value) -> Option<&str> {
@@ -197,6 +222,10 @@ pub fn add_env(root: &mut Map<String, Value>, env: &[String]) -> Result<bool, Pl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cdi::edits::Injected;
+    use crate::gpu::Inventory;
+    use crate::placement::{Assignment, Kind};
+    use crate::plan::{Driver, Edit, Hook, Plan};
     use serde_json::json;
 
     fn mount(dest: &str) -> CdiMount {
@@ -267,5 +296,61 @@ mod tests {
         let root = spec.as_object_mut().unwrap();
         assert!(add_mounts(root, &[mount("/a")], &mut Appender::Values).is_err());
         assert!(add_hooks(root, &[ldcache()], &mut Appender::Values).is_err());
+    }
+
+    /// An nvidia-ctk-like injection for 4 GPUs: their nodes, 26 driver libraries, two hooks.
+    fn ctk_like_plan() -> Plan {
+        let inv = Inventory::synthetic(4);
+        let lib = |i: usize| format!("/usr/lib64/libnvidia-lib{i:02}.so.570.172.08");
+        let options = ["ro", "nosuid", "nodev", "rbind", "rprivate"].map(String::from);
+        let mounts = (0..26)
+            .map(|i| CdiMount {
+                host_path: lib(i),
+                container_path: lib(i),
+                kind: None,
+                options: options.to_vec(),
+            })
+            .collect();
+        let injected = Injected {
+            nodes: inv.gpus.iter().map(|g| g.node.clone()).collect(),
+            mounts,
+            hooks: vec![ldcache(), ldcache()],
+            env: vec!["NVIDIA_CTK_LIBCUDA_DIR=/usr/lib64".to_owned()],
+        };
+        Plan::new(&assignment(4), &inv, Driver::Cdi(injected))
+    }
+
+    fn assignment(gpus: u32) -> Assignment {
+        Assignment {
+            gpus: (0..gpus).collect(),
+            kind: Kind::Shared,
+            task: None,
+        }
+    }
+
+    #[test]
+    fn the_room_reserved_for_added_entries_holds_them() {
+        // `apply_with` reserves the plan's estimate once: an estimate short of what the edits
+        // write would grow (and copy) the added text on every create.
+        let hook = Hook::Present("/usr/bin/nvidia-container-runtime-hook".into());
+        let legacy = Plan::new(
+            &assignment(1),
+            &Inventory::synthetic(1),
+            Driver::Legacy(hook),
+        );
+        for plan in [legacy, ctk_like_plan()] {
+            let text = br#"{"process":{"env":[]},"mounts":[{"destination":"/proc"}]}"#;
+            let (mut spec, mut raw) = crate::spec::parse(text.to_vec(), "config.json").unwrap();
+            crate::spec::expand(&mut spec, &raw, &plan.paths(), "config.json").unwrap();
+            assert!(plan
+                .apply_with(&mut spec, &mut Appender::Text(&mut raw))
+                .unwrap());
+            let estimate: usize = plan.edits.iter().map(Edit::added_len).sum();
+            let held = crate::spec::text_held(&raw);
+            // Not far over either: room past what is written pushes what comes next onto a new
+            // page.
+            let fits = held > 0 && held <= estimate && estimate <= 2 * held;
+            assert!(fits, "{held} bytes added, {estimate} reserved");
+        }
     }
 }

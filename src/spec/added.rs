@@ -40,6 +40,15 @@ impl Appender<'_> {
         Ok(())
     }
 
+    /// Makes room for about `len` bytes of entries about to be appended, in one reservation:
+    /// growing the text as it comes would copy it, and in the runtime's bump arena leave each
+    /// old copy behind on pages of its own. Room never written is never touched.
+    pub fn reserve(&mut self, len: usize) {
+        if let Appender::Text(raw) = self {
+            lazy::reserve_text(raw, len);
+        }
+    }
+
     /// Replaces the entries of `array` kept as text by their `Value`s, for an edit that reads
     /// entries an earlier edit of the same plan added. A no-op where there are none.
     pub fn read_back(&self, array: &mut Vec<Value>) -> Result<(), NotJson> {

@@ -80,7 +80,7 @@ const PLACEHOLDER: &str = "\u{1}gpu-share raw subtree ";
 pub struct Raw {
     bytes: Vec<u8>,
     /// Kept apart from `bytes`: appending there would copy the whole input to grow it.
-    added: Vec<u8>,
+    pub(super) added: Vec<u8>,
     spans: Vec<Range<usize>>,
 }
 
@@ -289,6 +289,11 @@ fn hold(whole: &[u8], text: &[u8], spans: &mut Vec<Range<usize>>) -> Value {
 fn hold_span(span: Range<usize>, spans: &mut Vec<Range<usize>>) -> Value {
     spans.push(span);
     placeholder(spans.len() - 1)
+}
+
+/// Room for `len` more bytes of added text at once (`Appender::reserve` says why).
+pub fn reserve_text(raw: &mut Raw, len: usize) {
+    raw.added.reserve(len);
 }
 
 /// A placeholder for `text` (JSON values joined by commas, each written as [`compact`] writes
