@@ -15,6 +15,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 mod health;
+mod plain;
 mod sections;
 mod size;
 
@@ -124,9 +125,14 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses the sections the runtime uses, and only checks that the others are TOML.
+    /// Parses the sections the runtime uses, and only checks that the others are TOML. Plain
+    /// TOML is read without `toml` (`plain`, the same result); anything else, and every
+    /// error, goes through `toml`.
     pub fn parse_for_runtime(text: &str) -> Result<Config, String> {
-        let file: RuntimeFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let file = match plain::read(text) {
+            Some(sections) => sections,
+            None => Config::runtime_sections_by_toml(text)?,
+        };
         let config = Config {
             runtime: file.runtime,
             devices: file.devices,
@@ -139,6 +145,20 @@ impl Config {
         };
         config.check_runtime()?;
         Ok(config)
+    }
+
+    /// The runtime's sections as `toml` reads them.
+    fn runtime_sections_by_toml(text: &str) -> Result<plain::RuntimeSections, String> {
+        let file: RuntimeFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        Ok(plain::RuntimeSections {
+            runtime: file.runtime,
+            devices: file.devices,
+            sharing: file.sharing,
+            hook: file.hook,
+            log: file.log,
+            state: file.state,
+            isolation: file.isolation,
+        })
     }
 
     /// The rules of the sections a create reads.

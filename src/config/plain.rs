@@ -1,0 +1,273 @@
+//! The runtime's sections read without `toml`, from the plain TOML an operator writes.
+//!
+//! Every container start reads the config, and `toml` with serde's derived readers is the
+//! largest code a create runs (about 120 KiB, for a file of a few lines): each 64 KiB of it a
+//! page fault in a process that lives a fraction of a millisecond. This reader takes `[section]`
+//! headers and `key = value` lines whose value is a one-line string (basic without escapes, or
+//! literal), a decimal integer or a boolean, with comments and blank lines (the AMI's config,
+//! and every example in the docs).
+//!
+//! For anything else it gives up (`None`) and the caller parses with `toml`: an escape, an
+//! array, an inline or dotted table, a float or a date, a signed or `_`-separated number, a
+//! control character, a key or section it does not know or is given twice, a value of the
+//! wrong type or out of range. So it never accepts a file `toml` refuses, and never reads one
+//! differently: a property test holds the two to the same result.
+//!
+//! Owns that subset only. The rules across keys stay `config`'s (`check_runtime`), and the
+//! error messages `toml`'s.
+
+use std::path::PathBuf;
+
+use super::sections::{
+    ContainerRequests, DefaultGpus, DevicesSection, HookSection, InjectionMode, IsolationMode,
+    IsolationSection, LogLevel, LogSection, Placement, Reserved, RuntimeSection, SharingSection,
+    StateSection,
+};
+use super::size::ByteSize;
+
+/// The sections a create reads.
+#[derive(Debug, Default)]
+pub struct RuntimeSections {
+    pub runtime: RuntimeSection,
+    pub devices: DevicesSection,
+    pub sharing: SharingSection,
+    pub hook: HookSection,
+    pub log: LogSection,
+    pub state: StateSection,
+    pub isolation: IsolationSection,
+}
+
+/// Sections the runtime leaves to `gpu-share`: any value of the subset is let through there.
+const OTHERS: &[&str] = &["nvml", "metrics", "health"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scalar<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool,
+}
+
+/// The runtime's sections of `text`, or `None` where it is not the plain subset.
+pub fn read(text: &str) -> Option<RuntimeSections> {
+    // TOML allows no control character but tab and a line's end, anywhere.
+    let control = |b: u8| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f;
+    if text.bytes().any(control) {
+        return None;
+    }
+    let mut out = RuntimeSections::default();
+    let mut section: Option<&str> = None;
+    let mut seen: Vec<(&str, &str)> = Vec::with_capacity(16);
+    for line in text.split_inclusive('\n') {
+        let line = match line.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => line,
+        };
+        if line.contains('\r') {
+            return None;
+        }
+        let line = trim(line);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let (name, after) = header.split_once(']')?;
+            let known = section_known(name);
+            if !known || !ends(after) || seen.contains(&(name, "")) {
+                return None;
+            }
+            seen.push((name, ""));
+            section = Some(name);
+            continue;
+        }
+        let (key, rest) = line.split_once('=')?;
+        let key = trim(key);
+        let (value, after) = scalar(trim(rest))?;
+        // A key before any section is not one of the file's.
+        let section = section?;
+        if !bare(key) || !ends(after) || seen.contains(&(section, key)) {
+            return None;
+        }
+        seen.push((section, key));
+        set(&mut out, section, key, value)?;
+    }
+    Some(out)
+}
+
+fn section_known(name: &str) -> bool {
+    let runtime = [
+        "runtime",
+        "devices",
+        "sharing",
+        "hook",
+        "log",
+        "state",
+        "isolation",
+    ];
+    runtime.contains(&name) || OTHERS.contains(&name)
+}
+
+/// Spaces and tabs off both ends: TOML's whitespace, not Unicode's.
+fn trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// A bare key: ASCII letters, digits, `_` and `-`.
+fn bare(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether what follows a value or a header is nothing, or a comment.
+fn ends(after: &str) -> bool {
+    let after = trim(after);
+    after.is_empty() || after.starts_with('#')
+}
+
+/// The value at the start of `s`, and what follows it.
+fn scalar(s: &str) -> Option<(Scalar<'_>, &str)> {
+    if s.starts_with("\"\"\"") || s.starts_with("'''") {
+        return None;
+    }
+    if let Some(body) = s.strip_prefix('"') {
+        let (content, after) = body.split_once('"')?;
+        return (!content.contains('\\')).then_some((Scalar::Str(content), after));
+    }
+    if let Some(body) = s.strip_prefix('\'') {
+        let (content, after) = body.split_once('\'')?;
+        return Some((Scalar::Str(content), after));
+    }
+    let word_end = s.find([' ', '\t', '#']).unwrap_or(s.len());
+    let (word, after) = s.split_at(word_end);
+    if word == "true" || word == "false" {
+        return Some((Scalar::Bool, after));
+    }
+    let decimal = word.bytes().all(|b| b.is_ascii_digit()) && !word.is_empty();
+    if !decimal || (word.len() > 1 && word.starts_with('0')) {
+        return None;
+    }
+    Some((Scalar::Int(word.parse().ok()?), after))
+}
+
+/// Sets `section.key` to `value`; `None` where the key is unknown or the value is not one of
+/// its values.
+fn set(out: &mut RuntimeSections, section: &str, key: &str, value: Scalar<'_>) -> Option<()> {
+    if OTHERS.contains(&section) {
+        return Some(());
+    }
+    let (s, path) = match value {
+        Scalar::Str(s) => (Some(s), Some(PathBuf::from(s))),
+        _ => (None, None),
+    };
+    let int = match value {
+        Scalar::Int(n) => Some(n),
+        _ => None,
+    };
+    let isolation = &mut out.isolation;
+    match (section, key) {
+        ("runtime", "path") => out.runtime.path = Some(path?),
+        ("devices", "root") => out.devices.root = path?,
+        ("devices", "injection") => out.devices.injection = injection(s?)?,
+        ("sharing", "default") => out.sharing.default = default_gpus(s?)?,
+        ("sharing", "placement") => out.sharing.placement = placement(s?)?,
+        ("sharing", "max_per_gpu") => out.sharing.max_per_gpu = Some(int?.try_into().ok()?),
+        ("sharing", "container_requests") => {
+            out.sharing.container_requests = container_requests(s?)?
+        }
+        ("sharing", "reserved") => out.sharing.reserved = reserved(s?)?,
+        ("hook", "path") => out.hook.path = path?,
+        ("log", "path") => out.log.path = path?,
+        ("log", "level") => out.log.level = level(s?)?,
+        ("state", "dir") => out.state.dir = path?,
+        ("isolation", "mode") => isolation.mode = isolation_mode(s?)?,
+        ("isolation", "control") => isolation.control = path?,
+        ("isolation", "dir") => isolation.dir = path?,
+        ("isolation", "memory") => isolation.memory = Some(size(value)?),
+        ("isolation", "max_memory") => isolation.max_memory = Some(size(value)?),
+        ("isolation", "reserved_memory") => isolation.reserved_memory = size(value)?,
+        ("isolation", "compute_percent") => isolation.compute_percent = Some(int?.try_into().ok()?),
+        ("isolation", "max_compute_percent") => {
+            isolation.max_compute_percent = Some(int?.try_into().ok()?)
+        }
+        ("isolation", "answer_timeout_ms") => isolation.answer_timeout_ms = int?.try_into().ok()?,
+        _ => return None,
+    }
+    Some(())
+}
+
+/// A size as `ByteSize` reads it: bytes, or a string such as `"4GiB"`.
+fn size(value: Scalar<'_>) -> Option<ByteSize> {
+    match value {
+        Scalar::Int(n) => Some(ByteSize(n.try_into().ok()?)),
+        Scalar::Str(s) => ByteSize::parse(s).ok(),
+        Scalar::Bool => None,
+    }
+}
+
+// Each enum's names, as serde's `rename_all = "lowercase"` reads them.
+
+fn injection(s: &str) -> Option<InjectionMode> {
+    Some(match s {
+        "auto" => InjectionMode::Auto,
+        "cdi" => InjectionMode::Cdi,
+        "legacy" => InjectionMode::Legacy,
+        _ => return None,
+    })
+}
+
+fn default_gpus(s: &str) -> Option<DefaultGpus> {
+    Some(match s {
+        "all" => DefaultGpus::All,
+        "none" => DefaultGpus::None,
+        _ => return None,
+    })
+}
+
+fn placement(s: &str) -> Option<Placement> {
+    Some(match s {
+        "all" => Placement::All,
+        "spread" => Placement::Spread,
+        "pack" => Placement::Pack,
+        _ => return None,
+    })
+}
+
+fn container_requests(s: &str) -> Option<ContainerRequests> {
+    Some(match s {
+        "allow" => ContainerRequests::Allow,
+        "deny" => ContainerRequests::Deny,
+        _ => return None,
+    })
+}
+
+fn reserved(s: &str) -> Option<Reserved> {
+    Some(match s {
+        "shared" => Reserved::Shared,
+        "task" => Reserved::Task,
+        "exclusive" => Reserved::Exclusive,
+        _ => return None,
+    })
+}
+
+fn level(s: &str) -> Option<LogLevel> {
+    Some(match s {
+        "off" => LogLevel::Off,
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        _ => return None,
+    })
+}
+
+fn isolation_mode(s: &str) -> Option<IsolationMode> {
+    Some(match s {
+        "none" => IsolationMode::None,
+        "mps" => IsolationMode::Mps,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;
