@@ -37,13 +37,29 @@ pub struct RuntimeSections {
     pub isolation: IsolationSection,
 }
 
-/// Sections the runtime leaves to `gpu-share`: any value of the subset is let through there.
-const OTHERS: &[&str] = &["nvml", "metrics", "health"];
+/// The sections a create reads, as `RuntimeSections` holds them.
+const RUNTIME: &[&str] = &[
+    "runtime",
+    "devices",
+    "sharing",
+    "hook",
+    "log",
+    "state",
+    "isolation",
+];
+
+/// Sections only `gpu-share` reads: any value of the subset is let through there.
+const TOOL_SECTIONS: &[&str] = &["nvml", "metrics", "health"];
+
+/// More keys and headers than any config has (about 30 keys exist): past it the file is left
+/// to `toml`, so that the duplicate check (a scan of those seen) stays short.
+const MAX_ENTRIES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scalar<'a> {
     Str(&'a str),
     Int(i64),
+    /// No runtime key is a boolean: one only passes in `TOOL_SECTIONS`, its value unread.
     Bool,
 }
 
@@ -56,6 +72,7 @@ pub fn read(text: &str) -> Option<RuntimeSections> {
     }
     let mut out = RuntimeSections::default();
     let mut section: Option<&str> = None;
+    // Headers as `(name, "")`: no bare key is empty, so a header never matches a key.
     let mut seen: Vec<(&str, &str)> = Vec::with_capacity(16);
     for line in text.split_inclusive('\n') {
         let line = match line.strip_suffix('\n') {
@@ -71,8 +88,8 @@ pub fn read(text: &str) -> Option<RuntimeSections> {
         }
         if let Some(header) = line.strip_prefix('[') {
             let (name, after) = header.split_once(']')?;
-            let known = section_known(name);
-            if !known || !ends(after) || seen.contains(&(name, "")) {
+            let known = RUNTIME.contains(&name) || TOOL_SECTIONS.contains(&name);
+            if !known || !ends(after) || seen.contains(&(name, "")) || seen.len() == MAX_ENTRIES {
                 return None;
             }
             seen.push((name, ""));
@@ -82,28 +99,16 @@ pub fn read(text: &str) -> Option<RuntimeSections> {
         let (key, rest) = line.split_once('=')?;
         let key = trim(key);
         let (value, after) = scalar(trim(rest))?;
-        // A key before any section is not one of the file's.
+        // `toml` refuses a key before any section (`deny_unknown_fields`): its error, not ours.
         let section = section?;
-        if !bare(key) || !ends(after) || seen.contains(&(section, key)) {
+        let repeated = seen.contains(&(section, key)) || seen.len() == MAX_ENTRIES;
+        if !bare(key) || !ends(after) || repeated {
             return None;
         }
         seen.push((section, key));
         set(&mut out, section, key, value)?;
     }
     Some(out)
-}
-
-fn section_known(name: &str) -> bool {
-    let runtime = [
-        "runtime",
-        "devices",
-        "sharing",
-        "hook",
-        "log",
-        "state",
-        "isolation",
-    ];
-    runtime.contains(&name) || OTHERS.contains(&name)
 }
 
 /// Spaces and tabs off both ends: TOML's whitespace, not Unicode's.
@@ -153,21 +158,22 @@ fn scalar(s: &str) -> Option<(Scalar<'_>, &str)> {
 /// Sets `section.key` to `value`; `None` where the key is unknown or the value is not one of
 /// its values.
 fn set(out: &mut RuntimeSections, section: &str, key: &str, value: Scalar<'_>) -> Option<()> {
-    if OTHERS.contains(&section) {
+    if TOOL_SECTIONS.contains(&section) {
         return Some(());
     }
-    let (s, path) = match value {
-        Scalar::Str(s) => (Some(s), Some(PathBuf::from(s))),
-        _ => (None, None),
+    let s = match value {
+        Scalar::Str(s) => Some(s),
+        _ => None,
     };
+    let path = || s.map(PathBuf::from);
     let int = match value {
         Scalar::Int(n) => Some(n),
         _ => None,
     };
     let isolation = &mut out.isolation;
     match (section, key) {
-        ("runtime", "path") => out.runtime.path = Some(path?),
-        ("devices", "root") => out.devices.root = path?,
+        ("runtime", "path") => out.runtime.path = Some(path()?),
+        ("devices", "root") => out.devices.root = path()?,
         ("devices", "injection") => out.devices.injection = injection(s?)?,
         ("sharing", "default") => out.sharing.default = default_gpus(s?)?,
         ("sharing", "placement") => out.sharing.placement = placement(s?)?,
@@ -176,13 +182,13 @@ fn set(out: &mut RuntimeSections, section: &str, key: &str, value: Scalar<'_>) -
             out.sharing.container_requests = container_requests(s?)?
         }
         ("sharing", "reserved") => out.sharing.reserved = reserved(s?)?,
-        ("hook", "path") => out.hook.path = path?,
-        ("log", "path") => out.log.path = path?,
+        ("hook", "path") => out.hook.path = path()?,
+        ("log", "path") => out.log.path = path()?,
         ("log", "level") => out.log.level = level(s?)?,
-        ("state", "dir") => out.state.dir = path?,
+        ("state", "dir") => out.state.dir = path()?,
         ("isolation", "mode") => isolation.mode = isolation_mode(s?)?,
-        ("isolation", "control") => isolation.control = path?,
-        ("isolation", "dir") => isolation.dir = path?,
+        ("isolation", "control") => isolation.control = path()?,
+        ("isolation", "dir") => isolation.dir = path()?,
         ("isolation", "memory") => isolation.memory = Some(size(value)?),
         ("isolation", "max_memory") => isolation.max_memory = Some(size(value)?),
         ("isolation", "reserved_memory") => isolation.reserved_memory = size(value)?,

@@ -66,12 +66,16 @@ fn anything_past_the_subset_is_left_to_toml() {
         "[devices]\rroot = \"/\"\n",                // a lone carriage return
         "[devices]\nroot = \"/\u{1}\"\n",           // a control character
         "[devices]\nroot = \"/\" x\n",              // text after a value
-        "[isolation]\nmemory = \"4 gigs\"\n",
+        "[isolation]\nmemory = \"4 gigs\"\n",       // a size ByteSize refuses
         // Past i64 (TOML's integers), which toml reads into a u64 field; the subset does not.
-        "[isolation]\nanswer_timeout_ms = 9223372036854775808\n", // a size ByteSize refuses
+        "[isolation]\nanswer_timeout_ms = 9223372036854775808\n",
     ] {
         assert_eq!(by_plain(text), None, "{text:?}");
     }
+    // More entries than a config has: toml's, so the duplicate check never grows long.
+    let many: String = (0..MAX_ENTRIES).map(|i| format!("k{i} = 1\n")).collect();
+    assert!(by_plain(&format!("[health]\n{many}")).is_none());
+    assert!(by_plain(&format!("[health]\n{}", &many[many.find("k1 ").unwrap()..])).is_some());
 }
 
 /// A line of a config: a header, or a key of some section with a value, right or wrong, in
