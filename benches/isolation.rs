@@ -22,7 +22,7 @@ use std::process::Command;
 
 use common::mps::{write_gpu_cache, MpsDir};
 use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim, NO_NVML};
-use timing::{count, exec_floor, median, ms, same_env, shim_path, timed};
+use timing::{count, exec_floor, fresh_copies, median, ms, same_env, shim_path, timed};
 
 const TARGET_MS: f64 = 5.0;
 
@@ -45,11 +45,11 @@ impl Host {
         }
     }
 
-    /// One create of a pristine spec with `env` added, runc being /bin/true.
-    fn create(&self, id: &str, env: &[&str]) -> Command {
+    /// One create of a pristine spec with `env` added, runc being /bin/true, by `binary`.
+    fn create(&self, binary: &Path, id: &str, env: &[&str]) -> Command {
         Bundle::docker().env(env).write(&self.bundle);
         Shim::new(&self.config)
-            .binary(shim_path())
+            .binary(binary)
             .root(&self.root)
             .runc("/bin/true")
             .create(&self.bundle, id)
@@ -73,27 +73,39 @@ fn main() {
     let none = Host::new(tmp.path(), gpu.root(), "none", "");
     let capped = Host::new(tmp.path(), gpu.root(), "mps", &mps.section(""));
     let floor = exec_floor().expect("cc -static: the floor is needed to compare against");
+    // Fresh copies in turn, as `startup` runs them (`timing::fresh_copies` says why).
+    let copies = count("BENCH_COPIES", 4);
+    let (floors, shims) = (
+        fresh_copies(&floor, copies),
+        fresh_copies(&shim_path(), copies),
+    );
+    let shim = |i: usize| shims[i % shims.len()].as_path();
     let answered = mps.path().join("gpu0-4096M-50pct/log/answered");
 
     // Warm: the default class's daemon started once, as at boot.
-    timed(&mut capped.create("warm", &[]));
+    timed(&mut capped.create(shim(0), "warm", &[]));
 
     let n = count("BENCH_MPS_CREATES", 300);
     let (mut floor_t, mut none_t, mut up_t, mut trip_t) = (vec![], vec![], vec![], vec![]);
     for i in 0..n {
-        let mut none_create = none.create(&format!("n{i}"), &[]);
-        floor_t.push(timed(&mut same_env(Command::new(&floor), &none_create)));
+        let mut none_create = none.create(shim(i), &format!("n{i}"), &[]);
+        let floor = &floors[i % floors.len()];
+        floor_t.push(timed(&mut same_env(Command::new(floor), &none_create)));
         none_t.push(timed(&mut none_create));
-        up_t.push(timed(&mut capped.create(&format!("u{i}"), &[])));
+        up_t.push(timed(&mut capped.create(shim(i), &format!("u{i}"), &[])));
         let _ = std::fs::remove_file(&answered);
-        trip_t.push(timed(&mut capped.create(&format!("r{i}"), &[])));
+        trip_t.push(timed(&mut capped.create(shim(i), &format!("r{i}"), &[])));
     }
     // A new class per create: each starts its daemon. Fewer: each leaves a daemon running.
     let m = count("BENCH_MPS_STARTS", 30);
     let mut start_t = Vec::new();
     for i in 0..m {
         let mem = format!("GPU_SHARE_MEMORY={}MiB", 1024 + i);
-        start_t.push(timed(&mut capped.create(&format!("s{i}"), &[&mem])));
+        start_t.push(timed(&mut capped.create(
+            shim(i),
+            &format!("s{i}"),
+            &[&mem],
+        )));
     }
 
     let (f, none, up, trip, start) = (

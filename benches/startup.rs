@@ -7,6 +7,8 @@
 //! - a whole `docker run --rm` with the shim as dockerd's default runtime vs `--runtime runc`;
 //! - the shim alone, with runc replaced by `/bin/true` (runc's own variance gone), beside the
 //!   floor: a static C program that does nothing but exec, i.e. the cost of one `execve` here.
+//!   Both run as `BENCH_COPIES` (4) fresh copies in turn, each read back from disk as after a
+//!   boot: one copy's placement in memory moved a create by up to 0.02 ms.
 //!
 //! Bundles and runc state live on tmpfs, as they do under dockerd (`/run`). Prints medians, the
 //! added milliseconds and the ratios, and the targets next to them.
@@ -17,13 +19,13 @@ mod common;
 mod timing;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::dockerd::{Dockerd, IMAGE};
 use common::{require, write_shim_config, Bundle, FakeGpuHost, Shim};
-use timing::{count, exec_floor, median, ms, same_env, shim_path, timed};
+use timing::{count, exec_floor, fresh_copies, median, ms, same_env, shim_path, timed};
 
 struct Row {
     what: &'static str,
@@ -43,7 +45,12 @@ fn runc_cmd(root: &Path) -> Command {
 
 /// The shim measured, reading `config`, with runc's state under `root`.
 fn via_shim(root: &Path, config: &Path) -> Shim {
-    Shim::new(config).binary(shim_path()).root(root)
+    via(&shim_path(), root, config)
+}
+
+/// [`via_shim`] with the runtime at `binary` (one of its copies).
+fn via(binary: &Path, root: &Path, config: &Path) -> Shim {
+    Shim::new(config).binary(binary).root(root)
 }
 
 fn bench_runc(rows: &mut Vec<Row>, floor_rows: &mut Vec<FloorRow>) {
@@ -148,7 +155,8 @@ struct Alone {
 }
 
 impl Alone {
-    fn run(n: usize, floor: Option<&Path>, mut shim: impl FnMut(usize) -> Command) -> Alone {
+    /// Round `i` runs the floor copy `i % floors.len()`; `shim(i)` picks its own copy alike.
+    fn run(n: usize, floors: &[PathBuf], mut shim: impl FnMut(usize) -> Command) -> Alone {
         let truth = Path::new("/bin/true");
         let mut a = Alone {
             shim: Vec::new(),
@@ -158,6 +166,7 @@ impl Alone {
         for i in 0..n {
             let mut shim = shim(i);
             let mut direct = same_env(Command::new(truth), &shim);
+            let floor = (!floors.is_empty()).then(|| &floors[i % floors.len()]);
             let mut floor = floor.map(|f| same_env(Command::new(f), &shim));
             // The order turns each round: no row always runs first, right after another's exit.
             for k in 0..3 {
@@ -215,11 +224,14 @@ fn bench_alone(
 ) {
     let truth = Path::new("/bin/true");
     let n = count("BENCH_ALONE", 1000);
-    let floor = exec_floor();
-    let floor = floor.as_deref();
-    let create = |root: &Path, config: &Path, id: String| {
+    let copies = count("BENCH_COPIES", 4);
+    let floor = exec_floor().map_or_else(Vec::new, |f| fresh_copies(&f, copies));
+    let floor = floor.as_slice();
+    let shims = fresh_copies(&shim_path(), copies);
+    let shim = |i: usize| via(&shims[i % shims.len()], root, config);
+    let create = |i: usize, root: &Path, config: &Path, id: String| {
         std::fs::write(bundle.join("config.json"), pristine).unwrap();
-        via_shim(root, config)
+        via(&shims[i % shims.len()], root, config)
             .runc(truth)
             .create(bundle, &id)
             .into_command()
@@ -227,12 +239,12 @@ fn bench_alone(
 
     // Today's path on 4 GPUs: device nodes, cgroup rules, env and the legacy hook.
     let legacy = legacy_host(dir);
-    let a = Alone::run(n, floor, |i| create(root, &legacy, format!("l{i}")));
+    let a = Alone::run(n, floor, |i| create(i, root, &legacy, format!("l{i}")));
     floor_rows.extend(a.row("create, shim alone (legacy, 4 GPUs)", 0.15, rows));
 
     match cdi_host(dir) {
         Ok(cdi) => {
-            let a = Alone::run(n, floor, |i| create(root, &cdi, format!("c{i}")));
+            let a = Alone::run(n, floor, |i| create(i, root, &cdi, format!("c{i}")));
             floor_rows.extend(a.row("create, shim alone (CDI, 4 GPUs)", 0.15, rows));
         }
         Err(why) => floor_rows.push(FloorRow {
@@ -243,21 +255,18 @@ fn bench_alone(
         }),
     }
 
-    let a = Alone::run(n, floor, |_| {
-        via_shim(root, config)
-            .runc(truth)
-            .args(["state", "x"])
-            .into_command()
+    let a = Alone::run(n, floor, |i| {
+        shim(i).runc(truth).args(["state", "x"]).into_command()
     });
     floor_rows.extend(a.row("pass-through, shim alone", 0.05, rows));
 
-    let a = Alone::run(n, floor, |i| create(root, config, format!("t{i}")));
+    let a = Alone::run(n, floor, |i| create(i, root, config, format!("t{i}")));
     a.row("create, shim alone (all, 1 GPU)", 0.0, rows);
     // Discovery of 4 GPUs (device nodes and the driver's /proc entries) and spread placement
     // under the state file's lock, with a few dozen live containers to reconcile.
     let (spread_config, spread_root) = spread_host(dir);
     let a = Alone::run(n, floor, |i| {
-        create(&spread_root, &spread_config, format!("p{}", i % 32))
+        create(i, &spread_root, &spread_config, format!("p{}", i % 32))
     });
     a.row("create, shim alone (spread)", 0.0, rows);
 

@@ -82,3 +82,34 @@ pub fn exec_floor() -> Option<PathBuf> {
         .is_ok_and(|s| s.success());
     ok.then_some(bin)
 }
+
+/// `n` fresh copies of `bin`, each read back from disk at its first exec (its page cache
+/// dropped, as after a boot), under cargo's target directory like the floor.
+///
+/// Where one copy's pages land decides part of its time: the same runtime ran a legacy create
+/// up to 0.02 ms faster or slower from one copy to the next here, in the same loop. Rows that
+/// are judged against the floor run their copies in turn, and so does the floor.
+pub fn fresh_copies(bin: &Path, n: usize) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("copies");
+    std::fs::create_dir_all(&dir).expect("copies directory");
+    let name = bin.file_name().expect("a binary's file name");
+    (0..n.max(1))
+        .map(|i| {
+            let copy = dir.join(format!("{}.{i}", name.to_string_lossy()));
+            let _ = std::fs::remove_file(&copy);
+            std::fs::copy(bin, &copy).expect("copy the binary measured");
+            let file = std::fs::File::open(&copy).expect("open the copy");
+            file.sync_all().expect("sync the copy");
+            // SAFETY: a plain advice call on an open descriptor.
+            unsafe {
+                libc::posix_fadvise(
+                    std::os::fd::AsRawFd::as_raw_fd(&file),
+                    0,
+                    0,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+            copy
+        })
+        .collect()
+}
