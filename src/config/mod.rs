@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 mod health;
@@ -44,22 +43,6 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub isolation: IsolationSection,
     pub health: HealthSection,
-}
-
-/// The file as the runtime reads it: the sections a create uses, and the others only as TOML.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RuntimeFile {
-    runtime: RuntimeSection,
-    devices: DevicesSection,
-    sharing: SharingSection,
-    hook: HookSection,
-    log: LogSection,
-    state: StateSection,
-    nvml: IgnoredAny,
-    metrics: IgnoredAny,
-    isolation: IsolationSection,
-    health: IgnoredAny,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +114,7 @@ impl Config {
     pub fn parse_for_runtime(text: &str) -> Result<Config, String> {
         let file = match plain::read(text) {
             Some(sections) => sections,
-            None => Config::runtime_sections_by_toml(text)?,
+            None => runtime_sections_by_toml(text)?,
         };
         let config = Config {
             runtime: file.runtime,
@@ -145,20 +128,6 @@ impl Config {
         };
         config.check_runtime()?;
         Ok(config)
-    }
-
-    /// The runtime's sections as `toml` reads them.
-    fn runtime_sections_by_toml(text: &str) -> Result<plain::RuntimeSections, String> {
-        let file: RuntimeFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        Ok(plain::RuntimeSections {
-            runtime: file.runtime,
-            devices: file.devices,
-            sharing: file.sharing,
-            hook: file.hook,
-            log: file.log,
-            state: file.state,
-            isolation: file.isolation,
-        })
     }
 
     /// The rules of the sections a create reads.
@@ -274,6 +243,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The runtime's sections as `toml` reads them (`plain` reads the plain subset the same).
+fn runtime_sections_by_toml(text: &str) -> Result<RuntimeSections, String> {
+    toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
 }
 
 /// Turns toml's multi-line report into one line: `line N: section.key: what is wrong`.

@@ -18,24 +18,11 @@
 
 use std::path::PathBuf;
 
-use super::sections::{
-    ContainerRequests, DefaultGpus, DevicesSection, HookSection, InjectionMode, IsolationMode,
-    IsolationSection, LogLevel, LogSection, Placement, Reserved, RuntimeSection, SharingSection,
-    StateSection,
-};
-use super::size::ByteSize;
+use serde::de::value::{Error as NotAName, StrDeserializer};
+use serde::Deserialize;
 
-/// The sections a create reads.
-#[derive(Debug, Default)]
-pub struct RuntimeSections {
-    pub runtime: RuntimeSection,
-    pub devices: DevicesSection,
-    pub sharing: SharingSection,
-    pub hook: HookSection,
-    pub log: LogSection,
-    pub state: StateSection,
-    pub isolation: IsolationSection,
-}
+use super::sections::RuntimeSections;
+use super::size::ByteSize;
 
 /// The sections a create reads, as `RuntimeSections` holds them.
 const RUNTIME: &[&str] = &[
@@ -174,19 +161,17 @@ fn set(out: &mut RuntimeSections, section: &str, key: &str, value: Scalar<'_>) -
     match (section, key) {
         ("runtime", "path") => out.runtime.path = Some(path()?),
         ("devices", "root") => out.devices.root = path()?,
-        ("devices", "injection") => out.devices.injection = injection(s?)?,
-        ("sharing", "default") => out.sharing.default = default_gpus(s?)?,
-        ("sharing", "placement") => out.sharing.placement = placement(s?)?,
+        ("devices", "injection") => out.devices.injection = named(s?)?,
+        ("sharing", "default") => out.sharing.default = named(s?)?,
+        ("sharing", "placement") => out.sharing.placement = named(s?)?,
         ("sharing", "max_per_gpu") => out.sharing.max_per_gpu = Some(int?.try_into().ok()?),
-        ("sharing", "container_requests") => {
-            out.sharing.container_requests = container_requests(s?)?
-        }
-        ("sharing", "reserved") => out.sharing.reserved = reserved(s?)?,
+        ("sharing", "container_requests") => out.sharing.container_requests = named(s?)?,
+        ("sharing", "reserved") => out.sharing.reserved = named(s?)?,
         ("hook", "path") => out.hook.path = path()?,
         ("log", "path") => out.log.path = path()?,
-        ("log", "level") => out.log.level = level(s?)?,
+        ("log", "level") => out.log.level = named(s?)?,
         ("state", "dir") => out.state.dir = path()?,
-        ("isolation", "mode") => isolation.mode = isolation_mode(s?)?,
+        ("isolation", "mode") => isolation.mode = named(s?)?,
         ("isolation", "control") => isolation.control = path()?,
         ("isolation", "dir") => isolation.dir = path()?,
         ("isolation", "memory") => isolation.memory = Some(size(value)?),
@@ -211,68 +196,10 @@ fn size(value: Scalar<'_>) -> Option<ByteSize> {
     }
 }
 
-// Each enum's names, as serde's `rename_all = "lowercase"` reads them.
-
-fn injection(s: &str) -> Option<InjectionMode> {
-    Some(match s {
-        "auto" => InjectionMode::Auto,
-        "cdi" => InjectionMode::Cdi,
-        "legacy" => InjectionMode::Legacy,
-        _ => return None,
-    })
-}
-
-fn default_gpus(s: &str) -> Option<DefaultGpus> {
-    Some(match s {
-        "all" => DefaultGpus::All,
-        "none" => DefaultGpus::None,
-        _ => return None,
-    })
-}
-
-fn placement(s: &str) -> Option<Placement> {
-    Some(match s {
-        "all" => Placement::All,
-        "spread" => Placement::Spread,
-        "pack" => Placement::Pack,
-        _ => return None,
-    })
-}
-
-fn container_requests(s: &str) -> Option<ContainerRequests> {
-    Some(match s {
-        "allow" => ContainerRequests::Allow,
-        "deny" => ContainerRequests::Deny,
-        _ => return None,
-    })
-}
-
-fn reserved(s: &str) -> Option<Reserved> {
-    Some(match s {
-        "shared" => Reserved::Shared,
-        "task" => Reserved::Task,
-        "exclusive" => Reserved::Exclusive,
-        _ => return None,
-    })
-}
-
-fn level(s: &str) -> Option<LogLevel> {
-    Some(match s {
-        "off" => LogLevel::Off,
-        "error" => LogLevel::Error,
-        "warn" => LogLevel::Warn,
-        "info" => LogLevel::Info,
-        "debug" => LogLevel::Debug,
-        _ => return None,
-    })
-}
-
-fn isolation_mode(s: &str) -> Option<IsolationMode> {
-    Some(match s {
-        "none" => IsolationMode::None,
-        "mps" => IsolationMode::Mps,
-        _ => return None,
-    })
+/// One of an enum's names, read by the enum's own `Deserialize` (its `rename_all`): the names
+/// are written once, where the enum is.
+fn named<'de, T: Deserialize<'de>>(s: &'de str) -> Option<T> {
+    T::deserialize(StrDeserializer::<NotAName>::new(s)).ok()
 }
 
 #[cfg(test)]

@@ -4,9 +4,26 @@
 
 use std::path::PathBuf;
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::size::ByteSize;
+
+/// The file as a create reads it: the sections it uses, and the others only as TOML.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSections {
+    pub runtime: RuntimeSection,
+    pub devices: DevicesSection,
+    pub sharing: SharingSection,
+    pub hook: HookSection,
+    pub log: LogSection,
+    pub state: StateSection,
+    pub isolation: IsolationSection,
+    nvml: IgnoredAny,
+    metrics: IgnoredAny,
+    health: IgnoredAny,
+}
 
 /// `gpu-share metrics`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -3,11 +3,10 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
 
 /// The runtime's sections of `text` as `toml` reads them, or its error.
 fn by_toml(text: &str) -> Result<String, String> {
-    Config::runtime_sections_by_toml(text).map(|s| format!("{s:?}"))
+    crate::config::runtime_sections_by_toml(text).map(|s| format!("{s:?}"))
 }
 
 fn by_plain(text: &str) -> Option<String> {
@@ -78,24 +77,17 @@ fn anything_past_the_subset_is_left_to_toml() {
     assert!(by_plain(&format!("[health]\n{}", &many[many.find("k1 ").unwrap()..])).is_some());
 }
 
+/// Every section a config may have: the runtime's, then `gpu-share`'s.
+fn known_sections() -> Vec<&'static str> {
+    RUNTIME.iter().chain(TOOL_SECTIONS).copied().collect()
+}
+
 /// A line of a config: a header, or a key of some section with a value, right or wrong, in
 /// one of the forms TOML has (and some it has not).
 fn line() -> impl Strategy<Value = String> {
-    let header = prop::sample::select(vec![
-        "runtime",
-        "devices",
-        "sharing",
-        "hook",
-        "log",
-        "state",
-        "isolation",
-        "metrics",
-        "nvml",
-        "health",
-        "other",
-        "devices.x",
-    ])
-    .prop_map(|s| format!("[{s}]"));
+    let mut headers = known_sections();
+    headers.extend(["other", "devices.x"]);
+    let header = prop::sample::select(headers).prop_map(|s| format!("[{s}]"));
     let key = prop::sample::select(vec![
         "path",
         "root",
@@ -244,19 +236,9 @@ const KEYS: &[(&str, &str, &[&str])] = &[
 
 /// A config of known sections, each once, with some of their keys, each once.
 fn catalogue_config() -> impl Strategy<Value = String> {
-    let sections = [
-        "runtime",
-        "devices",
-        "sharing",
-        "hook",
-        "log",
-        "state",
-        "isolation",
-        "metrics",
-        "nvml",
-        "health",
-    ];
-    prop::sample::subsequence(sections.to_vec(), 0..=sections.len())
+    let sections = known_sections();
+    let all = sections.len();
+    prop::sample::subsequence(sections, 0..=all)
         .prop_flat_map(|chosen| {
             let per_section: Vec<_> = chosen
                 .into_iter()
